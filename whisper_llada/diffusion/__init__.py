@@ -1,0 +1,1 @@
+"""Masked diffusion: the training objective and the decoding and deliberation samplers."""

@@ -1,0 +1,48 @@
+"""The masked-diffusion training objective over the response block.
+
+``forward_process`` masks each response token with a per-utterance probability p; the
+loss is cross-entropy on masked positions, averaged plainly (the paper) or weighted by
+1/p and normalised by the answer length (LLaDA's SFT).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def forward_process(
+    response: torch.Tensor, mask_id: int, eps: float = 1e-3, generator: Optional[torch.Generator] = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw t ~ U(0,1) per row, p = (1-eps) t + eps, mask each token with probability p.
+
+    Returns (noisy response, boolean mask, p of shape (B,)).
+    """
+    B, L = response.shape
+    t = torch.rand(B, device=response.device, generator=generator)
+    p = (1 - eps) * t + eps
+    masked = torch.rand(B, L, device=response.device, generator=generator) < p[:, None]
+    noisy = torch.where(masked, torch.full_like(response, mask_id), response)
+    return noisy, masked, p
+
+
+def masked_diffusion_loss(
+    logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, p: torch.Tensor, weighting: str = "plain"
+) -> torch.Tensor:
+    """Cross-entropy on masked positions of the response.
+
+    logits (B, L, V), targets (B, L), masked (B, L) bool, p (B,).
+    ``plain``: mean over all masked tokens of the batch.
+    ``llada``: sum over masked tokens of CE / p, divided by the row's answer length L,
+    then averaged over rows.
+    """
+    B, L, V = logits.shape
+    ce = F.cross_entropy(logits.float().reshape(-1, V), targets.reshape(-1), reduction="none").view(B, L)
+    ce = ce * masked
+    if weighting == "plain":
+        return ce.sum() / masked.sum().clamp(min=1)
+    if weighting == "llada":
+        return (ce / p[:, None]).sum(dim=1).div(L).mean()
+    raise ValueError(f"unknown loss weighting {weighting!r} (expected 'plain' or 'llada')")

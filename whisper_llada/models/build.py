@@ -1,0 +1,95 @@
+"""Builds Whisper-LLaDA or its autoregressive twin from a ``ModelConfig``.
+
+Loads (or makes) the encoder, tokenizer and LLM, attaches LoRA through ``peft`` and sets
+which parameters train.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from whisper_llada.data.tokenizer import TextTokenizer, build_tokenizer
+from whisper_llada.models.config import LoRAConfig, ModelConfig
+from whisper_llada.models.qformer import WindowQFormer
+from whisper_llada.models.speech_llm import SpeechLLM
+from whisper_llada.models.whisper_encoder import load_whisper_encoder
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def apply_lora(llm: nn.Module, cfg: LoRAConfig) -> nn.Module:
+    """Wrap ``llm`` with LoRA adapters on ``cfg.targets``; only adapter weights stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.targets), bias="none")
+    return get_peft_model(llm, lora)
+
+
+def _llada(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:
+    from whisper_llada.models.llada import LLaDAConfig, LLaDAModelLM
+
+    if cfg.llm.path is not None:
+        return LLaDAModelLM.from_pretrained(cfg.llm.path, dtype=dtype)
+    fields = {
+        "vocab_size": tokenizer.vocab_size,
+        "embedding_size": tokenizer.vocab_size,
+        "mask_token_id": tokenizer.mask_id,
+        "eos_token_id": tokenizer.eos_id,
+        "pad_token_id": tokenizer.pad_id,
+        **cfg.llm.config,
+    }
+    return LLaDAModelLM.from_config(LLaDAConfig.from_dict(fields, source="model.llm.config"), dtype=dtype)
+
+
+def _llama(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if cfg.llm.path is not None:
+        return LlamaForCausalLM.from_pretrained(cfg.llm.path, dtype=dtype, local_files_only=True)
+    fields = {
+        "vocab_size": tokenizer.vocab_size,
+        "bos_token_id": None,
+        "eos_token_id": tokenizer.eos_id,
+        "pad_token_id": tokenizer.pad_id,
+        "tie_word_embeddings": False,
+        **cfg.llm.config,
+    }
+    return LlamaForCausalLM(LlamaConfig(**fields)).to(dtype)
+
+
+def llm_width(llm: nn.Module) -> int:
+    return llm.get_input_embeddings().weight.shape[1]
+
+
+def build_model(cfg: ModelConfig, tokenizer: TextTokenizer | None = None) -> SpeechLLM:
+    from whisper_llada.models.whisper_llada import WhisperLLaDA
+    from whisper_llada.models.whisper_llama import WhisperLLaMA
+
+    tokenizer = tokenizer or build_tokenizer(cfg.tokenizer)
+    if cfg.llm.dtype not in DTYPES:
+        raise ValueError(f"llm.dtype {cfg.llm.dtype!r}: expected one of {sorted(DTYPES)}")
+    dtype = DTYPES[cfg.llm.dtype]
+    encoder = load_whisper_encoder(cfg.whisper.path, cfg.whisper.config)
+    llm = (_llada if cfg.arch == "whisper_llada" else _llama)(cfg, tokenizer, dtype)
+    if llm.get_input_embeddings().weight.shape[0] < tokenizer.vocab_size:
+        where = cfg.llm.path or "model.llm.config"
+        raise ValueError(f"{where}: LLM embeds {llm.get_input_embeddings().weight.shape[0]} ids but the tokenizer uses {tokenizer.vocab_size}")
+    if cfg.llm.gradient_checkpointing:
+        llm.gradient_checkpointing_enable()
+    if cfg.llm.train == "lora":
+        llm.requires_grad_(False)
+        llm = apply_lora(llm, cfg.lora)
+    else:
+        llm.requires_grad_(cfg.llm.train == "full")
+    qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm))
+    cls = WhisperLLaDA if cfg.arch == "whisper_llada" else WhisperLLaMA
+    model = cls(cfg, encoder, qformer, llm, tokenizer)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    log.info("built %s: %.2fM parameters, %.2fM trainable", cfg.arch, n_all / 1e6, n_train / 1e6)
+    return model

@@ -1,0 +1,64 @@
+"""The model section of a recipe config: encoder, Q-Former, LLM, LoRA, tokenizer, loss.
+
+Every field has the paper's value as default where the paper gives one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from whisper_llada.data.tokenizer import TokenizerConfig
+from whisper_llada.models.qformer import QFormerConfig
+
+
+@dataclass
+class WhisperEncoderConfig:
+    path: Optional[str] = None  # a Hugging Face Whisper directory (config.json + weights)
+    config: Optional[dict] = None  # WhisperConfig fields for a randomly initialised encoder (tests)
+
+
+@dataclass
+class LLMConfig:
+    path: Optional[str] = None  # a hub directory (LLaDA: config.json + safetensors)
+    config: Optional[dict] = None  # fields for an LLM built from scratch (LLaDA or Llama config)
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    train: str = "lora"  # lora (adapters only) | full | frozen
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class LoRAConfig:
+    r: int = 8
+    alpha: int = 32
+    dropout: float = 0.1
+    targets: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])
+
+
+@dataclass
+class LossConfig:
+    weighting: str = "plain"  # plain (the paper) | llada (1/p weighted, length normalised)
+    eps: float = 1e-3
+    response_length: int = 128  # the response block is padded with EOS to this many tokens
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "whisper_llada"  # whisper_llada | whisper_llama (the autoregressive twin)
+    prompt: str = "Transcribe the audio:"
+    whisper: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
+    qformer: QFormerConfig = field(default_factory=QFormerConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self):
+        if self.arch not in ("whisper_llada", "whisper_llama"):
+            raise ValueError(f"arch {self.arch!r}: expected whisper_llada or whisper_llama")
+        if self.llm.train not in ("lora", "full", "frozen"):
+            raise ValueError(f"llm.train {self.llm.train!r}: expected lora, full or frozen")
+        if (self.whisper.path is None) == (self.whisper.config is None):
+            raise ValueError("whisper: give exactly one of path and config")
+        if (self.llm.path is None) == (self.llm.config is None):
+            raise ValueError("llm: give exactly one of path and config")

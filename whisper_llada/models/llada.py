@@ -1,0 +1,288 @@
+"""Native LLaDA: the masked-diffusion LLM with bidirectional attention.
+
+Reads and writes hub-format directories (``config.json`` + safetensors, sharded or
+not) with the hub's weight names, so no ``trust_remote_code`` is needed. Unlike the
+hub's modelling code it honours a key-padding ``attention_mask``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from whisper_llada.utils.checkpoint_io import (
+    atomic_write_text,
+    load_state_dict_strict,
+    read_safetensors_dir,
+    write_safetensors_dir,
+)
+
+log = logging.getLogger(__name__)
+
+# Options of the hub config that change the computation; we support only the
+# values LLaDA uses and refuse the rest instead of silently computing something else.
+_REQUIRED_VALUES = {
+    "alibi": False,
+    "block_type": "llama",
+    "activation_type": "silu",
+    "layer_norm_type": "rms",
+    "rope": True,
+    "input_emb_norm": False,
+    "scale_logits": False,
+    "clip_qkv": None,
+    "attention_layer_norm": False,
+    "multi_query_attention": None,
+    "multi_query_attention_false": None,
+}
+
+
+@dataclass
+class LLaDAConfig:
+    d_model: int = 4096
+    n_heads: int = 32
+    n_kv_heads: Optional[int] = None
+    n_layers: int = 32
+    mlp_hidden_size: int = 12288
+    vocab_size: int = 126464
+    embedding_size: Optional[int] = 126464
+    rope_theta: float = 500000.0
+    rms_norm_eps: float = 1e-5
+    max_sequence_length: int = 4096
+    mask_token_id: int = 126336
+    eos_token_id: int = 126081
+    pad_token_id: int = 126081
+    include_bias: bool = False
+    weight_tying: bool = False
+    init_std: float = 0.02
+    extra: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def num_kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def padded_vocab(self) -> int:
+        return self.embedding_size or self.vocab_size
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<dict>") -> "LLaDAConfig":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        for key, want in _REQUIRED_VALUES.items():
+            if key in d and d[key] != want and not (want is None and d[key] in (False, None)):
+                raise ValueError(f"{source}: LLaDA option {key}={d[key]!r} is not supported (expected {want!r})")
+        kwargs = {k: v for k, v in d.items() if k in names}
+        # The hub config names the eps "rms_norm_eps" in LLaDA and "layer_norm_eps" in OLMo.
+        if "rms_norm_eps" not in d and "layer_norm_eps" in d:
+            kwargs["rms_norm_eps"] = d["layer_norm_eps"]
+        for req in ("d_model", "n_heads", "n_layers", "vocab_size"):
+            if req not in d:
+                raise ValueError(f"{source}: missing required LLaDA config field {req!r}")
+        cfg = cls(**kwargs, extra={k: v for k, v in d.items() if k not in names})
+        if cfg.d_model % cfg.n_heads or cfg.n_heads % cfg.num_kv_heads:
+            raise ValueError(f"{source}: d_model {cfg.d_model}, n_heads {cfg.n_heads}, n_kv_heads {cfg.n_kv_heads} do not divide")
+        return cfg
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "LLaDAConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: LLaDA config.json not found")
+        return cls.from_dict(json.loads(path.read_text()), source=str(path))
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        d.update(self.extra)
+        d.setdefault("model_type", "llada")
+        d.setdefault("architectures", ["LLaDAModelLM"])
+        return d
+
+
+class RMSNorm(nn.Module):
+    """Weight-only RMSNorm, normalising in float32 as LLaDA does."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """Half-rotation RoPE computed in float32; cos/sin cached per length."""
+
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def cos_sin(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = torch.arange(seq_len, device=device, dtype=torch.float32)
+        freqs = torch.outer(pos, self.inv_freq.to(device))
+        emb = torch.cat([freqs, freqs], dim=-1)
+        return emb.cos(), emb.sin()
+
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Half rotation: dimension i pairs with i + head_dim/2; float32 as in LLaDA."""
+    dtype = x.dtype
+    x = x.float()
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x * cos + rotated * sin).to(dtype)
+
+
+class LLaDABlock(nn.Module):
+    def __init__(self, cfg: LLaDAConfig):
+        super().__init__()
+        hd = cfg.d_model // cfg.n_heads
+        bias = cfg.include_bias
+        self.n_heads, self.n_kv, self.head_dim = cfg.n_heads, cfg.num_kv_heads, hd
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
+        self.ff_norm = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * hd, bias=bias)
+        self.k_proj = nn.Linear(cfg.d_model, self.n_kv * hd, bias=bias)
+        self.v_proj = nn.Linear(cfg.d_model, self.n_kv * hd, bias=bias)
+        self.attn_out = nn.Linear(cfg.d_model, cfg.d_model, bias=bias)
+        self.ff_proj = nn.Linear(cfg.d_model, cfg.mlp_hidden_size, bias=bias)
+        self.up_proj = nn.Linear(cfg.d_model, cfg.mlp_hidden_size, bias=bias)
+        self.ff_out = nn.Linear(cfg.mlp_hidden_size, cfg.d_model, bias=bias)
+
+    def forward(self, x, cos, sin, attn_bias):
+        B, T, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q_proj(h).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.n_kv != self.n_heads:
+            rep = self.n_heads // self.n_kv
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        # No causal mask: LLaDA attends in both directions.
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=False)
+        x = x + self.attn_out(a.transpose(1, 2).reshape(B, T, -1))
+        h = self.ff_norm(x)
+        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+
+
+@dataclass
+class LMOutput:
+    logits: torch.Tensor
+
+
+class LLaDAModelLM(nn.Module):
+    """LLaDA with the hub's module tree: ``model.transformer.{wte,blocks,ln_f,ff_out}``."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        self.config = config
+        tr = nn.Module()
+        tr.wte = nn.Embedding(config.padded_vocab, config.d_model)
+        tr.blocks = nn.ModuleList(LLaDABlock(config) for _ in range(config.n_layers))
+        tr.ln_f = RMSNorm(config.d_model, config.rms_norm_eps)
+        if not config.weight_tying:
+            tr.ff_out = nn.Linear(config.d_model, config.padded_vocab, bias=config.include_bias)
+        self.model = nn.Module()
+        self.model.transformer = tr
+        self.rotary = RotaryEmbedding(config.d_model // config.n_heads, config.rope_theta)
+        self.gradient_checkpointing = False
+        self.apply(self._init_weights)
+
+    def _init_weights(self, m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=self.config.init_std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    # --- interface shared with Hugging Face models -----------------------------------
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.transformer.wte
+
+    def gradient_checkpointing_enable(self, **_: Any) -> None:
+        self.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.gradient_checkpointing = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.transformer.wte.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.transformer.wte.weight.dtype
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        **_: Any,
+    ) -> LMOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        tr = self.model.transformer
+        x = tr.wte(input_ids) if inputs_embeds is None else inputs_embeds
+        B, T, _ = x.shape
+        if T > self.config.max_sequence_length:
+            raise ValueError(f"sequence of {T} tokens exceeds max_sequence_length {self.config.max_sequence_length}")
+        cos, sin = self.rotary.cos_sin(T, x.device)
+        attn_bias = None
+        if attention_mask is not None:
+            # Key-padding mask: padded keys are invisible to every query, so a
+            # padded row computes exactly what it computes alone.
+            keep = attention_mask.to(torch.bool).view(B, 1, 1, T)
+            attn_bias = torch.zeros(B, 1, 1, T, dtype=x.dtype, device=x.device)
+            attn_bias = attn_bias.masked_fill(~keep, torch.finfo(x.dtype).min)
+        for block in tr.blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, cos, sin, attn_bias, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, attn_bias)
+        x = tr.ln_f(x)
+        head = tr.wte.weight if self.config.weight_tying else tr.ff_out.weight
+        logits = F.linear(x, head, None if self.config.weight_tying else tr.ff_out.bias)
+        return LMOutput(logits=logits)
+
+    # --- hub format ----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: LLaDAConfig | dict, dtype: Optional[torch.dtype] = None) -> "LLaDAModelLM":
+        if isinstance(config, dict):
+            config = LLaDAConfig.from_dict(config)
+        model = cls(config)
+        return model.to(dtype) if dtype is not None else model
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: Optional[torch.dtype] = None) -> "LLaDAModelLM":
+        path = Path(path)
+        config = LLaDAConfig.from_json(path / "config.json")
+        with torch.device("meta"):
+            model = cls(config)
+        state = read_safetensors_dir(path)
+        if dtype is not None:
+            state = {k: v.to(dtype) for k, v in state.items()}
+        load_state_dict_strict(model, state, source=str(path), assign=True)
+        # Non-persistent buffers were created on the meta device: rebuild them.
+        model.rotary = RotaryEmbedding(config.d_model // config.n_heads, config.rope_theta)
+        log.info("loaded LLaDA from %s (%d layers, d_model %d)", path, config.n_layers, config.d_model)
+        return model
+
+    def save_pretrained(self, path: str | Path, max_shard_size: int = 5 * 1024**3) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path / "config.json", json.dumps(self.config.to_dict(), indent=2))
+        write_safetensors_dir(self.state_dict(), path, max_shard_size=max_shard_size)

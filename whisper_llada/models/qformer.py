@@ -1,0 +1,145 @@
+"""Window-level Q-Former (as in SALMONN): a few learned queries read each window of encoder frames.
+
+Module names follow BLIP-2's BERT Q-Former (``bert.encoder.layer.{i}.attention.self.query`` ...)
+so the authors' released weights map onto it by a prefix rename.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class QFormerConfig:
+    num_query: int = 4
+    second_per_window: float = 0.333333
+    second_stride: float = 0.333333
+    num_layers: int = 2
+    hidden_size: int = 768
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    frames_per_second: int = 50  # Whisper encoder output rate
+    # Keep only the windows that cover the real audio (plus one); the paper uses all windows.
+    trim_to_audio: bool = False
+
+    @property
+    def kernel(self) -> int:
+        return max(1, round(self.frames_per_second * self.second_per_window))
+
+    @property
+    def stride(self) -> int:
+        return max(1, round(self.frames_per_second * self.second_stride))
+
+    def num_windows(self, num_frames: int) -> int:
+        if num_frames < self.kernel:
+            return 0
+        return (num_frames - self.kernel) // self.stride + 1
+
+
+class _Attention(nn.Module):
+    """BERT attention: ``self.{query,key,value}`` then ``output.{dense,LayerNorm}`` (post-LN)."""
+
+    def __init__(self, cfg: QFormerConfig, kv_width: int):
+        super().__init__()
+        h = cfg.hidden_size
+        self.num_heads = cfg.num_heads
+        self.self = nn.Module()
+        self.self.query = nn.Linear(h, h)
+        self.self.key = nn.Linear(kv_width, h)
+        self.self.value = nn.Linear(kv_width, h)
+        self.output = nn.Module()
+        self.output.dense = nn.Linear(h, h)
+        self.output.LayerNorm = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        N, Q, H = x.shape
+        hd = H // self.num_heads
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(N, -1, self.num_heads, hd).transpose(1, 2)
+
+        q, k, v = heads(self.self.query(x)), heads(self.self.key(kv)), heads(self.self.value(kv))
+        p = self.dropout if self.training else 0.0
+        ctx = F.scaled_dot_product_attention(q, k, v, dropout_p=p).transpose(1, 2).reshape(N, Q, H)
+        out = F.dropout(self.output.dense(ctx), p=p, training=self.training)
+        return self.output.LayerNorm(out + x)
+
+
+class _QFormerLayer(nn.Module):
+    def __init__(self, cfg: QFormerConfig, encoder_width: int):
+        super().__init__()
+        self.attention = _Attention(cfg, cfg.hidden_size)
+        self.crossattention = _Attention(cfg, encoder_width)
+        self.intermediate_query = nn.Module()
+        self.intermediate_query.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.output_query = nn.Module()
+        self.output_query.dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.output_query.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        x = self.attention(x, x)
+        x = self.crossattention(x, frames)
+        h = self.output_query.dense(F.gelu(self.intermediate_query.dense(x)))
+        h = F.dropout(h, p=self.dropout, training=self.training)
+        return self.output_query.LayerNorm(h + x)
+
+
+class WindowQFormer(nn.Module):
+    """Encoder frames (B, T, C) -> audio tokens (B, windows * num_query, llm_dim) and their mask."""
+
+    def __init__(self, cfg: QFormerConfig, encoder_width: int, llm_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.query_tokens = nn.Parameter(torch.zeros(1, cfg.num_query, cfg.hidden_size).normal_(std=0.02))
+        self.bert = nn.Module()
+        self.bert.embeddings = nn.Module()
+        self.bert.embeddings.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.bert.encoder = nn.Module()
+        self.bert.encoder.layer = nn.ModuleList(_QFormerLayer(cfg, encoder_width) for _ in range(cfg.num_layers))
+        self.proj = nn.Linear(cfg.hidden_size, llm_dim)
+
+    def windows_for(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+        """Number of windows kept per row: all of them, or those covering the audio plus one."""
+        total = self.cfg.num_windows(total_frames)
+        if not self.cfg.trim_to_audio:
+            return torch.full_like(real_frames, total)
+        covering = torch.div(real_frames + self.cfg.stride - 1, self.cfg.stride, rounding_mode="floor") + 1
+        return covering.clamp(min=1, max=total)
+
+    def forward(self, frames: torch.Tensor, real_frames: Optional[torch.Tensor] = None):
+        B, T, C = frames.shape
+        cfg = self.cfg
+        if T < cfg.kernel:
+            raise ValueError(f"encoder output has {T} frames, fewer than one window ({cfg.kernel})")
+        if real_frames is None:
+            real_frames = torch.full((B,), T, dtype=torch.long, device=frames.device)
+        n_win = self.windows_for(real_frames.to(frames.device), T)
+        W = int(n_win.max())
+        # Only the frames the kept windows need are read.
+        used = frames[:, : (W - 1) * cfg.stride + cfg.kernel]
+        win = used.unfold(1, cfg.kernel, cfg.stride)[:, :W]  # (B, W, C, kernel)
+        win = win.permute(0, 1, 3, 2).reshape(B * W, cfg.kernel, C)
+        x = self.bert.embeddings.LayerNorm(self.query_tokens.expand(B * W, -1, -1))
+        x = F.dropout(x, p=cfg.dropout, training=self.training)
+        win = win.to(x.dtype)
+        for layer in self.bert.encoder.layer:
+            x = layer(x, win)
+        out = self.proj(x).view(B, W * cfg.num_query, -1)
+        keep = torch.arange(W, device=frames.device)[None, :] < n_win[:, None]
+        mask = keep.repeat_interleave(cfg.num_query, dim=1)
+        return out, mask
+
+
+def encoder_frames(num_feature_frames: torch.Tensor) -> torch.Tensor:
+    """Whisper's two convolutions (the second with stride 2) halve the frame count, rounding up."""
+    return torch.div(num_feature_frames + 1, 2, rounding_mode="floor")
+

@@ -1,0 +1,96 @@
+"""The audio front end shared by Whisper-LLaDA and its autoregressive twin.
+
+Frozen Whisper encoder -> window-level Q-Former -> audio tokens, placed after the chat
+prompt as ``[prompt][audio tokens]``, rows left-padded so every response starts at the
+same position.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from whisper_llada.data.tokenizer import TextTokenizer
+from whisper_llada.models.config import ModelConfig
+from whisper_llada.models.qformer import WindowQFormer, encoder_frames
+from whisper_llada.models.whisper_encoder import input_frames, pad_features
+
+
+def left_align(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's padding (mask False) to the left, keeping the order of real positions."""
+    order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+    embeds = torch.gather(embeds, 1, order[..., None].expand(-1, -1, embeds.shape[-1]))
+    return embeds, torch.gather(mask, 1, order)
+
+
+class SpeechLLM(nn.Module):
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module, qformer: WindowQFormer, llm: nn.Module, tokenizer: TextTokenizer):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.qformer = qformer
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.encoder.requires_grad_(False)
+        self.register_buffer("prompt_ids", torch.tensor(tokenizer.prompt_ids(cfg.prompt), dtype=torch.long), persistent=False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # frozen: no dropout, whatever the mode
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.prompt_ids.device
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(ids)
+
+    @torch.no_grad()
+    def run_encoder(self, features: torch.Tensor, feature_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F) log-mel -> encoder frames (B, 1500, C) and the number of real frames per row."""
+        n = input_frames(self.encoder)
+        x = pad_features(features, feature_lens, n)
+        x = x.to(next(self.encoder.parameters()).dtype)
+        out = self.encoder(x).last_hidden_state
+        return out, encoder_frames(feature_lens.to(out.device)).clamp(max=out.shape[1])
+
+    def audio_tokens(
+        self,
+        features: Optional[torch.Tensor] = None,
+        feature_lens: Optional[torch.Tensor] = None,
+        encoder_out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio tokens (B, A, D) and mask (B, A); ``encoder_out`` may come from a cache."""
+        if encoder_out is None:
+            encoder_out = self.run_encoder(features, feature_lens)
+        frames, real = encoder_out
+        tokens, mask = self.qformer(frames, real)
+        return tokens.to(self.embed_tokens(self.prompt_ids[:1]).dtype), mask
+
+    def build_prefix(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[prompt][audio]`` per row, left-padded: (B, P, D) embeddings and (B, P) mask."""
+        B = audio.shape[0]
+        prompt = self.embed_tokens(self.prompt_ids)[None].expand(B, -1, -1)
+        embeds = torch.cat([prompt, audio], dim=1)
+        mask = torch.cat([torch.ones(B, prompt.shape[1], dtype=torch.bool, device=audio.device), audio_mask], dim=1)
+        return left_align(embeds, mask)
+
+    def prefix(self, features=None, feature_lens=None, encoder_out=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.build_prefix(*self.audio_tokens(features, feature_lens, encoder_out))
+
+    def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
+        out = []
+        for text in texts:
+            ids = self.tokenizer.encode(text)
+            if not ids:
+                raise ValueError(f"empty transcript {text!r}")
+            out.append(ids)
+        return out
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes: the Q-Former, projection and LoRA (or full LLM) weights."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}

@@ -1,0 +1,85 @@
+"""The frozen Whisper encoder: loaded from any Hugging Face Whisper directory, or built from a config.
+
+Also pads lhotse-style (B, T, F) log-mel batches to the encoder's fixed 30 s input as
+Whisper's own front end would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from whisper_llada.utils.checkpoint_io import load_state_dict_strict
+
+log = logging.getLogger(__name__)
+
+
+def _whisper_classes():
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    return WhisperConfig, WhisperEncoder
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from whisper_llada.utils.checkpoint_io import read_safetensors_dir
+
+    try:
+        return read_safetensors_dir(path)
+    except FileNotFoundError:
+        binf = path / "pytorch_model.bin"
+        if binf.is_file():
+            return torch.load(binf, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"{path}: no Whisper weights (model.safetensors[.index.json] or pytorch_model.bin)")
+
+
+def load_whisper_encoder(path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
+    """Encoder only: the decoder's weights in the directory are never materialised."""
+    WhisperConfig, WhisperEncoder = _whisper_classes()
+    if config is not None:
+        return WhisperEncoder(WhisperConfig(**config)).eval()
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"{p}: not a Whisper directory (no config.json)")
+    cfg = WhisperConfig(**json.loads((p / "config.json").read_text()))
+    encoder = WhisperEncoder(cfg)
+    state = _read_weights(p)
+    for prefix in ("model.encoder.", "encoder."):
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub:
+            break
+    else:
+        raise ValueError(f"{p}: no encoder weights (keys starting with model.encoder. or encoder.)")
+    load_state_dict_strict(encoder, sub, source=str(p))
+    log.info("loaded Whisper encoder from %s (d_model %d, %d mel bins)", p, cfg.d_model, cfg.num_mel_bins)
+    return encoder.eval()
+
+
+def input_frames(encoder: nn.Module) -> int:
+    """Number of log-mel frames the encoder takes (3000 = 30 s for real Whisper models)."""
+    return encoder.config.max_source_positions * 2
+
+
+def pad_features(features: torch.Tensor, feature_lens: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(B, T, F) log-mel -> (B, F, num_frames) Whisper input.
+
+    Whisper pads the waveform with zeros, whose log-mel is clamped to 8 (log10) below the
+    utterance's maximum, i.e. (max - 2) after its (x + 4) / 4 scaling; padding frames get
+    that value so a padded batch feeds the encoder what each utterance alone would.
+    """
+    B, T, F = features.shape
+    if int(feature_lens.max()) > num_frames:
+        raise ValueError(f"utterance of {int(feature_lens.max())} frames exceeds the encoder's {num_frames}-frame window")
+    frames = torch.arange(max(T, num_frames), device=features.device)
+    real = frames[None, :T] < feature_lens[:, None].to(features.device)
+    row_max = features.masked_fill(~real[..., None], float("-inf")).amax(dim=(1, 2))
+    floor = (row_max - 2.0)[:, None, None]
+    out = floor.expand(B, num_frames, F).clone()
+    n = min(T, num_frames)
+    out[:, :n] = torch.where(real[:, :n, None], features[:, :n], floor)
+    return out.transpose(1, 2)

@@ -1,0 +1,68 @@
+"""Whisper-LLaMA, the autoregressive twin: the same audio front end feeding a causal Llama LM.
+
+Trained with next-token loss; decodes greedily or by beam search with a KV cache through
+``transformers``' ``generate``. It is the paper's baseline and the speed reference.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from whisper_llada.models.speech_llm import SpeechLLM
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that ignore left padding, as ``generate`` computes them."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class WhisperLLaMA(SpeechLLM):
+    def forward(
+        self,
+        texts: Sequence[str],
+        features: Optional[torch.Tensor] = None,
+        feature_lens: Optional[torch.Tensor] = None,
+        encoder_out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> dict:
+        del generator  # next-token loss draws nothing at random
+        prefix, prefix_mask = self.prefix(features, feature_lens, encoder_out)
+        eos, pad = self.tokenizer.eos_id, self.tokenizer.pad_id
+        rows = [ids + [eos] for ids in self.encode_texts(texts)]
+        L = max(map(len, rows))
+        resp = torch.tensor([r + [pad] * (L - len(r)) for r in rows], device=self.device)
+        resp_mask = torch.tensor([[True] * len(r) + [False] * (L - len(r)) for r in rows], device=self.device)
+        x = torch.cat([prefix, self.embed_tokens(resp)], dim=1)
+        mask = torch.cat([prefix_mask, resp_mask], dim=1)
+        labels = torch.cat([torch.full(prefix_mask.shape, -100, device=self.device), resp.masked_fill(~resp_mask, -100)], dim=1)
+        out = self.llm(inputs_embeds=x, attention_mask=mask.long(), position_ids=positions_from_mask(mask), labels=labels)
+        return {"loss": out.loss, "num_tokens": int(resp_mask.sum()), "num_utts": len(texts)}
+
+    @torch.no_grad()
+    def generate_ids(
+        self,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        max_new_tokens: int = 128,
+        num_beams: int = 1,
+        num_return_sequences: int = 1,
+        use_cache: bool = True,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """New token ids (B * num_return_sequences, <= max_new_tokens) and beam scores (or None)."""
+        from transformers import GenerationConfig
+
+        gen = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=num_beams,
+            num_return_sequences=num_return_sequences,
+            eos_token_id=self.tokenizer.eos_id,
+            pad_token_id=self.tokenizer.pad_id,
+            use_cache=use_cache,
+            return_dict_in_generate=True,
+            output_scores=num_beams > 1,
+        )
+        out = self.llm.generate(inputs_embeds=prefix, attention_mask=prefix_mask.long(), generation_config=gen)
+        return out.sequences, getattr(out, "sequences_scores", None)
