@@ -37,7 +37,6 @@ def _llada(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn
         return LLaDAModelLM.from_pretrained(cfg.llm.path, dtype=dtype)
     fields = {
         "vocab_size": tokenizer.vocab_size,
-        "embedding_size": tokenizer.vocab_size,
         "mask_token_id": tokenizer.mask_id,
         "eos_token_id": tokenizer.eos_id,
         "pad_token_id": tokenizer.pad_id,

@@ -53,7 +53,7 @@ class LLaDAConfig:
     n_layers: int = 32
     mlp_hidden_size: int = 12288
     vocab_size: int = 126464
-    embedding_size: Optional[int] = 126464
+    embedding_size: Optional[int] = None  # rows of wte / ff_out; defaults to vocab_size
     rope_theta: float = 500000.0
     rms_norm_eps: float = 1e-5
     max_sequence_length: int = 4096

@@ -1,0 +1,64 @@
+"""Tokenizers: sentencepiece with our added ids, and a Hugging Face chat tokenizer built in code."""
+
+from __future__ import annotations
+
+import pytest
+
+from whisper_llada.data.tokenizer import HFChatTokenizer, SentencePieceTokenizer, build_tokenizer, TokenizerConfig
+
+
+def test_sentencepiece_ids_and_round_trip(tokenizer):
+    n = tokenizer.sp.get_piece_size()
+    assert (tokenizer.mask_id, tokenizer.vocab_size) == (n, n + 3)
+    assert tokenizer.eos_id == tokenizer.pad_id == 2
+    ids = tokenizer.encode("THE CAT SAT ON THE MAT")
+    assert max(ids) < n
+    assert tokenizer.decode(ids) == "THE CAT SAT ON THE MAT"
+    # Decoding stops at EOS and drops mask / prompt ids.
+    assert tokenizer.decode(ids + [tokenizer.eos_id, 5, 6]) == "THE CAT SAT ON THE MAT"
+    assert tokenizer.decode([tokenizer.mask_id] + ids) == "THE CAT SAT ON THE MAT"
+    prompt = tokenizer.prompt_ids("Transcribe the audio:")
+    assert prompt[0] == tokenizer.user_id and prompt[-1] == tokenizer.assistant_id
+
+
+def test_missing_sentencepiece_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.model"):
+        SentencePieceTokenizer(tmp_path / "nope.model")
+    with pytest.raises(ValueError, match="tokenizer type"):
+        build_tokenizer(TokenizerConfig(type="bpe", path=str(tmp_path)))
+
+
+def make_hf_tokenizer_dir(path):
+    """A word-level tokenizer with LLaDA's special tokens and a Llama-3 style chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|startoftext|>", "<|endoftext|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|mdm_mask|>"]
+    words = ["[UNK]", "user", "assistant", "transcribe", "the", "audio:", "hello", "world"]
+    vocab = {w: i for i, w in enumerate(words + specials)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", bos_token="<|startoftext|>",
+                                   eos_token="<|endoftext|>", additional_special_tokens=specials)
+    fast.chat_template = (
+        "{{ bos_token }}{% for m in messages %}<|start_header_id|> {{ m['role'] }} <|end_header_id|> "
+        "{{ m['content'] }} <|eot_id|> {% endfor %}"
+        "{% if add_generation_prompt %}<|start_header_id|> assistant <|end_header_id|>{% endif %}"
+    )
+    fast.save_pretrained(path)
+    return vocab
+
+
+def test_hf_chat_tokenizer(tmp_path):
+    vocab = make_hf_tokenizer_dir(tmp_path)
+    tok = HFChatTokenizer(tmp_path, mask_token="<|mdm_mask|>", eos_token="<|endoftext|>")
+    assert tok.mask_id == vocab["<|mdm_mask|>"] and tok.eos_id == tok.pad_id == vocab["<|endoftext|>"]
+    v = vocab
+    expected = [v["<|startoftext|>"], v["<|start_header_id|>"], v["user"], v["<|end_header_id|>"], v["transcribe"],
+                v["the"], v["audio:"], v["<|eot_id|>"], v["<|start_header_id|>"], v["assistant"], v["<|end_header_id|>"]]
+    assert tok.prompt_ids("transcribe the audio:") == expected
+    ids = tok.encode("hello world")
+    assert ids == [v["hello"], v["world"]]
+    assert tok.decode(ids + [tok.eos_id, v["hello"]]) == "hello world"
+    with pytest.raises(ValueError, match="no token"):
+        HFChatTokenizer(tmp_path, mask_token="<|nope|>", eos_token="<|endoftext|>")

@@ -1,0 +1,203 @@
+"""Whisper-LLaDA and its autoregressive twin: layout, LoRA, padding, caching, overfitting."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from conftest import TINY_WHISPER, fake_batch, tiny_model_config
+from whisper_llada.models import build_model
+from whisper_llada.models.config import ModelConfig
+from whisper_llada.utils.config import from_dict
+
+
+def build(sp_model, arch="whisper_llada", seed=0, **kw):
+    torch.manual_seed(seed)
+    return build_model(tiny_model_config(sp_model, arch, **kw)).eval()
+
+
+def test_prefix_layout_left_padded(sp_model):
+    model = build(sp_model)
+    feats, lens, _ = fake_batch(3)
+    prefix, mask = model.prefix(feats, lens)
+    n_prompt = len(model.prompt_ids)
+    n_audio = model.audio_tokens(feats, lens)[1].sum(1)
+    assert mask.sum(1).tolist() == (n_audio + n_prompt).tolist()
+    # Padding is on the left and every row ends with its audio tokens.
+    for row in mask:
+        first = int(row.int().argmax())
+        assert not row[:first].any() and row[first:].all()
+    # The prompt sits right before the audio in every row.
+    emb = model.embed_tokens(model.prompt_ids)
+    for i in range(3):
+        start = prefix.shape[1] - int(mask[i].sum())
+        torch.testing.assert_close(prefix[i, start : start + n_prompt], emb)
+
+
+def test_padded_batch_equals_rows_alone(sp_model):
+    model = build(sp_model)
+    feats, lens, texts = fake_batch(3, seed=4)
+    prefix, mask = model.prefix(feats, lens)
+    resp = model.response_ids(texts)
+    resp[:, ::3] = model.mask_id
+    batch = model.logits(prefix, mask, resp)
+    for i in range(3):
+        n = int(lens[i])
+        p1, m1 = model.prefix(feats[i : i + 1, :n], lens[i : i + 1])
+        alone = model.logits(p1, m1, resp[i : i + 1])
+        torch.testing.assert_close(batch[i], alone[0], atol=1e-4, rtol=1e-4)
+
+
+def test_response_padded_with_eos_and_too_long_refused(sp_model):
+    model = build(sp_model)
+    resp = model.response_ids(["THE CAT"])
+    ids = model.tokenizer.encode("THE CAT")
+    assert resp[0, : len(ids)].tolist() == ids
+    assert (resp[0, len(ids) :] == model.eos_id).all() and resp.shape[1] == 24
+    with pytest.raises(ValueError, match="response_length 24"):
+        model.response_ids([" ".join(["RIVER"] * 40)])
+    with pytest.raises(ValueError, match="empty transcript"):
+        model.response_ids([""])
+
+
+def test_prompt_and_audio_never_masked(sp_model):
+    model = build(sp_model)
+    feats, lens, texts = fake_batch(2)
+    seen = {}
+
+    def spy(module, args, kwargs):
+        seen["ids"] = kwargs["inputs_embeds"]
+
+    handle = model.llm.register_forward_pre_hook(spy, with_kwargs=True)
+    model(texts, feats, lens, generator=torch.Generator().manual_seed(0))
+    handle.remove()
+    prefix, _ = model.prefix(feats, lens)
+    torch.testing.assert_close(seen["ids"][:, : prefix.shape[1]], prefix)
+
+
+def test_lora_trains_only_adapters(sp_model):
+    model = build(sp_model, llm__train="lora").train()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    llm_trainable = [n for n in trainable if n.startswith("llm.")]
+    assert llm_trainable and all("lora_" in n for n in llm_trainable)
+    assert {n.split(".")[-2] for n in llm_trainable} == {"default"}
+    targets = {n.split(".")[-4] for n in llm_trainable}
+    assert targets == {"q_proj", "k_proj", "v_proj"}
+    assert not any(n.startswith("encoder.") for n in trainable)
+    assert any(n.startswith("qformer.") for n in trainable)
+    # Released-checkpoint style key names.
+    assert any(n.startswith("llm.base_model.model.model.transformer.blocks.0.q_proj.lora_A.default") for n in trainable)
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    feats, lens, texts = fake_batch(2)
+    for _ in range(2):  # lora_B starts at zero: the second step moves lora_A too
+        opt.zero_grad()
+        model(texts, feats, lens)["loss"].backward()
+        opt.step()
+    for n, p in model.named_parameters():
+        moved = not torch.equal(before[n], p.detach())
+        if n in trainable:
+            assert moved or "LayerNorm" in n or "bias" in n, n
+        else:
+            assert not moved, n
+    assert set(model.trainable_state_dict()) == set(trainable)
+
+
+def test_encoder_frozen_and_in_eval(sp_model):
+    model = build(sp_model).train()
+    assert not model.encoder.training
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+
+
+def test_encoder_from_hf_directory(tmp_path, sp_model):
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(1)
+    full = WhisperForConditionalGeneration(WhisperConfig(**TINY_WHISPER)).eval()
+    full.save_pretrained(tmp_path)
+    cfg = tiny_model_config(sp_model, whisper={"path": str(tmp_path)})
+    model = build_model(cfg).eval()
+    x = torch.randn(1, 80, 300)
+    torch.testing.assert_close(model.encoder(x).last_hidden_state, full.model.encoder(x).last_hidden_state)
+
+
+def test_config_errors_name_the_key(sp_model):
+    with pytest.raises(ValueError, match=r"conf.yaml.qformer: unknown key\(s\) \['num_qeury'\]"):
+        from_dict(ModelConfig, {"qformer": {"num_qeury": 4}}, "conf.yaml")
+    with pytest.raises(ValueError, match="exactly one of path and config"):
+        from_dict(ModelConfig, {"llm": {"config": {}}}, "conf.yaml")
+    with pytest.raises(ValueError, match="embeds 40 ids"):
+        build_model(tiny_model_config(sp_model, llm={"config": {"d_model": 32, "n_heads": 2, "n_layers": 1, "vocab_size": 40}, "train": "full"}))
+
+
+def test_both_loss_weightings_run(sp_model):
+    feats, lens, texts = fake_batch(2)
+    for weighting in ("plain", "llada"):
+        model = build(sp_model, loss={"response_length": 24, "weighting": weighting})
+        out = model(texts, feats, lens, generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(out["loss"]) and out["num_masked"] > 0
+
+
+def test_ar_twin_cached_equals_uncached(sp_model):
+    model = build(sp_model, arch="whisper_llama")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    feats, lens, texts = fake_batch(3, seed=2)
+    model.train()
+    for _ in range(15):  # a little training so greedy output is not a constant
+        opt.zero_grad()
+        model(texts, feats, lens)["loss"].backward()
+        opt.step()
+    model.eval()
+    prefix, mask = model.prefix(feats, lens)
+    cached, _ = model.generate_ids(prefix, mask, max_new_tokens=12, use_cache=True)
+    uncached, _ = model.generate_ids(prefix, mask, max_new_tokens=12, use_cache=False)
+    assert torch.equal(cached, uncached)
+    assert len(set(map(tuple, cached.tolist()))) > 1 or cached.shape[1] > 1
+    seqs, scores = model.generate_ids(prefix, mask, max_new_tokens=12, num_beams=3, num_return_sequences=3)
+    assert seqs.shape[0] == 9 and scores.shape == (9,)
+    assert (scores.view(3, 3).diff(dim=1) <= 1e-6).all()  # n-best, best first
+
+
+def test_ar_twin_padded_batch_equals_rows_alone(sp_model):
+    model = build(sp_model, arch="whisper_llama")
+    feats, lens, _ = fake_batch(3, seed=6)
+    prefix, mask = model.prefix(feats, lens)
+    batch, _ = model.generate_ids(prefix, mask, max_new_tokens=6)
+    for i in range(3):
+        p1, m1 = model.prefix(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])
+        alone, _ = model.generate_ids(p1, m1, max_new_tokens=6)
+        n = alone.shape[1]
+        assert batch[i, :n].tolist() == alone[0].tolist()
+
+
+@pytest.mark.parametrize("arch", ["whisper_llada", "whisper_llama"])
+def test_overfits_a_handful_of_utterances(sp_model, arch):
+    """The whole stack learns: training loss falls by an order of magnitude within a minute."""
+    model = build(sp_model, arch=arch, qformer={"num_layers": 1, "hidden_size": 32, "num_heads": 2,
+                                               "intermediate_size": 64, "trim_to_audio": True, "dropout": 0.0})
+    feats, lens, texts = fake_batch(4, seed=3)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=3e-3)
+
+    def eval_loss():
+        model.eval()
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(123)
+            return sum(model(texts, feats, lens, generator=g)["loss"].item() for _ in range(8)) / 8
+
+    start_loss, t0 = eval_loss(), time.time()
+    enc = model.run_encoder(feats, lens)  # frozen encoder: compute once
+    model.train()
+    for step in range(400):
+        opt.zero_grad()
+        model(texts, encoder_out=enc)["loss"].backward()
+        opt.step()
+        if step % 50 == 49 and eval_loss() < start_loss / 10:
+            break
+        model.train()
+    final = eval_loss()
+    assert final < start_loss / 10, (start_loss, final, step)
+    assert time.time() - t0 < 60
