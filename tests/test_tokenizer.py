@@ -14,9 +14,12 @@ def test_sentencepiece_ids_and_round_trip(tokenizer):
     ids = tokenizer.encode("THE CAT SAT ON THE MAT")
     assert max(ids) < n
     assert tokenizer.decode(ids) == "THE CAT SAT ON THE MAT"
-    # Decoding stops at EOS and drops mask / prompt ids.
-    assert tokenizer.decode(ids + [tokenizer.eos_id, 5, 6]) == "THE CAT SAT ON THE MAT"
-    assert tokenizer.decode([tokenizer.mask_id] + ids) == "THE CAT SAT ON THE MAT"
+    # EOS padding, mask and prompt ids are dropped wherever they stand.
+    eos = tokenizer.eos_id
+    assert tokenizer.decode(ids + [eos, eos]) == "THE CAT SAT ON THE MAT"
+    assert tokenizer.decode([tokenizer.mask_id, tokenizer.user_id] + ids) == "THE CAT SAT ON THE MAT"
+    cat = tokenizer.encode("THE CAT")
+    assert tokenizer.decode(cat + [eos] + tokenizer.encode(" SAT")) == "THE CAT SAT"
     prompt = tokenizer.prompt_ids("Transcribe the audio:")
     assert prompt[0] == tokenizer.user_id and prompt[-1] == tokenizer.assistant_id
 
@@ -59,6 +62,7 @@ def test_hf_chat_tokenizer(tmp_path):
     assert tok.prompt_ids("transcribe the audio:") == expected
     ids = tok.encode("hello world")
     assert ids == [v["hello"], v["world"]]
-    assert tok.decode(ids + [tok.eos_id, v["hello"]]) == "hello world"
+    assert tok.decode(ids + [tok.eos_id, tok.eos_id]) == "hello world"
+    assert tok.decode([v["hello"], tok.mask_id, v["world"]]) == "hello world"
     with pytest.raises(ValueError, match="no token"):
         HFChatTokenizer(tmp_path, mask_token="<|nope|>", eos_token="<|endoftext|>")

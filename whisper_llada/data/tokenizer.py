@@ -32,20 +32,17 @@ class TextTokenizer(ABC):
 
     @abstractmethod
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids`` up to the first EOS, special tokens removed."""
+        """Text of ``ids`` with EOS, mask and other special tokens removed wherever they stand.
+
+        Decoding fills everything after the first EOS with EOS, so this equals cutting at
+        it; a deliberated hypothesis keeps its words on both sides of a stray EOS, as the
+        paper's ``skip_special_tokens`` decoding does.
+        """
 
     @abstractmethod
     def prompt_ids(self, task: str) -> list[int]:
         """Chat prompt for a user turn ``task``, ending with the assistant header."""
 
-    def _until_eos(self, ids: Iterable[int]) -> list[int]:
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == self.eos_id:
-                break
-            out.append(i)
-        return out
 
 
 class SentencePieceTokenizer(TextTokenizer):
@@ -70,7 +67,8 @@ class SentencePieceTokenizer(TextTokenizer):
         return list(self.sp.encode(text))
 
     def decode(self, ids: Iterable[int]) -> str:
-        ids = [i for i in self._until_eos(ids) if i < self.num_pieces and i != self.sp.bos_id()]
+        drop = {self.eos_id, self.sp.bos_id()}
+        ids = [i for i in map(int, ids) if i < self.num_pieces and i not in drop]
         return self.sp.decode(ids)
 
     def prompt_ids(self, task: str) -> list[int]:
@@ -104,7 +102,7 @@ class HFChatTokenizer(TextTokenizer):
         return list(self.tok.encode(text, add_special_tokens=False))
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.tok.decode([i for i in self._until_eos(ids) if i not in self._special]).strip()
+        return self.tok.decode([i for i in map(int, ids) if i not in self._special]).strip()
 
     def prompt_ids(self, task: str) -> list[int]:
         if not getattr(self.tok, "chat_template", None):

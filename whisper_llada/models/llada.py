@@ -231,8 +231,14 @@ class LLaDAModelLM(nn.Module):
         input_ids: Optional[torch.Tensor] = None,
         inputs_embeds: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,
+        logits_to_keep: int = 0,
         **_: Any,
     ) -> LMOutput:
+        """Logits (B, T, V), or of the last ``logits_to_keep`` positions only (0 = all).
+
+        Decoding needs only the response positions; skipping the head elsewhere saves
+        most of its cost with a 126k vocabulary.
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
         tr = self.model.transformer
@@ -253,6 +259,8 @@ class LLaDAModelLM(nn.Module):
                 x = checkpoint(block, x, cos, sin, attn_bias, use_reentrant=False)
             else:
                 x = block(x, cos, sin, attn_bias)
+        if logits_to_keep > 0:
+            x = x[:, -logits_to_keep:]
         x = tr.ln_f(x)
         head = tr.wte.weight if self.config.weight_tying else tr.ff_out.weight
         logits = F.linear(x, head, None if self.config.weight_tying else tr.ff_out.bias)
