@@ -46,6 +46,7 @@ TINY_WHISPER = dict(
     decoder_ffn_dim=64,
     num_mel_bins=80,
     max_source_positions=150,  # 300 input frames = 3 s
+    init_std=0.2,  # at 0.02 a random encoder ignores its input: every row looks the same
 )
 
 TINY_LLADA = dict(d_model=64, n_heads=4, n_layers=2, mlp_hidden_size=128, max_sequence_length=1024)

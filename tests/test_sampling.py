@@ -223,7 +223,8 @@ def test_batch_equals_rows_alone():
         batch = generate(model, emb, prefix_mask=mask, mask_id=MASK, eos_id=EOS, **kw)
         for i, p in enumerate(prefixes):
             assert batch[i].tolist() == generate(model, p[None], mask_id=MASK, eos_id=EOS, **kw)[0].tolist()
-    for kw in (dict(mode="diffusion", mask_ratio=0.5), dict(mode="semi_ar", num_chunks=3, steps=6)):
+    for kw in (dict(mode="diffusion", mask_ratio=0.5), dict(mode="semi_ar", num_chunks=3, steps=6),
+               dict(mode="diffusion", mask_ratio=0.5, pad_to=10)):
         batch = deliberate(model, emb, hyps, prefix_mask=mask, mask_id=MASK, eos_id=EOS, pad_id=PAD, **kw)
         assert batch[2] == []
         for i, p in enumerate(prefixes):
@@ -280,3 +281,20 @@ def test_seeded_runs_repeat():
 
     assert run(7) == run(7)
     assert any(run(s) != run(7) for s in (8, 9, 10))
+
+
+def test_eos_padded_deliberation_layout():
+    """With pad_to the model sees hypothesis + EOS up to pad_to; only the hypothesis changes."""
+    seen = []
+
+    class Spy(TableLM):
+        def forward(self, inputs_embeds, attention_mask=None, **kw):
+            seen.append(attention_mask.sum(1).tolist())
+            return super().forward(inputs_embeds, attention_mask)
+
+    model = Spy([one_hot_probs(1, 0.9)] * 8)
+    out = deliberate(model, torch.zeros(2, 2, 4), [[2, 3, 4, 2], [3] * 9], mask_ratio=0.5, pad_to=8,
+                     mask_id=6, eos_id=5, pad_id=5)
+    assert [len(o) for o in out] == [4, 9]
+    assert all(t in (1, 2, 3, 4) for o in out for t in o)
+    assert seen[0] == [2 + 8, 2 + 9]  # prefix + max(len, pad_to)

@@ -184,20 +184,31 @@ def generate(
     return x
 
 
-def _right_pad(hyps: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    L = max((len(h) for h in hyps), default=0)
-    x = torch.full((len(hyps), max(L, 1)), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros_like(x, dtype=torch.bool)
+def _responses(hyps: Sequence[Sequence[int]], pad_id: int, eos_id: int, pad_to: Optional[int], device):
+    """Right-padded responses: tokens (B, L), positions the model sees, positions that may change.
+
+    With ``pad_to``, each hypothesis is followed by EOS up to ``pad_to`` tokens (seen, never
+    masked), the layout a model trained on EOS-padded responses knows.
+    """
+    lens = [len(h) for h in hyps]
+    seen = [max(n, pad_to or 0) if n else 0 for n in lens]
+    L = max([1, *seen])
+    x = torch.full((len(hyps), L), pad_id, dtype=torch.long, device=device)
+    visible = torch.zeros_like(x, dtype=torch.bool)
+    editable = torch.zeros_like(visible)
     for i, h in enumerate(hyps):
-        if len(h):
-            x[i, : len(h)] = torch.as_tensor(list(h), dtype=torch.long, device=device)
-            mask[i, : len(h)] = True
-    return x, mask
+        x[i, lens[i] : seen[i]] = eos_id
+        if lens[i]:
+            x[i, : lens[i]] = torch.as_tensor(list(h), dtype=torch.long, device=device)
+        visible[i, : seen[i]] = True
+        editable[i, : lens[i]] = True
+    return x, visible, editable
 
 
 def _choose_masks(
     run: _Runner,
     x: torch.Tensor,
+    visible: torch.Tensor,
     real: torch.Tensor,
     num: torch.Tensor,
     masking_type: str,
@@ -230,7 +241,7 @@ def _choose_masks(
         rows = (num > 0).nonzero().squeeze(1)
         score = torch.full((B, L), float("inf"), device=x.device)
         if rows.numel():
-            logits = run(rows, torch.full_like(x, pad_id), real)
+            logits = run(rows, torch.full_like(x, pad_id), visible)
             probs = F.softmax(logits.float(), dim=-1)
             score[rows] = torch.gather(probs, -1, x[rows, :, None]).squeeze(-1).masked_fill(~real[rows], float("inf"))
     order = torch.argsort(score, dim=1, stable=True)  # lowest first
@@ -256,6 +267,7 @@ def deliberate(
     mask_id: int,
     eos_id: int,
     pad_id: int,
+    pad_to: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
     stats: Optional[dict] = None,
 ) -> list[list[int]]:
@@ -265,9 +277,9 @@ def deliberate(
     random, or lowest ``confidences`` for ``"given"``) and unmask them over
     ``min(steps, #masked)`` steps. ``mode="semi_ar"``: for each of ``num_chunks`` chunks
     in turn (the last takes the rest), mask the whole chunk and denoise it in
-    ``steps // num_chunks`` steps.
+    ``steps // num_chunks`` steps. ``pad_to`` appends unmaskable EOS up to that many
+    tokens (the paper: None, the response is the hypothesis alone).
     """
-    del eos_id  # deliberation keeps the hypothesis length: no EOS filling
     if mode not in ("diffusion", "semi_ar"):
         raise ValueError(f"mode {mode!r}: expected 'diffusion' or 'semi_ar'")
     if masking_type not in MASKING_TYPES:
@@ -284,15 +296,15 @@ def deliberate(
         raise ValueError(f"{len(hyps)} hypotheses for a batch of {prefix_embeds.shape[0]}")
     device = prefix_embeds.device
     run = _Runner(model, prefix_embeds, _prefix_mask(prefix_embeds, prefix_mask), stats)
-    x, real = _right_pad(hyps, pad_id, device)
+    x, visible, real = _responses(hyps, pad_id, eos_id, pad_to, device)
     lens = real.sum(1)
     common = dict(mask_id=mask_id, remasking=remasking, temperature=temperature, generator=generator)
     if mode == "diffusion":
         num = (lens.double() * mask_ratio).long()  # int(L * mask_ratio), as the paper
-        chosen = _choose_masks(run, x, real, num, masking_type, confidences, pad_id, generator)
+        chosen = _choose_masks(run, x, visible, real, num, masking_type, confidences, pad_id, generator)
         x = x.masked_fill(chosen, mask_id)
         schedule = num_transfer_tokens(num, torch.minimum(num, torch.tensor(steps, device=device)))
-        x = _denoise(run, x, real, real, schedule, **common)
+        x = _denoise(run, x, visible, real, schedule, **common)
     else:
         chunk = lens // num_chunks
         pos = torch.arange(x.shape[1], device=device)[None, :]
@@ -302,6 +314,6 @@ def deliberate(
             in_chunk = (pos >= start[:, None]) & (pos < end[:, None]) & real
             x = x.masked_fill(in_chunk, mask_id)
             schedule = num_transfer_tokens(in_chunk.sum(1), steps // num_chunks)
-            x = _denoise(run, x, real, real, schedule, **common)
+            x = _denoise(run, x, visible, real, schedule, **common)
     run.report()
     return [x[i, : int(lens[i])].tolist() for i in range(len(hyps))]

@@ -81,6 +81,14 @@ class SpeechLLM(nn.Module):
     def prefix(self, features=None, feature_lens=None, encoder_out=None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.build_prefix(*self.audio_tokens(features, feature_lens, encoder_out))
 
+    def batch_prefix(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prefix of a decoding batch: ``{"features", "feature_lens"}`` or ``{"encoder_out"}`` (a cache)."""
+        if "encoder_out" in batch:
+            return self.prefix(encoder_out=batch["encoder_out"])
+        if "features" not in batch or "feature_lens" not in batch:
+            raise ValueError("a batch needs 'features' and 'feature_lens' (or 'encoder_out')")
+        return self.prefix(batch["features"].to(self.device), batch["feature_lens"].to(self.device))
+
     def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
         out = []
         for text in texts:

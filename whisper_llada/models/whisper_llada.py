@@ -11,6 +11,8 @@ from typing import Optional, Sequence
 import torch
 
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
+from whisper_llada.diffusion.sampling import deliberate, generate
+from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
 
@@ -52,3 +54,33 @@ class WhisperLLaDA(SpeechLLM):
         logits = self.logits(prefix, prefix_mask, noisy)
         loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
         return {"loss": loss, "num_masked": int(masked.sum()), "num_utts": len(texts)}
+
+    @torch.no_grad()
+    def transcribe(self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None,
+                   generator: Optional[torch.Generator] = None) -> list[str]:
+        """Direct decoding (pure diffusion or semi-AR blocks): features in, text out."""
+        if cfg.mode != "decoding":
+            raise ValueError(f"transcribe() takes mode 'decoding', not {cfg.mode!r}")
+        prefix, mask = self.batch_prefix(batch)
+        ids = generate(self.llm, prefix, prefix_mask=mask, gen_length=cfg.gen_len, steps=cfg.steps,
+                       block_length=cfg.block_length, remasking=cfg.remasking, temperature=cfg.temperature,
+                       mask_id=self.mask_id, eos_id=self.eos_id, generator=generator, stats=stats)
+        return [self.tokenizer.decode(row) for row in ids.tolist()]
+
+    @torch.no_grad()
+    def deliberate(self, batch: dict, first_pass_texts: Sequence[str], cfg: DecodeConfig,
+                   confidences: Optional[Sequence[Sequence[float]]] = None, stats: Optional[dict] = None,
+                   generator: Optional[torch.Generator] = None) -> list[str]:
+        """Re-mask and repair first-pass transcripts. ``confidences`` are per token of each text."""
+        if not cfg.is_deliberation:
+            raise ValueError(f"deliberate() takes a deliberation mode, not {cfg.mode!r}")
+        prefix, mask = self.batch_prefix(batch)
+        hyps = [self.tokenizer.encode(t) for t in first_pass_texts]
+        out = deliberate(self.llm, prefix, hyps, prefix_mask=mask,
+                         mode="diffusion" if cfg.mode == "diffusion_deliberation" else "semi_ar",
+                         mask_ratio=cfg.mask_ratio, masking_type=cfg.masking_type, confidences=confidences,
+                         num_chunks=cfg.num_chunks, steps=cfg.steps, remasking=cfg.remasking,
+                         temperature=cfg.temperature, mask_id=self.mask_id, eos_id=self.eos_id,
+                         pad_id=self.tokenizer.pad_id, pad_to=self.cfg.loss.response_length if cfg.eos_pad else None,
+                         generator=generator, stats=stats)
+        return [self.tokenizer.decode(row) for row in out]

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
 
@@ -66,3 +67,20 @@ class WhisperLLaMA(SpeechLLM):
         )
         out = self.llm.generate(inputs_embeds=prefix, attention_mask=prefix_mask.long(), generation_config=gen)
         return out.sequences, getattr(out, "sequences_scores", None)
+
+    @torch.no_grad()
+    def transcribe(self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None,
+                   generator: Optional[torch.Generator] = None) -> list[str]:
+        """Greedy (``num_beams`` 1) or beam-search decoding with a KV cache: features in, text out."""
+        del generator  # deterministic
+        if cfg.mode != "autoregressive":
+            raise ValueError(f"the autoregressive twin decodes with mode 'autoregressive', not {cfg.mode!r}")
+        prefix, mask = self.batch_prefix(batch)
+        ids, _ = self.generate_ids(prefix, mask, max_new_tokens=cfg.gen_len, num_beams=cfg.num_beams)
+        if stats is not None:
+            # One cached forward pass per generated position (the first reads the prefix).
+            passes = torch.tensor([min(row.index(self.tokenizer.eos_id) + 1, cfg.gen_len)
+                                   if self.tokenizer.eos_id in row else ids.shape[1] for row in ids.tolist()])
+            stats["forward_passes"] = stats.get("forward_passes", 0) + passes
+            stats["model_calls"] = stats.get("model_calls", 0) + ids.shape[1]
+        return [self.tokenizer.decode(row) for row in ids.tolist()]

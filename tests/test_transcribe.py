@@ -1,0 +1,98 @@
+"""End to end on a tiny model: after overfitting four utterances, every decoding strategy
+returns their transcripts, and deliberation repairs corrupted first passes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import fake_batch, tiny_model_config
+from whisper_llada.diffusion.settings import DecodeConfig, decode_configs
+from whisper_llada.models import build_model
+
+QF = {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64, "trim_to_audio": True, "dropout": 0.0}
+
+
+def overfit(sp_model, arch, steps=600, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(tiny_model_config(sp_model, arch, qformer=QF))
+    feats, lens, texts = fake_batch(4, seed=3)
+    enc = model.run_encoder(feats, lens)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model(texts, encoder_out=enc, generator=g)["loss"].backward()
+        opt.step()
+    return model.eval(), {"features": feats, "feature_lens": lens}, texts
+
+
+@pytest.fixture(scope="module")
+def llada(sp_model):
+    return overfit(sp_model, "whisper_llada")
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(mode="decoding", gen_len=24, steps=24, block_length=24),
+    dict(mode="decoding", gen_len=24, steps=12, block_length=24),
+    dict(mode="decoding", gen_len=24, steps=12, block_length=8),
+])
+def test_direct_decoding_recovers_transcripts(llada, cfg):
+    model, batch, texts = llada
+    stats = {}
+    assert model.transcribe(batch, DecodeConfig(**cfg), stats=stats) == texts
+    assert (stats["forward_passes"] <= cfg["steps"]).all()
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(mode="diffusion_deliberation", mask_ratio=0.5, masking_type="low_confidence"),
+    dict(mode="diffusion_deliberation", mask_ratio=1.0, masking_type="random"),
+    dict(mode="semi_ar_deliberation", num_chunks=2, steps=16),
+])
+def test_deliberation_repairs_first_pass(llada, cfg):
+    model, batch, texts = llada
+    # Corrupt one word per utterance, keeping the token count where the word swap allows.
+    corrupted = [t.replace(t.split()[0], "RIVER" if t.split()[0] != "RIVER" else "STONE", 1) for t in texts]
+    out = model.deliberate(batch, corrupted, DecodeConfig(**cfg), generator=torch.Generator().manual_seed(0))
+    fixed = sum(o == t for o, t in zip(out, texts))
+    if cfg["mode"] == "diffusion_deliberation" and cfg["masking_type"] == "low_confidence":
+        # The wrong word is the least confident: it is masked and repaired where lengths agree.
+        same_len = [len(model.tokenizer.encode(c)) == len(model.tokenizer.encode(t)) for c, t in zip(corrupted, texts)]
+        assert fixed >= sum(same_len) - 1
+    else:
+        assert fixed >= 2
+    assert model.deliberate(batch, texts, DecodeConfig(**cfg)) == texts  # a correct first pass stays
+
+
+def test_mode_checks(llada):
+    model, batch, texts = llada
+    with pytest.raises(ValueError, match="transcribe"):
+        model.transcribe(batch, DecodeConfig(mode="diffusion_deliberation"))
+    with pytest.raises(ValueError, match="deliberation mode"):
+        model.deliberate(batch, texts, DecodeConfig(mode="decoding"))
+
+
+def test_ar_twin_same_entry_point(sp_model):
+    model, batch, texts = overfit(sp_model, "whisper_llama", steps=150)
+    stats = {}
+    assert model.transcribe(batch, DecodeConfig(mode="autoregressive", gen_len=24), stats=stats) == texts
+    assert stats["forward_passes"].tolist() == [len(model.tokenizer.encode(t)) + 1 for t in texts]
+    assert model.transcribe(batch, DecodeConfig(mode="autoregressive", gen_len=24, num_beams=3)) == texts
+
+
+def test_decode_config_list_and_suffixes():
+    cfgs = decode_configs([
+        {"mode": "decoding", "steps": 64, "block_length": 32},
+        {"mode": "decoding", "steps": 128},
+        {"mode": "diffusion_deliberation", "mask_ratio": 0.3, "masking_type": "random"},
+        {"mode": "semi_ar_deliberation", "num_chunks": 4},
+        {"mode": "autoregressive", "num_beams": 4},
+    ], "conf.yaml:decode")
+    assert [c.suffix() for c in cfgs] == [
+        "semi-ar-block-32-gen-128-steps-64", "diffusion-gen-128-steps-128",
+        "delib-random-ratio-0.3-steps-128", "delib-semi-ar-chunks-4-steps-128", "beam-4-len-128"]
+    with pytest.raises(ValueError, match="appear more than once"):
+        decode_configs([{"steps": 8}, {"steps": 8}], "x")
+    with pytest.raises(ValueError, match=r"x\[0\]: unknown key"):
+        decode_configs([{"stpes": 8}], "x")

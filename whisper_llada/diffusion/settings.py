@@ -1,0 +1,74 @@
+"""Decode settings with the keys of the paper's ``decode_config.yaml``, and their result-file suffix.
+
+A recipe lists several settings; each names every knob it uses in its suffix, so result
+files of different settings never collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from whisper_llada.utils.config import from_dict
+
+MODES = ("decoding", "diffusion_deliberation", "semi_ar_deliberation", "autoregressive")
+
+
+@dataclass
+class DecodeConfig:
+    mode: str = "decoding"
+    steps: int = 128
+    gen_len: int = 128
+    block_length: int = 128  # == gen_len: pure diffusion; shorter: semi-autoregressive blocks
+    remasking: str = "low_confidence"  # or random
+    temperature: float = 0.0
+    mask_ratio: float = 0.3  # diffusion deliberation
+    masking_type: str = "low_confidence"  # low_confidence | random | given (first-pass confidences)
+    num_chunks: int = 4  # semi-AR deliberation
+    # Deliberation: follow the hypothesis with EOS up to the training response length, as
+    # responses are padded in our training. False is the paper's layout (the hypothesis alone), which suits models
+    # trained, as the paper's were, on responses padded only to the batch's longest.
+    eos_pad: bool = True
+    num_beams: int = 1  # autoregressive twin
+    batch_size: int = 16
+    name: Optional[str] = None  # overrides the generated suffix
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r}: expected one of {MODES}")
+
+    @property
+    def is_deliberation(self) -> bool:
+        return self.mode.endswith("_deliberation")
+
+    def suffix(self) -> str:
+        if self.name:
+            return self.name
+        if self.mode == "autoregressive":
+            return f"greedy-len-{self.gen_len}" if self.num_beams == 1 else f"beam-{self.num_beams}-len-{self.gen_len}"
+        if self.mode == "decoding":
+            kind = "diffusion" if self.block_length == self.gen_len else f"semi-ar-block-{self.block_length}"
+            s = f"{kind}-gen-{self.gen_len}-steps-{self.steps}"
+        elif self.mode == "diffusion_deliberation":
+            s = f"delib-{self.masking_type}-ratio-{self.mask_ratio:g}-steps-{self.steps}"
+        else:
+            s = f"delib-semi-ar-chunks-{self.num_chunks}-steps-{self.steps}"
+        if self.is_deliberation and not self.eos_pad:
+            s += "-no-eos-pad"
+        if self.remasking != "low_confidence":
+            s += f"-remask-{self.remasking}"
+        if self.temperature:
+            s += f"-temp-{self.temperature:g}"
+        return s
+
+
+def decode_configs(items: list[dict] | dict, where: str) -> list[DecodeConfig]:
+    """One or several settings from a config section (a mapping or a list of mappings)."""
+    if isinstance(items, dict):
+        items = [items]
+    out = [from_dict(DecodeConfig, d, f"{where}[{i}]") for i, d in enumerate(items)]
+    names = [c.suffix() for c in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{where}: settings {dup} appear more than once")
+    return out
