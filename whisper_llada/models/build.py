@@ -66,13 +66,24 @@ def llm_width(llm: nn.Module) -> int:
 
 
 def build_model(cfg: ModelConfig, tokenizer: TextTokenizer | None = None) -> SpeechLLM:
-    from whisper_llada.models.whisper_llada import WhisperLLaDA
-    from whisper_llada.models.whisper_llama import WhisperLLaMA
-
+    """Same config, same weights: random parts are seeded with ``cfg.init_seed``."""
     tokenizer = tokenizer or build_tokenizer(cfg.tokenizer)
     if cfg.llm.dtype not in DTYPES:
         raise ValueError(f"llm.dtype {cfg.llm.dtype!r}: expected one of {sorted(DTYPES)}")
     dtype = DTYPES[cfg.llm.dtype]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.init_seed)
+        model = _build(cfg, tokenizer, dtype)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    log.info("built %s: %.2fM parameters, %.2fM trainable", cfg.arch, n_all / 1e6, n_train / 1e6)
+    return model
+
+
+def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> SpeechLLM:
+    from whisper_llada.models.whisper_llada import WhisperLLaDA
+    from whisper_llada.models.whisper_llama import WhisperLLaMA
+
     encoder = load_whisper_encoder(cfg.whisper.path, cfg.whisper.config)
     llm = (_llada if cfg.arch == "whisper_llada" else _llama)(cfg, tokenizer, dtype)
     if llm.get_input_embeddings().weight.shape[0] < tokenizer.vocab_size:
@@ -87,8 +98,4 @@ def build_model(cfg: ModelConfig, tokenizer: TextTokenizer | None = None) -> Spe
         llm.requires_grad_(cfg.llm.train == "full")
     qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm))
     cls = WhisperLLaDA if cfg.arch == "whisper_llada" else WhisperLLaMA
-    model = cls(cfg, encoder, qformer, llm, tokenizer)
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_all = sum(p.numel() for p in model.parameters())
-    log.info("built %s: %.2fM parameters, %.2fM trainable", cfg.arch, n_all / 1e6, n_train / 1e6)
-    return model
+    return cls(cfg, encoder, qformer, llm, tokenizer)

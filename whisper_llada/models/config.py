@@ -46,6 +46,9 @@ class LossConfig:
 class ModelConfig:
     arch: str = "whisper_llada"  # whisper_llada | whisper_llama (the autoregressive twin)
     prompt: str = "Transcribe the audio:"
+    # Parts built from a config (not loaded) are initialised from this seed, so a frozen
+    # random encoder or LLM is the same in training and decoding.
+    init_seed: int = 0
     whisper: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
     qformer: QFormerConfig = field(default_factory=QFormerConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)

@@ -115,17 +115,29 @@ class WindowQFormer(nn.Module):
         covering = torch.div(real_frames + self.cfg.stride - 1, self.cfg.stride, rounding_mode="floor") + 1
         return covering.clamp(min=1, max=total)
 
-    def forward(self, frames: torch.Tensor, real_frames: Optional[torch.Tensor] = None):
+    def frames_needed(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+        """Per row, how many leading encoder frames the kept windows read (what a cache must hold)."""
+        n_win = self.windows_for(real_frames, total_frames)
+        return (n_win - 1) * self.cfg.stride + self.cfg.kernel
+
+    def forward(self, frames: torch.Tensor, real_frames: Optional[torch.Tensor] = None,
+                total_frames: Optional[int] = None):
+        """``frames`` may hold only the leading frames the windows read (a cache), in which
+        case ``total_frames`` gives the encoder's full output length."""
         B, T, C = frames.shape
         cfg = self.cfg
-        if T < cfg.kernel:
-            raise ValueError(f"encoder output has {T} frames, fewer than one window ({cfg.kernel})")
+        total = total_frames or T
+        if total < cfg.kernel:
+            raise ValueError(f"encoder output has {total} frames, fewer than one window ({cfg.kernel})")
         if real_frames is None:
-            real_frames = torch.full((B,), T, dtype=torch.long, device=frames.device)
-        n_win = self.windows_for(real_frames.to(frames.device), T)
+            real_frames = torch.full((B,), total, dtype=torch.long, device=frames.device)
+        n_win = self.windows_for(real_frames.to(frames.device), total)
         W = int(n_win.max())
+        need = (W - 1) * cfg.stride + cfg.kernel
+        if T < need:
+            raise ValueError(f"the Q-Former reads {need} encoder frames but got {T}")
         # Only the frames the kept windows need are read.
-        used = frames[:, : (W - 1) * cfg.stride + cfg.kernel]
+        used = frames[:, :need]
         win = used.unfold(1, cfg.kernel, cfg.stride)[:, :W]  # (B, W, C, kernel)
         win = win.permute(0, 1, 3, 2).reshape(B * W, cfg.kernel, C)
         x = self.bert.embeddings.LayerNorm(self.query_tokens.expand(B * W, -1, -1))

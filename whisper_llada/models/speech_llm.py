@@ -67,7 +67,7 @@ class SpeechLLM(nn.Module):
         if encoder_out is None:
             encoder_out = self.run_encoder(features, feature_lens)
         frames, real = encoder_out
-        tokens, mask = self.qformer(frames, real)
+        tokens, mask = self.qformer(frames, real.to(frames.device), total_frames=self.encoder.config.max_source_positions)
         return tokens.to(self.embed_tokens(self.prompt_ids[:1]).dtype), mask
 
     def build_prefix(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

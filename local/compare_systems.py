@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Compare systems: a table of every result (WER, RTF), and what one system fixed,
+introduced and left of another's errors.
+
+Reads  {exp_dir}/*/errs-*.txt, {firstpass_dir}/*/errs-*.txt; --a/--b: two recogs files
+Writes {exp_dir}/report.txt, {exp_dir}/report.json, and with --plot a PNG of WER against RTF
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from whisper_llada.scoring.compare import collect_systems, compare_files, format_table, plot
+from whisper_llada.utils.checkpoint_io import atomic_write_text
+from whisper_llada.utils.logging import setup_logger
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--firstpass-dir", type=Path, default=Path("data/firstpass"))
+    p.add_argument("--a", type=Path, help="recogs file of the reference system (e.g. the first pass)")
+    p.add_argument("--b", type=Path, help="recogs file of the system compared with it (e.g. deliberation)")
+    p.add_argument("--plot", type=Path, help="write a PNG of WER against RTF here")
+    p.add_argument("--sclite-mode", action="store_true")
+    return p
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    setup_logger()
+    rows = collect_systems(args.exp_dir, args.firstpass_dir if args.firstpass_dir.is_dir() else None)
+    if not rows:
+        raise SystemExit(f"{args.exp_dir}: no errs-*.txt results to compare (run decode / deliberate first)")
+    table = format_table(rows)
+    report = {"systems": [{k: r[k] for k in ("name", "kind", "settings", "test", "wer", "rtf", "num_words")} for r in rows]}
+    if args.a and args.b:
+        cmp = compare_files(args.a, args.b, args.sclite_mode)
+        t = cmp["totals"]
+        table += (f"\n\n{args.b.name} against {args.a.name}: {t.get('fixed', 0)} errors fixed, "
+                  f"{t.get('introduced', 0)} introduced, {t.get('left', 0)} left")
+        for u in cmp["utterances"]:
+            table += f"\n{u['id']}: fixed {u['fixed']}, introduced {u['introduced']}\n  REF {u['ref']}\n  A   {u['a']}\n  B   {u['b']}"
+        report["comparison"] = {"a": str(args.a), "b": str(args.b), **cmp}
+    print(table)
+    atomic_write_text(args.exp_dir / "report.txt", table + "\n")
+    atomic_write_text(args.exp_dir / "report.json", json.dumps(report, indent=1))
+    if args.plot:
+        plot(rows, args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""First pass by Whisper's own autoregressive decoding (beam search, n-best with scores).
+
+Reads  {manifest_dir}/{prefix}_cuts_{part}.jsonl.gz and the config's firstpass.whisper model
+Writes {output_dir}/whisper/{part}.jsonl.gz (first-pass records) and errs/recogs of the 1-best
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from whisper_llada.data.dataset import filter_cuts
+from whisper_llada.data.text_norm import get_normalizer
+from whisper_llada.data.tokenizer import build_tokenizer
+from whisper_llada.firstpass.records import records_path, write_records
+from whisper_llada.firstpass.whisper_ar import WhisperFirstPass, run_first_pass
+from whisper_llada.recipe import load_recipe_config
+from whisper_llada.scoring.wer import write_results
+from whisper_llada.utils.logging import setup_logger
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--parts", nargs="+", help="default: data.test_parts")
+    p.add_argument("--output-dir", type=Path, default=Path("data/firstpass"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return p
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    setup_logger()
+    from lhotse import load_manifest_lazy
+
+    cfg = load_recipe_config(args.config, args.overrides)
+    norm = get_normalizer(cfg.score.normalizer)
+    decoder = None
+    for part in args.parts or cfg.data.test_parts:
+        out = records_path(args.output_dir, "whisper", part)
+        if out.is_file():
+            logging.info("%s already exists - skipping", out)
+            continue
+        if decoder is None:
+            tok = build_tokenizer(cfg.model.tokenizer) if cfg.firstpass.whisper.get("config") else None
+            decoder = WhisperFirstPass(cfg.firstpass, tok, args.device)
+        cuts = filter_cuts(load_manifest_lazy(cfg.data.cuts_path(part)), need_text=False, where=part)
+        records, speed = run_first_pass(decoder, cuts, cfg.firstpass.batch_size, norm)
+        refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
+        results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records]
+        suffix = f"beam-{cfg.firstpass.num_beams}"
+        header = f"Test: {part}\nSetting: {json.dumps({'num_beams': cfg.firstpass.num_beams})}\nSpeed: {json.dumps(speed)}"
+        wer = write_results(out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header)
+        write_records(out, records)
+        logging.info("%s: %d records, 1-best WER %.2f%%", out, len(records), wer)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Writes spoken sentences as a LibriSpeech-layout tree (flac + trans.txt), so every later
+stage runs the same code as on LibriSpeech itself.
+
+``{root}/LibriSpeech/{part}/{speaker}/{chapter}/{speaker}-{chapter}-{utt:04d}.flac``
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from whisper_llada.utils.checkpoint_io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """An espeak-ng voice with fixed rate and pitch stands for one speaker."""
+
+    id: int
+    voice: str
+    rate: int = 170
+    pitch: int = 50
+
+
+def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]], sample_rate: int = 16000,
+               utts_per_chapter: int = 50) -> int:
+    """Synthesise ``(speaker, text)`` pairs into ``root/LibriSpeech/part``; returns the utterance count.
+
+    Files that already exist are kept, so an interrupted run resumes.
+    """
+    import librosa
+    import soundfile as sf
+
+    from whisper_llada.data.espeak import ESpeak
+
+    engine = ESpeak.get()
+    base = Path(root) / "LibriSpeech" / part
+    per_speaker: dict[int, int] = {}
+    trans: dict[Path, list[str]] = {}
+    n = 0
+    for spk, text in items:
+        k = per_speaker.get(spk.id, 0)
+        per_speaker[spk.id] = k + 1
+        chapter = 1000 + k // utts_per_chapter
+        utt_id = f"{spk.id}-{chapter}-{k % utts_per_chapter:04d}"
+        d = base / str(spk.id) / str(chapter)
+        d.mkdir(parents=True, exist_ok=True)
+        flac = d / f"{utt_id}.flac"
+        if not flac.exists():
+            wav = engine.synth(text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch)
+            wav = librosa.resample(wav, orig_sr=engine.sample_rate, target_sr=sample_rate)
+            tmp = flac.with_suffix(".tmp.flac")
+            sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate)
+            tmp.replace(flac)
+        trans.setdefault(d / f"{spk.id}-{chapter}.trans.txt", []).append(f"{utt_id} {text}")
+        n += 1
+    for path, lines in trans.items():
+        atomic_write_text(path, "\n".join(lines) + "\n")
+    log.info("wrote %d utterances of %d speakers to %s", n, len(per_speaker), base)
+    return n

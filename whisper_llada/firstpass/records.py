@@ -1,0 +1,40 @@
+"""First-pass records: ``data/firstpass/{system}/{part}.jsonl.gz``, one JSON object a cut:
+``{"id", "text", "nbest": [{"text", "score"}...], "words": [{"word", "conf", "start", "end"}...]}``.
+
+``text`` is the 1-best, ``nbest`` best first; ``words`` is present when the system gives
+confidences.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Iterable
+
+from whisper_llada.utils.checkpoint_io import atomic_write_bytes
+
+
+def records_path(root: str | Path, system: str, part: str) -> Path:
+    return Path(root) / system / f"{part}.jsonl.gz"
+
+
+def write_records(path: str | Path, records: Iterable[dict]) -> None:
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write_bytes(path, gzip.compress(lines.encode()))
+
+
+def read_records(path: str | Path) -> dict[str, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: first-pass records not found (run the first-pass stage)")
+    out = {}
+    with gzip.open(path, "rt") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                r = json.loads(line)
+                out[r["id"]] = r
+                r["text"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{n}: not a first-pass record ({e})") from e
+    return out

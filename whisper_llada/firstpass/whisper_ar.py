@@ -1,0 +1,96 @@
+"""First pass by Whisper's own autoregressive decoding (``transformers``): beam search, n-best
+with sequence scores.
+
+A real checkpoint brings its tokenizer; a random model built from a config (tests, smoke
+runs) uses the recipe's sentencepiece tokenizer as its vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from whisper_llada.data.dataset import SpeechTextDataset
+from whisper_llada.models.whisper_encoder import pad_features
+from whisper_llada.recipe import FirstPassConfig
+
+log = logging.getLogger(__name__)
+
+
+class WhisperFirstPass:
+    def __init__(self, cfg: FirstPassConfig, fallback_tokenizer=None, device="cpu"):
+        from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+        self.cfg, self.device = cfg, torch.device(device)
+        if cfg.whisper.get("path"):
+            from transformers import WhisperTokenizer
+
+            path = Path(cfg.whisper["path"])
+            self.model = WhisperForConditionalGeneration.from_pretrained(str(path), local_files_only=True)
+            tok = WhisperTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.decode = lambda ids: tok.decode(ids, skip_special_tokens=True)
+        elif cfg.whisper.get("config"):
+            if fallback_tokenizer is None:
+                raise ValueError("a first-pass Whisper built from a config needs the recipe's tokenizer")
+            t = fallback_tokenizer
+            fields = dict(vocab_size=t.vocab_size, decoder_start_token_id=t.user_id, bos_token_id=t.user_id,
+                          eos_token_id=t.eos_id, pad_token_id=t.pad_id, **cfg.whisper["config"])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self.model = WhisperForConditionalGeneration(WhisperConfig(**fields))
+            self.decode = t.decode
+        else:
+            raise ValueError("firstpass.whisper: give path (a Whisper directory) or config")
+        self.model.to(self.device).eval()
+        self.frames = self.model.config.max_source_positions * 2
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> list[dict]:
+        cfg = self.cfg
+        x = pad_features(batch["features"], batch["feature_lens"], self.frames).to(self.device)
+        nbest = min(cfg.nbest, cfg.num_beams)
+        kw = dict(num_beams=cfg.num_beams, num_return_sequences=nbest, max_new_tokens=cfg.max_new_tokens,
+                  return_dict_in_generate=True, output_scores=True)
+        if cfg.language and getattr(self.model.generation_config, "is_multilingual", False):
+            kw.update(language=cfg.language, task="transcribe")
+        out = self.model.generate(input_features=x, **kw)
+        seqs = out.sequences.tolist()
+        scores = out.sequences_scores.tolist() if getattr(out, "sequences_scores", None) is not None else [0.0] * len(seqs)
+        records = []
+        for i, cut_id in enumerate(batch["cut_ids"]):
+            hyps = [{"text": self.decode(seqs[i * nbest + k]), "score": scores[i * nbest + k]} for k in range(nbest)]
+            hyps.sort(key=lambda h: -h["score"])
+            records.append({"id": cut_id, "text": hyps[0]["text"], "nbest": hyps})
+        return records
+
+
+def run_first_pass(decoder: Callable[[dict], list[dict]], cuts, batch_size: int,
+                   normalize: Optional[Callable[[str], str]] = None) -> tuple[list[dict], dict]:
+    """Records of every cut and the speed (audio seconds, wall seconds, RTF)."""
+    import time
+
+    from lhotse.dataset import SimpleCutSampler
+    from tqdm import tqdm
+
+    norm = normalize or (lambda s: s)
+    ds = SpeechTextDataset()
+    out, wall, audio = [], 0.0, 0.0
+    for cut_batch in tqdm(SimpleCutSampler(cuts, max_cuts=batch_size), desc="first pass"):
+        batch = ds[cut_batch]
+        if not batch["cut_ids"]:
+            continue
+        t0 = time.perf_counter()
+        records = decoder(batch)
+        wall += time.perf_counter() - t0
+        audio += sum(batch["durations"])
+        for r in records:
+            r["text"] = norm(r["text"])
+            for h in r["nbest"]:
+                h["text"] = norm(h["text"])
+            out.append(r)
+    speed = {"num_utts": len(out), "audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
+             "rtf": round(wall / audio, 5) if audio else None}
+    return out, speed

@@ -1,0 +1,119 @@
+"""A recipe's YAML config: model, data, training, first pass, decoding, deliberation, scoring.
+
+Stage scripts load it with ``load_recipe_config(path, overrides)``; ``--set a.b=value``
+overrides any key (the value is parsed as YAML).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import yaml
+
+from whisper_llada.diffusion.settings import DecodeConfig, decode_configs
+from whisper_llada.models.config import ModelConfig
+from whisper_llada.utils.config import from_dict, load_yaml
+
+
+@dataclass
+class DataConfig:
+    manifest_dir: str = "data/fbank"
+    prefix: str = "librispeech"  # cuts are {manifest_dir}/{prefix}_cuts_{part}.jsonl.gz
+    train_parts: list = field(default_factory=lambda: ["train-clean-100", "train-clean-360", "train-other-500"])
+    dev_parts: list = field(default_factory=lambda: ["dev-clean", "dev-other"])
+    test_parts: list = field(default_factory=lambda: ["test-clean", "test-other"])
+    num_mel_bins: int = 128
+    normalizer: str = "librispeech"  # applied to training transcripts and before scoring
+
+    def cuts_path(self, part: str) -> Path:
+        return Path(self.manifest_dir) / f"{self.prefix}_cuts_{part}.jsonl.gz"
+
+
+@dataclass
+class TrainConfig:
+    num_epochs: int = 10
+    max_duration: float = 200.0  # seconds of audio per batch and rank
+    num_buckets: int = 30
+    lr: float = 3e-5  # peak
+    lr_floor: float = 1e-5
+    warmup_steps: int = 3000
+    decay_steps: int = 100000  # cosine from peak to floor over this many optimiser steps
+    weight_decay: float = 0.0
+    accum_grad: int = 1
+    grad_clip: float = 1.0
+    save_every_n: int = 4000  # batches
+    keep_last_k: int = 20
+    log_interval: int = 50
+    valid_max_batches: int = 0  # 0: the whole dev set
+    num_workers: int = 2
+    seed: int = 42
+    min_duration: float = 0.5
+    cache_encoder: bool = False  # run the frozen encoder once, train on its stored outputs
+    amp: str = "bf16"  # bf16 | fp16 | none (GPU only; CPU always runs float32)
+
+
+@dataclass
+class FirstPassConfig:
+    whisper: dict = field(default_factory=dict)  # {path: dir} or {config: {...}} (random, tests)
+    num_beams: int = 5
+    nbest: int = 5
+    max_new_tokens: int = 128
+    batch_size: int = 8
+    language: Optional[str] = "en"
+
+
+@dataclass
+class ScoreConfig:
+    normalizer: str = "librispeech"  # librispeech | whisper | none
+    sclite_mode: bool = False
+
+
+@dataclass
+class RecipeConfig:
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    firstpass: FirstPassConfig = field(default_factory=FirstPassConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    decode: list = field(default_factory=list)  # DecodeConfig mappings
+    deliberate: list = field(default_factory=list)  # DecodeConfig mappings (deliberation modes)
+    first_pass_system: str = "whisper"  # data/firstpass/{system}/{part}.jsonl.gz read by deliberation
+    source: str = ""
+
+    def decode_settings(self) -> list[DecodeConfig]:
+        return decode_configs(self.decode, f"{self.source}: decode")
+
+    def deliberate_settings(self) -> list[DecodeConfig]:
+        out = decode_configs(self.deliberate, f"{self.source}: deliberate")
+        bad = [c.mode for c in out if not c.is_deliberation]
+        if bad:
+            raise ValueError(f"{self.source}: deliberate lists non-deliberation modes {bad}")
+        return out
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return data
+
+
+def load_recipe_config(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
+    data = apply_overrides(load_yaml(path), overrides)
+    if "model" not in data:
+        raise ValueError(f"{path}: no 'model' section")
+    # Relative paths in the config are relative to the recipe directory, where stages run.
+    cfg = from_dict(RecipeConfig, {**data, "source": str(path)}, str(path))
+    cfg.decode_settings()
+    cfg.deliberate_settings()
+    return cfg

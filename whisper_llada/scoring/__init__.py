@@ -1,0 +1,1 @@
+"""Scoring: icefall-format result files built with kaldialign, and system comparisons."""

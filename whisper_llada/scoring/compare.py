@@ -1,0 +1,122 @@
+"""Comparing systems: a table of every result set (WER, RTF), what a second system fixed,
+introduced and left of a first one's errors, and a plot of WER against RTF.
+
+Errors are keyed by reference position (a substitution or deletion of word i, or an
+insertion after word i), so "fixed" means wrong in A and right in B at the same place.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import kaldialign
+
+from whisper_llada.scoring.wer import EPS, Result, read_recogs
+
+KINDS = {"decoding": "decoding", "diffusion_deliberation": "deliberation", "semi_ar_deliberation": "deliberation",
+         "autoregressive": "autoregressive"}
+
+
+def error_keys(ref: list[str], hyp: list[str], sclite_mode: bool = False) -> Counter:
+    keys: Counter = Counter()
+    i = -1  # index of the last reference word consumed
+    for r, h in kaldialign.align(ref, hyp, EPS, sclite_mode=sclite_mode):
+        if r == EPS:
+            keys[("ins", i)] += 1
+            continue
+        i += 1
+        if h == EPS:
+            keys[("del", i)] += 1
+        elif r != h:
+            keys[("sub", i)] += 1
+    return keys
+
+
+def compare_results(a: list[Result], b: list[Result], sclite_mode: bool = False) -> dict:
+    """Totals and per-utterance lists of errors fixed, introduced and left by B relative to A."""
+    bmap = {c: (ref, hyp) for c, ref, hyp in b}
+    if set(bmap) != {c for c, _, _ in a}:
+        raise ValueError("the two result sets are not on the same cuts")
+    tot = Counter()
+    per_utt = []
+    for cut_id, ref, hyp_a in a:
+        ref_b, hyp_b = bmap[cut_id]
+        if ref_b != ref:
+            raise ValueError(f"cut {cut_id}: the two result sets have different references")
+        ea, eb = error_keys(ref, hyp_a, sclite_mode), error_keys(ref, hyp_b, sclite_mode)
+        # Substitution <-> deletion at one place is the same error left, not one fixed and one made.
+        pa = Counter({(i,): n for (_, i), n in ea.items()})
+        pb = Counter({(i,): n for (_, i), n in eb.items()})
+        fixed, made, left = sum((pa - pb).values()), sum((pb - pa).values()), sum((pa & pb).values())
+        tot.update(fixed=fixed, introduced=made, left=left, ref_words=len(ref))
+        if fixed or made:
+            per_utt.append({"id": cut_id, "ref": " ".join(ref), "a": " ".join(hyp_a), "b": " ".join(hyp_b),
+                            "fixed": fixed, "introduced": made, "left": left})
+    return {"totals": dict(tot), "utterances": per_utt}
+
+
+def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list[dict]:
+    """One row per errs file: name, kind, settings, test part, WER, RTF, number of words."""
+    rows = []
+    sources = [(p, KINDS.get(p.parent.name, p.parent.name)) for p in sorted(Path(exp_dir).glob("*/errs-*.txt"))]
+    if firstpass_dir is not None:
+        sources += [(p, "first_pass") for p in sorted(Path(firstpass_dir).glob("*/errs-*.txt"))]
+    for path, kind in sources:
+        lines = path.read_text().splitlines()
+        wer = float(lines[0].split("=")[1])
+        words = int(re.search(r"over (\d+) reference words", lines[1]).group(1))
+        settings, speed, test = {}, {}, None
+        for line in lines[2:8]:
+            key, _, value = line.partition(": ")
+            if key == "Setting":
+                settings = json.loads(value)
+            elif key == "Speed":
+                speed = json.loads(value)
+            elif key == "Test":
+                test = value
+        name = path.name[len("errs-"):-len(".txt")]
+        if test is None:
+            raise ValueError(f"{path}: no 'Test:' line; not written by this project's scoring")
+        rows.append({"name": f"{path.parent.name}/{name[len(test) + 1:]}", "kind": kind, "settings": settings,
+                     "test": test, "wer": wer, "rtf": speed.get("rtf"), "num_words": words,
+                     "recogs": str(path.parent / ("recogs-" + name + ".txt"))})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    out = [f"{'system':70s} {'kind':14s} {'test':12s} {'WER':>7s} {'RTF':>8s}"]
+    for r in sorted(rows, key=lambda r: (r["test"], r["wer"])):
+        rtf = f"{r['rtf']:.4f}" if r["rtf"] is not None else "-"
+        out.append(f"{r['name'][:70]:70s} {r['kind']:14s} {r['test']:12s} {r['wer']:7.2f} {rtf:>8s}")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = {"first_pass": "s", "decoding": "o", "deliberation": "^", "autoregressive": "D"}
+    for kind, m in markers.items():
+        pts = [r for r in rows if r["kind"] == kind and r["rtf"] is not None]
+        if pts:
+            ax.scatter([r["rtf"] for r in pts], [r["wer"] for r in pts], marker=m, label=kind)
+    ax.set_xlabel("real-time factor")
+    ax.set_ylabel("WER (%)")
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare_files(a: Path, b: Path, sclite_mode: bool = False) -> dict:
+    return compare_results(read_recogs(a), read_recogs(b), sclite_mode)

@@ -1,0 +1,1 @@
+"""Training: the multi-GPU loop (DDP via torchrun, gloo on CPU), checkpoints, schedules."""

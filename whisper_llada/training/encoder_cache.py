@@ -1,0 +1,55 @@
+"""Frozen-encoder speed-up: Whisper encoder outputs computed once and stored beside the cuts.
+
+Only the leading frames the Q-Former reads are stored (all of them when it keeps every
+window), losslessly in float32, so training on the cache gives the same loss as running
+the encoder. Storage is ``NumpyFilesWriter`` under the experiment directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from whisper_llada.data.dataset import SpeechTextDataset
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 1, batch_size: int = 8):
+    """Cuts with an ``encoder_out`` array and ``encoder_real_frames``; built once, by rank 0."""
+    from lhotse import CutSet, load_manifest
+    from lhotse.features.io import NumpyFilesWriter
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    manifest = out_dir / "cuts.jsonl.gz"
+    if rank == 0 and not manifest.is_file():
+        ds = SpeechTextDataset()
+        total = model.encoder.config.max_source_positions
+        out = []
+        cut_list = list(cuts)
+        with NumpyFilesWriter(str(out_dir / "storage")) as writer:
+            for i in tqdm(range(0, len(cut_list), batch_size), desc=f"caching encoder outputs ({out_dir.name})"):
+                chunk = CutSet.from_cuts(cut_list[i : i + batch_size])
+                batch = ds[chunk]
+                if not batch["cut_ids"]:
+                    continue
+                frames, real = model.run_encoder(batch["features"].to(device), batch["feature_lens"].to(device))
+                need = model.qformer.frames_needed(real, total)
+                by_id = {c.id: c for c in chunk}
+                for j, cut_id in enumerate(batch["cut_ids"]):
+                    arr = frames[j, : int(need[j])].float().cpu().numpy()
+                    stored = writer.store_array(cut_id, arr)
+                    cut = by_id[cut_id].with_custom("encoder_out", stored)
+                    out.append(cut.with_custom("encoder_real_frames", int(real[j])))
+        tmp = out_dir / "cuts.tmp.jsonl.gz"
+        CutSet.from_cuts(out).to_file(tmp)
+        tmp.replace(manifest)
+        log.info("cached encoder outputs of %d cuts under %s", len(out), out_dir)
+    if world > 1:
+        dist.barrier()
+    return load_manifest(manifest)

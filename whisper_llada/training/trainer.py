@@ -1,0 +1,248 @@
+"""The training loop for Whisper-LLaDA and its autoregressive twin, one process or many.
+
+Launched by ``torchrun`` for several GPUs (rank, local rank and world size from the
+environment; NCCL on GPU, gloo on CPU) or as a plain process. lhotse's
+``DynamicBucketingSampler`` is built after the process group and reseeded every epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+from whisper_llada.data.dataset import SpeechTextDataset, filter_cuts
+from whisper_llada.data.text_norm import get_normalizer
+from whisper_llada.models.build import build_model
+from whisper_llada.recipe import RecipeConfig
+from whisper_llada.training.checkpoint import (
+    load_checkpoint,
+    remove_old_checkpoints,
+    save_checkpoint,
+    unwrap,
+)
+from whisper_llada.training.schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
+
+
+def dist_env() -> tuple[int, int, int]:
+    """rank, local rank, world size (torchrun sets them; a plain process is rank 0 of 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def load_cuts(cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_duration: float = 0.0):
+    from lhotse import CutSet, load_manifest_lazy
+
+    sets = []
+    for part in parts:
+        path = cfg.data.cuts_path(part)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: cut manifest of part {part!r} not found (run the features stage)")
+        sets.append(load_manifest_lazy(path))
+    cuts = CutSet.mux(*sets) if len(sets) > 1 else sets[0]
+    return filter_cuts(cuts, tokenizer=tokenizer, max_tokens=cfg.model.loss.response_length if cfg.model.arch == "whisper_llada" else None,
+                       normalize=get_normalizer(cfg.data.normalizer), min_duration=min_duration, where=where)
+
+
+def _move(batch: dict, device) -> dict:
+    out = dict(batch)
+    if "features" in out:
+        out["features"], out["feature_lens"] = out["features"].to(device), out["feature_lens"].to(device)
+    if "encoder_out" in out:
+        out["encoder_out"] = tuple(t.to(device) for t in out["encoder_out"])
+    return out
+
+
+def _loss(model, batch: dict) -> torch.Tensor:
+    kw = {"encoder_out": batch["encoder_out"]} if "encoder_out" in batch else {
+        "features": batch["features"], "feature_lens": batch["feature_lens"]}
+    return model(batch["texts"], **kw)["loss"]
+
+
+class Trainer:
+    def __init__(self, cfg: RecipeConfig, exp_dir: str | Path, start_epoch: int = 1, start_batch: int = 0,
+                 device: Optional[str] = None):
+        self.cfg, self.exp_dir = cfg, Path(exp_dir)
+        self.rank, self.local_rank, self.world = dist_env()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and device != "cpu" else "gloo")
+        if device is None:
+            device = f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        tc = cfg.train
+        torch.manual_seed(tc.seed + self.rank)  # different masks per rank; restored on resume
+        self.model = build_model(cfg.model).to(self.device)
+        self.tokenizer = self.model.tokenizer
+        self.params = {"epoch": start_epoch, "batch_idx_train": 0, "best_valid_loss": float("inf"),
+                       "config": asdict(cfg)}
+        self._build_data()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: warmup_cosine(s, tc.lr, tc.lr_floor, tc.warmup_steps, tc.decay_steps) / tc.lr)
+        use_amp = self.device.type == "cuda" and tc.amp in ("bf16", "fp16")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if use_amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.start_epoch, self.resumed_mid_epoch = start_epoch, False
+        if start_batch > 0:
+            self._resume(self.exp_dir / f"checkpoint-{start_batch}.pt")
+            self.resumed_mid_epoch = True
+        elif start_epoch > 1:
+            self._resume(self.exp_dir / f"epoch-{start_epoch - 1}.pt")
+            self.start_epoch = start_epoch
+        self.ddp = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.local_rank] if self.device.type == "cuda" else None
+            self.ddp = DDP(self.model, device_ids=ids)
+        self.tb = None
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
+
+    def _build_data(self) -> None:
+        from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
+
+        cfg, tc = self.cfg, self.cfg.train
+        norm = get_normalizer(cfg.data.normalizer)
+        train_cuts = load_cuts(cfg, cfg.data.train_parts, self.tokenizer, "train", tc.min_duration)
+        dev_cuts = load_cuts(cfg, cfg.data.dev_parts, self.tokenizer, "dev")
+        if tc.cache_encoder:
+            from whisper_llada.training.encoder_cache import cached_cuts
+
+            cache = self.exp_dir / "encoder_cache"
+            train_cuts = cached_cuts(self.model, train_cuts, cache / "train", self.device, self.rank, self.world)
+            dev_cuts = cached_cuts(self.model, dev_cuts, cache / "dev", self.device, self.rank, self.world)
+        # Built after the process group exists: it reads rank and world size.
+        self.sampler = DynamicBucketingSampler(train_cuts, max_duration=tc.max_duration, shuffle=True,
+                                               num_buckets=max(1, min(tc.num_buckets, len(train_cuts))),
+                                               drop_last=self.world > 1,
+                                               world_size=self.world, rank=self.rank, seed=tc.seed)
+        self.valid_sampler = SimpleCutSampler(dev_cuts, max_duration=tc.max_duration, shuffle=False,
+                                              world_size=self.world, rank=self.rank)
+        ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder)
+        kw = dict(batch_size=None, num_workers=tc.num_workers, persistent_workers=False)
+        self.train_dl = torch.utils.data.DataLoader(ds, sampler=self.sampler, **kw)
+        self.valid_dl = torch.utils.data.DataLoader(ds, sampler=self.valid_sampler, **kw)
+
+    def _resume(self, path: Path) -> None:
+        params = load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.scaler,
+                                 self.sampler if "checkpoint-" in path.name else None, restore_rng_of_rank=self.rank)
+        self.params.update({k: v for k, v in params.items() if k != "config"})
+        self.start_epoch = int(params.get("epoch", 1)) + (0 if "checkpoint-" in path.name else 1)
+        log.info("resumed from %s at epoch %d, batch %d", path, self.start_epoch, self.params["batch_idx_train"])
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.ddp.eval()
+        g = torch.Generator(device=self.device).manual_seed(1234)  # the same masks every epoch
+        tot, n = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        for i, batch in enumerate(self.valid_dl):
+            if self.cfg.train.valid_max_batches and i >= self.cfg.train.valid_max_batches:
+                break
+            if not batch["cut_ids"]:
+                continue
+            batch = _move(batch, self.device)
+            kw = {"encoder_out": batch["encoder_out"]} if "encoder_out" in batch else {
+                "features": batch["features"], "feature_lens": batch["feature_lens"]}
+            with self._autocast():
+                loss = self.model(batch["texts"], generator=g, **kw)["loss"]
+            tot += loss.float() * len(batch["cut_ids"])
+            n += len(batch["cut_ids"])
+        if self.world > 1:
+            dist.all_reduce(tot)
+            dist.all_reduce(n)
+        self.ddp.train()
+        return float(tot / n.clamp(min=1))
+
+    def _save(self, path: Path, with_sampler: bool) -> None:
+        from whisper_llada.training.checkpoint import rng_state
+
+        states = [rng_state()]
+        if self.world > 1:  # every rank's masking stream, so a resumed run repeats it exactly
+            states = [None] * self.world
+            dist.all_gather_object(states, rng_state())
+        if self.rank == 0:
+            save_checkpoint(path, self.model, dict(self.params), self.optimizer, self.scheduler, self.scaler,
+                            self.sampler if with_sampler else None, rng_states=states)
+        if self.world > 1:
+            dist.barrier()
+
+    def train(self) -> list[float]:
+        """Runs the remaining epochs; returns the training loss of every batch (for tests)."""
+        tc = self.cfg.train
+        self.ddp.train()
+        losses: list[float] = []
+        for epoch in range(self.start_epoch, tc.num_epochs + 1):
+            self.params["epoch"] = epoch
+            if not self.resumed_mid_epoch:
+                self.sampler.set_epoch(epoch)
+            self.resumed_mid_epoch = False
+            t0, tot_loss, tot_n = time.time(), 0.0, 0
+            for batch in self.train_dl:
+                self.params["batch_idx_train"] += 1
+                step = self.params["batch_idx_train"]
+                if not batch["cut_ids"]:
+                    continue
+                batch = _move(batch, self.device)
+                with self._autocast():
+                    loss = _loss(self.ddp, batch)
+                self.scaler.scale(loss / tc.accum_grad).backward()
+                losses.append(float(loss))
+                tot_loss, tot_n = tot_loss + float(loss), tot_n + 1
+                if step % tc.accum_grad == 0:
+                    self.scaler.unscale_(self.optimizer)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(
+                        [p for p in self.model.parameters() if p.requires_grad], tc.grad_clip)
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scheduler.step()
+                    if self.tb is not None:
+                        self.tb.add_scalar("train/grad_norm", float(grad_norm), step)
+                if self.tb is not None:
+                    self.tb.add_scalar("train/loss", float(loss), step)
+                    self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
+                if step % tc.log_interval == 0:
+                    log.info("epoch %d, batch %d, loss %.4f (epoch avg %.4f), lr %.2e, %d cuts", epoch, step,
+                             float(loss), tot_loss / tot_n, self.scheduler.get_last_lr()[0], len(batch["cut_ids"]))
+                if tc.save_every_n and step % tc.save_every_n == 0:
+                    self._save(self.exp_dir / f"checkpoint-{step}.pt", with_sampler=True)
+                    if self.rank == 0:
+                        remove_old_checkpoints(self.exp_dir, tc.keep_last_k)
+            valid = self.validate()
+            self.params["best_valid_loss"] = min(self.params["best_valid_loss"], valid)
+            log.info("epoch %d done in %.1f s: train loss %.4f, valid loss %.4f", epoch, time.time() - t0,
+                     tot_loss / max(tot_n, 1), valid)
+            if self.tb is not None:
+                self.tb.add_scalar("valid/loss", valid, step if tot_n else self.params["batch_idx_train"])
+            self._save(self.exp_dir / f"epoch-{epoch}.pt", with_sampler=False)
+        if self.tb is not None:
+            self.tb.close()
+        return losses
+
+
+def run_training(cfg: RecipeConfig, exp_dir, start_epoch: int = 1, start_batch: int = 0, device: Optional[str] = None):
+    trainer = Trainer(cfg, exp_dir, start_epoch, start_batch, device)
+    try:
+        return trainer.train()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
