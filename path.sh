@@ -1,6 +1,6 @@
 # Sourced by every recipe and by tools/test.sh: activates the project's
 # environment and makes the package and local/ importable.
-_wl_root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+_wl_root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 if [ ! -f "$_wl_root/.venv/bin/activate" ]; then
   echo "path.sh: $_wl_root/.venv is missing; run tools/install.sh first" >&2
   return 1 2>/dev/null || exit 1

@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from whisper_llada.inference import load_trained_model, run_settings
+from whisper_llada.inference import checkpoint_paths, load_trained_model, run_settings
 from whisper_llada.recipe import load_recipe_config
 from whisper_llada.utils.logging import setup_logger
 
@@ -36,10 +36,9 @@ def run(method: str, doc: str) -> None:
     if not settings:
         logging.info("no %s settings in %s - nothing to do", method, args.config)
         return
-    model, tag = load_trained_model(cfg, args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg,
-                                    args.checkpoint, args.device)
-    run_settings(cfg, model, tag, args.exp_dir, settings, args.parts or cfg.data.test_parts, args.firstpass_dir,
-                 args.device)
+    paths, tag = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg, args.checkpoint)
+    run_settings(cfg, lambda: load_trained_model(cfg, paths, args.device), tag, args.exp_dir, settings,
+                 args.parts or cfg.data.test_parts, args.firstpass_dir, args.device)
 
 
 def main() -> None:

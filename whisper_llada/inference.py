@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -29,23 +29,20 @@ from whisper_llada.utils.checkpoint_io import atomic_write_text
 log = logging.getLogger(__name__)
 
 
-def load_trained_model(cfg: RecipeConfig, exp_dir: Path, epoch: int, avg: int = 1, checkpoint: Optional[Path] = None,
-                       device: str = "cpu"):
-    """The model with trainable weights from ``epoch-N.pt`` (averaged over ``avg`` epochs) or a checkpoint file.
-
-    Returns (model, tag) where tag names the weights in result file names.
-    """
-    model = build_model(cfg.model)
+def checkpoint_paths(exp_dir: Path, epoch: int, avg: int = 1, checkpoint: Optional[Path] = None) -> tuple[list[Path], str]:
+    """The checkpoint files to average and the tag that names them in result files."""
     if checkpoint is not None:
-        paths, tag = [Path(checkpoint)], Path(checkpoint).stem
-    else:
-        if epoch - avg + 1 < 1:
-            raise ValueError(f"--epoch {epoch} --avg {avg}: averaging would need epochs before epoch 1")
-        paths = [Path(exp_dir) / f"epoch-{e}.pt" for e in range(epoch - avg + 1, epoch + 1)]
-        tag = f"epoch-{epoch}-avg-{avg}"
-    state = average_checkpoints(paths)
-    load_model_state(model, state, ", ".join(map(str, paths)))
-    return model.to(device).eval(), tag
+        return [Path(checkpoint)], Path(checkpoint).stem
+    if epoch - avg + 1 < 1:
+        raise ValueError(f"--epoch {epoch} --avg {avg}: averaging would need epochs before epoch 1")
+    return [Path(exp_dir) / f"epoch-{e}.pt" for e in range(epoch - avg + 1, epoch + 1)], f"epoch-{epoch}-avg-{avg}"
+
+
+def load_trained_model(cfg: RecipeConfig, paths: list[Path], device: str = "cpu"):
+    """The model with its trainable weights averaged over ``paths``."""
+    model = build_model(cfg.model)
+    load_model_state(model, average_checkpoints(paths), ", ".join(map(str, paths)))
+    return model.to(device).eval()
 
 
 def _to(batch: dict, device) -> dict:
@@ -105,17 +102,23 @@ def token_confidences(tokenizer, record: dict) -> list[float]:
     return out
 
 
-def run_settings(cfg: RecipeConfig, model, tag: str, exp_dir: Path, settings: list[DecodeConfig], parts: list[str],
-                 firstpass_dir: Optional[Path] = None, device: str = "cpu") -> dict:
-    """Decode (or deliberate) every test part with every setting; skip results that exist."""
+def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, exp_dir: Path,
+                 settings: list[DecodeConfig], parts: list[str], firstpass_dir: Optional[Path] = None,
+                 device: str = "cpu") -> dict:
+    """Decode (or deliberate) every test part with every setting; skip results that exist.
+
+    ``get_model`` is called only if something is left to decode.
+    """
     from lhotse import load_manifest_lazy
 
     wers: dict = {}
+    model = None
     for part in parts:
         path = cfg.data.cuts_path(part)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: cuts of test part {part!r} not found (run the features stage)")
         cuts = filter_cuts(load_manifest_lazy(path), need_text=False, where=part)
+        written = set()
         for setting in settings:
             out_dir = Path(exp_dir) / setting.mode
             suffix = f"{setting.suffix()}-{tag}"
@@ -130,6 +133,7 @@ def run_settings(cfg: RecipeConfig, model, tag: str, exp_dir: Path, settings: li
                 if missing:
                     raise ValueError(f"{records_path(firstpass_dir, cfg.first_pass_system, part)}: no record for "
                                      f"{len(missing)} cuts (e.g. {missing[:3]}); is it from another recipe?")
+            model = model or get_model()
             results, speed = decode_part(model, cuts, setting, cfg.score.normalizer, first_pass, device)
             header = f"Test: {part}\nSetting: {json.dumps({k: v for k, v in vars(setting).items() if v is not None})}\nSpeed: {json.dumps(speed)}"
             wer = write_results(out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header)
@@ -137,7 +141,8 @@ def run_settings(cfg: RecipeConfig, model, tag: str, exp_dir: Path, settings: li
             log.info("%s %s: WER %.2f%%, RTF %s, %.1f passes/utt", part, suffix, wer, speed["rtf"],
                      speed["forward_passes_per_utt"])
             wers[(part, suffix)] = wer
-        for mode in {s.mode for s in settings}:
+            written.add(setting.mode)
+        for mode in written:
             summarise(Path(exp_dir) / mode, part, tag)
     return wers
 

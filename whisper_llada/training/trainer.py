@@ -133,7 +133,10 @@ class Trainer:
         self.valid_sampler = SimpleCutSampler(dev_cuts, max_duration=tc.max_duration, shuffle=False,
                                               world_size=self.world, rank=self.rank)
         ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder)
-        kw = dict(batch_size=None, num_workers=tc.num_workers, persistent_workers=False)
+        # The loaders draw their worker seeds from their own generator, not from the global
+        # RNG, whose stream (masks, dropout) a resumed run must repeat exactly.
+        kw = dict(batch_size=None, num_workers=tc.num_workers, persistent_workers=False,
+                  generator=torch.Generator().manual_seed(tc.seed))
         self.train_dl = torch.utils.data.DataLoader(ds, sampler=self.sampler, **kw)
         self.valid_dl = torch.utils.data.DataLoader(ds, sampler=self.valid_sampler, **kw)
 
@@ -205,8 +208,8 @@ class Trainer:
                 with self._autocast():
                     loss = _loss(self.ddp, batch)
                 self.scaler.scale(loss / tc.accum_grad).backward()
-                losses.append(float(loss))
-                tot_loss, tot_n = tot_loss + float(loss), tot_n + 1
+                losses.append(float(loss.detach()))
+                tot_loss, tot_n = tot_loss + losses[-1], tot_n + 1
                 if step % tc.accum_grad == 0:
                     self.scaler.unscale_(self.optimizer)
                     grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -218,15 +221,18 @@ class Trainer:
                     if self.tb is not None:
                         self.tb.add_scalar("train/grad_norm", float(grad_norm), step)
                 if self.tb is not None:
-                    self.tb.add_scalar("train/loss", float(loss), step)
+                    self.tb.add_scalar("train/loss", losses[-1], step)
                     self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
                 if step % tc.log_interval == 0:
                     log.info("epoch %d, batch %d, loss %.4f (epoch avg %.4f), lr %.2e, %d cuts", epoch, step,
-                             float(loss), tot_loss / tot_n, self.scheduler.get_last_lr()[0], len(batch["cut_ids"]))
+                             losses[-1], tot_loss / tot_n, self.scheduler.get_last_lr()[0], len(batch["cut_ids"]))
                 if tc.save_every_n and step % tc.save_every_n == 0:
                     self._save(self.exp_dir / f"checkpoint-{step}.pt", with_sampler=True)
                     if self.rank == 0:
                         remove_old_checkpoints(self.exp_dir, tc.keep_last_k)
+            if tot_n == 0:
+                log.warning("epoch %d had no training batch: with %d ranks, batches that do not fill "
+                            "max_duration are dropped; lower train.max_duration", epoch, self.world)
             valid = self.validate()
             self.params["best_valid_loss"] = min(self.params["best_valid_loss"], valid)
             log.info("epoch %d done in %.1f s: train loss %.4f, valid loss %.4f", epoch, time.time() - t0,

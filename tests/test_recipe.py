@@ -1,0 +1,107 @@
+"""The LibriSpeech recipe end to end on a dozen espeak-ng utterances (smoke config), its rerun,
+its result files, multi-process training and exact resumption."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from recipe_utils import make_corpus, make_workspace, run
+from whisper_llada.scoring.wer import error_counts, read_recogs
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["Stage 1", "Stage 2", "Stage 3", "Stage 4", "Stage 5", "Stage 6", "Stage 7", "Stage 8"]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ws")
+    rdir = make_workspace(tmp)
+    make_corpus(tmp / "dl")
+    out = run(["./run.sh", "--dl-dir", str(tmp / "dl"), "--config", "conf/smoke.yaml", "--vocab-size", "60",
+               "--stage", "1", "--nj", "2"], rdir)
+    return rdir, out
+
+
+def test_smoke_run_writes_every_stage(recipe):
+    rdir, out = recipe
+    for s in STAGES:
+        assert s in out
+    assert (rdir / "data/manifests/librispeech_recordings_train-clean-100.jsonl.gz").is_file()
+    assert (rdir / "data/fbank/librispeech_cuts_test-clean.jsonl.gz").is_file()
+    assert (rdir / "data/lang_bpe_60/bpe.model").is_file()
+    assert (rdir / "data/firstpass/whisper/test-clean.jsonl.gz").is_file()
+    exp = rdir / "exp/smoke"
+    assert (exp / "epoch-1.pt").is_file() and (exp / "epoch-2.pt").is_file()
+    assert len(list(exp.glob("checkpoint-*.pt"))) <= 2  # keep_last_k
+    assert list((exp / "tensorboard").iterdir()) and list((exp / "log").glob("log-train-*"))
+    assert len(list((exp / "decoding").glob("errs-test-clean-*"))) == 2
+    assert len(list((exp / "diffusion_deliberation").glob("errs-test-clean-*"))) == 1
+    assert len(list((exp / "semi_ar_deliberation").glob("errs-test-clean-*"))) == 1
+    assert (exp / "report.json").is_file() and (exp / "wer-vs-rtf.png").stat().st_size > 1000
+
+
+def test_rerun_skips_every_stage(recipe):
+    rdir, _ = recipe
+    before = {p: p.stat().st_mtime_ns for p in rdir.rglob("*") if p.is_file() and "report" not in p.name and "png" not in p.name}
+    out = run(["./run.sh", "--dl-dir", str(rdir.parent.parent / "dl"), "--config", "conf/smoke.yaml",
+               "--vocab-size", "60", "--stage", "1", "--stop-stage", "7"], rdir)
+    assert out.count("already exists - skipping") >= 8, out
+    after = {p: p.stat().st_mtime_ns for p in before}
+    changed = [str(p) for p in before if after[p] != before[p] and "/log/" not in str(p)]
+    assert not changed
+
+
+def test_errs_wer_equals_recogs_wer(recipe):
+    rdir, _ = recipe
+    errs = sorted((rdir / "exp/smoke").glob("*/errs-*.txt")) + sorted((rdir / "data/firstpass").glob("*/errs-*.txt"))
+    assert len(errs) == 5
+    for e in errs:
+        printed = float(e.read_text().split("\n", 1)[0].split("=")[1])
+        recogs = e.with_name(e.name.replace("errs-", "recogs-"))
+        assert printed == pytest.approx(error_counts(read_recogs(recogs))["wer"], abs=0.005)
+        hyp_lines = [l for l in recogs.read_text().splitlines() if "\thyp=" in l]
+        assert hyp_lines and not any("[" in l or "'" in l for l in hyp_lines)  # plain text, no list repr
+
+
+def _losses(log_text: str) -> dict[int, float]:
+    return {int(b): float(l) for b, l in re.findall(r"batch (\d+), loss ([0-9.]+)", log_text)}
+
+
+def _valid(log_text: str) -> list[float]:
+    return [float(v) for v in re.findall(r"valid loss ([0-9.]+)", log_text)]
+
+
+def test_resume_from_batch_checkpoint_is_exact(recipe):
+    rdir, _ = recipe
+    base = ["../../local/train.py", "--config", "conf/smoke.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model",
+            "--set", "train.save_every_n=2", "--set", "train.num_epochs=2", "--set", "train.keep_last_k=10",
+            "--device", "cpu"]
+    full = _losses(run(["python", *base, "--exp-dir", "exp/resume-full"], rdir))
+    part = rdir / "exp/resume-part"
+    part.mkdir(parents=True)
+    shutil.copy(rdir / "exp/resume-full/checkpoint-2.pt", part)
+    resumed = _losses(run(["python", *base, "--exp-dir", str(part), "--start-batch", "2"], rdir))
+    assert min(resumed) == 3 and set(resumed) == {b for b in full if b > 2}
+    for b, loss in resumed.items():
+        assert loss == full[b], (b, loss, full[b])
+
+
+def test_two_process_training_matches_double_batch(recipe):
+    rdir, _ = recipe
+    base = ["../../local/train.py", "--config", "conf/smoke.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model",
+            "--set", "train.num_epochs=4", "--set", "train.save_every_n=0", "--device", "cpu"]
+    # Batches small enough that both ranks fill some (DDP drops the partial last ones).
+    one = run(["python", *base, "--exp-dir", "exp/one", "--max-duration", "8"], rdir)
+    two = run(["torchrun", "--standalone", "--nproc-per-node", "2", *base, "--exp-dir", "exp/two", "--max-duration", "4"], rdir)
+    logs = sorted((rdir / "exp/two/log").glob("log-train-*"))
+    assert [p.name[-2:] for p in logs] == ["-0", "-1"]  # a log per rank
+    v1, v2 = _valid(one), _valid(logs[0].read_text())
+    assert _valid(logs[1].read_text()) == v2  # the validation loss is reduced over both ranks
+    assert len(v1) == 4 and len(v2) == 4
+    assert v1[-1] < v1[0] and v2[-1] < v2[0]
+    for a, b in zip(v1, v2):
+        assert abs(a - b) / a < 0.15, (v1, v2)
