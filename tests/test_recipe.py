@@ -105,3 +105,15 @@ def test_two_process_training_matches_double_batch(recipe):
     assert v1[-1] < v1[0] and v2[-1] < v2[0]
     for a, b in zip(v1, v2):
         assert abs(a - b) / a < 0.15, (v1, v2)
+
+
+def test_encoder_cache_gives_the_same_losses(recipe):
+    rdir, _ = recipe
+    base = ["../../local/train.py", "--config", "conf/smoke.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model",
+            "--set", "train.num_epochs=1", "--set", "train.save_every_n=0", "--device", "cpu"]
+    plain = _losses(run(["python", *base, "--exp-dir", "exp/nocache"], rdir))
+    cached = _losses(run(["python", *base, "--exp-dir", "exp/cache", "--set", "train.cache_encoder=true"], rdir))
+    assert (rdir / "exp/cache/encoder_cache/train/cuts.jsonl.gz").is_file()
+    assert plain.keys() == cached.keys() and len(plain) >= 2
+    for b in plain:
+        assert cached[b] == pytest.approx(plain[b], abs=2e-4), (b, plain, cached)

@@ -60,13 +60,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: lhotse manifests"
-  mkdir -p data/manifests
-  if [ -e data/manifests/.librispeech.done ]; then
-    log "data/manifests already exists - skipping"
-  else
-    lhotse prepare librispeech -j "$nj" "$dl_dir/LibriSpeech" data/manifests
-    touch data/manifests/.librispeech.done
-  fi
+  python ../../local/prepare_manifests.py --corpus-dir "$dl_dir/LibriSpeech" --output-dir data/manifests --nj "$nj"
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then

@@ -1,0 +1,69 @@
+"""Data preparation on bad input: unreadable audio, cuts that cannot be used, broken records."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+
+import pytest
+
+from recipe_utils import run
+from whisper_llada.data.dataset import filter_cuts
+from whisper_llada.firstpass.records import read_records, write_records
+
+
+def _cut(cut_id: str, duration: float, text: str):
+    from lhotse import MonoCut, Recording, SupervisionSegment
+    from lhotse.audio import AudioSource
+
+    rec = Recording(id=cut_id, sources=[AudioSource(type="file", channels=[0], source="/nonexistent.flac")],
+                    sampling_rate=16000, num_samples=int(duration * 16000), duration=duration)
+    sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0, duration=duration, text=text)
+    return MonoCut(id=cut_id, start=0, duration=duration, channel=0, recording=rec, supervisions=[sup])
+
+
+def test_filter_cuts_reports_each_reason(tokenizer, caplog):
+    cuts = [_cut("ok", 3.0, "THE CAT"), _cut("long", 31.0, "THE CAT"), _cut("empty", 2.0, " "),
+            _cut("wordy", 3.0, " ".join(["RIVER STONE"] * 20)), _cut("short", 0.1, "A")]
+    with caplog.at_level(logging.WARNING):
+        kept = filter_cuts(cuts, tokenizer=tokenizer, max_tokens=24, min_duration=0.5, where="train")
+    assert [c.id for c in kept] == ["ok"]
+    msg = caplog.text
+    for reason in ("longer than 30 s (Whisper's window)", "empty transcript", "response_length 24", "shorter than 0.5 s"):
+        assert reason in msg
+    assert "kept 1 of 5 cuts" in msg
+
+
+def test_features_stage_skips_unreadable_audio(tmp_path):
+    from recipe_utils import make_corpus
+
+    make_corpus(tmp_path / "dl", n_train=3, n_dev=1, n_test=1)
+    flacs = sorted((tmp_path / "dl/LibriSpeech/train-clean-100").rglob("*.flac"))
+    corrupt, vanishing = flacs[0], flacs[1]
+    corrupt.write_bytes(b"this is not audio")
+    out = run(["python", "-m", "local.prepare_manifests", "--corpus-dir", str(tmp_path / "dl/LibriSpeech"),
+               "--output-dir", str(tmp_path / "manifests")], tmp_path.parent)
+    assert f"{corrupt}: unreadable audio" in out and "1 unreadable files left out" in out
+    vanishing.unlink()  # lost after the manifests were made: the features stage names it and goes on
+    out = run(["python", "-m", "local.compute_fbank", "--manifest-dir", str(tmp_path / "manifests"),
+               "--output-dir", str(tmp_path / "fbank"), "--parts", "train-clean-100", "--num-mel-bins", "80"], tmp_path.parent)
+    assert vanishing.stem in out and "skipped" in out
+    from lhotse import load_manifest
+
+    cuts = load_manifest(tmp_path / "fbank/librispeech_cuts_train-clean-100.jsonl.gz")
+    assert len(cuts) == 1 and all(c.has_features for c in cuts)
+    # A rerun finds the finished part and does nothing.
+    again = run(["python", "-m", "local.compute_fbank", "--manifest-dir", str(tmp_path / "manifests"),
+                 "--output-dir", str(tmp_path / "fbank"), "--parts", "train-clean-100"], tmp_path.parent)
+    assert "already exists - skipping" in again
+
+
+def test_first_pass_records_round_trip_and_errors(tmp_path):
+    recs = [{"id": "a", "text": "HELLO", "nbest": [{"text": "HELLO", "score": -1.0}]}]
+    write_records(tmp_path / "p.jsonl.gz", recs)
+    assert read_records(tmp_path / "p.jsonl.gz") == {"a": recs[0]}
+    (tmp_path / "bad.jsonl.gz").write_bytes(gzip.compress(b'{"id": "a", "text": "x"}\n{"nope": 1}\n'))
+    with pytest.raises(ValueError, match=r"bad.jsonl.gz:2: not a first-pass record"):
+        read_records(tmp_path / "bad.jsonl.gz")
+    with pytest.raises(FileNotFoundError, match="run the first-pass stage"):
+        read_records(tmp_path / "missing.jsonl.gz")

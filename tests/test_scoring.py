@@ -1,0 +1,55 @@
+"""Scoring files, normalisers and system comparison on hand-made results."""
+
+from __future__ import annotations
+
+import pytest
+
+from whisper_llada.data.text_norm import get_normalizer, librispeech_normalize
+from whisper_llada.scoring.compare import compare_results
+from whisper_llada.scoring.wer import error_counts, errs_text, read_recogs, recogs_text, write_results
+
+RESULTS = [
+    ("u1", "THE CAT SAT ON THE MAT".split(), "THE CAT SAT IN THE MAT".split()),
+    ("u2", "A RED BIRD".split(), "A RED RED BIRD".split()),
+    ("u3", "HELLO WORLD".split(), "HELLO".split()),
+]
+
+
+def test_counts_and_errs_layout(tmp_path):
+    c = error_counts(RESULTS)
+    assert (c["sub"], c["ins"], c["del"], c["ref_words"]) == (1, 1, 1, 11)
+    assert c["wer"] == pytest.approx(100 * 3 / 11)
+    wer = write_results(tmp_path, "test", "x", RESULTS, "librispeech", header="Test: test")
+    text = (tmp_path / "errs-test-x.txt").read_text()
+    lines = text.splitlines()
+    assert lines[0] == f"%WER = {wer:.2f}" and lines[1].startswith("Errors: 1 insertions, 1 deletions, 1 substitutions")
+    assert "Normalizer: librispeech" in lines[2]
+    for section in ("PER-UTT DETAILS:", "SUBSTITUTIONS:", "DELETIONS:", "INSERTIONS:", "PER-WORD STATS:"):
+        assert any(l.startswith(section) for l in lines)
+    assert "1   ON -> IN" in text and "u3:\tHELLO (WORLD->*)" in text
+    assert read_recogs(tmp_path / "recogs-test-x.txt") == sorted(RESULTS)
+    assert "hyp=THE CAT SAT IN THE MAT" in recogs_text(RESULTS)
+
+
+def test_sclite_mode_is_passed_through():
+    a = errs_text(RESULTS, "none", sclite_mode=True)[1]
+    assert a == pytest.approx(error_counts(RESULTS, sclite_mode=True)["wer"])
+
+
+def test_compare_fixed_introduced_left():
+    a = RESULTS
+    b = [("u1", RESULTS[0][1], "THE CAT SAT ON THE MAT".split()),      # fixes the substitution
+         ("u2", RESULTS[1][1], "A RED RED BIRD".split()),              # leaves the insertion
+         ("u3", RESULTS[2][1], "JELLO WORLD".split())]                 # fixes the deletion, makes a substitution
+    t = compare_results(a, b)["totals"]
+    assert (t["fixed"], t["introduced"], t["left"]) == (2, 1, 1)
+    with pytest.raises(ValueError, match="same cuts"):
+        compare_results(a, b[:2])
+
+
+def test_normalizers():
+    assert librispeech_normalize("Hello, world! It's 'quoted' -- ok.") == "HELLO WORLD IT'S QUOTED OK"
+    w = get_normalizer("whisper")
+    assert w("Mr. Smith's colour, 10 dollars!") == w("mister smith's colour 10 dollars")
+    with pytest.raises(ValueError, match="unknown normalizer"):
+        get_normalizer("fancy")
