@@ -3,7 +3,8 @@
 introduced and left of another's errors.
 
 Reads  {exp_dir}/*/errs-*.txt, {firstpass_dir}/*/errs-*.txt; --a/--b: two recogs files
-Writes {exp_dir}/report.txt, {exp_dir}/report.json, and with --plot a PNG of WER against RTF
+Writes {output_dir}/report.txt, report.json (default: the first --exp-dir), and with --plot a PNG of
+       WER against RTF
 """
 
 import argparse
@@ -17,7 +18,8 @@ from whisper_llada.utils.logging import setup_logger
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--exp-dir", type=Path, action="append", required=True, help="repeatable")
+    p.add_argument("--output-dir", type=Path, help="where report.{txt,json} go (default: the first --exp-dir)")
     p.add_argument("--firstpass-dir", type=Path, default=Path("data/firstpass"))
     p.add_argument("--a", type=Path, help="recogs file of the reference system (e.g. the first pass)")
     p.add_argument("--b", type=Path, help="recogs file of the system compared with it (e.g. deliberation)")
@@ -29,9 +31,13 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = get_parser().parse_args()
     setup_logger()
-    rows = collect_systems(args.exp_dir, args.firstpass_dir if args.firstpass_dir.is_dir() else None)
+    rows = []
+    for i, exp in enumerate(args.exp_dir):
+        fp = args.firstpass_dir if i == 0 and args.firstpass_dir.is_dir() else None
+        rows += collect_systems(exp, fp)
     if not rows:
         raise SystemExit(f"{args.exp_dir}: no errs-*.txt results to compare (run decode / deliberate first)")
+    out_dir = args.output_dir or args.exp_dir[0]
     table = format_table(rows)
     report = {"systems": [{k: r[k] for k in ("name", "kind", "settings", "test", "wer", "rtf", "num_words")} for r in rows]}
     if args.a and args.b:
@@ -43,8 +49,8 @@ def main() -> None:
             table += f"\n{u['id']}: fixed {u['fixed']}, introduced {u['introduced']}\n  REF {u['ref']}\n  A   {u['a']}\n  B   {u['b']}"
         report["comparison"] = {"a": str(args.a), "b": str(args.b), **cmp}
     print(table)
-    atomic_write_text(args.exp_dir / "report.txt", table + "\n")
-    atomic_write_text(args.exp_dir / "report.json", json.dumps(report, indent=1))
+    atomic_write_text(out_dir / "report.txt", table + "\n")
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1))
     if args.plot:
         plot(rows, args.plot)
 

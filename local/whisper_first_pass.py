@@ -14,7 +14,7 @@ from whisper_llada.data.dataset import filter_cuts
 from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.data.tokenizer import build_tokenizer
 from whisper_llada.firstpass.records import records_path, write_records
-from whisper_llada.firstpass.whisper_ar import WhisperFirstPass, run_first_pass
+from whisper_llada.firstpass.whisper_ar import make_first_pass, run_first_pass
 from whisper_llada.recipe import load_recipe_config
 from whisper_llada.scoring.wer import write_results
 from whisper_llada.utils.logging import setup_logger
@@ -45,7 +45,7 @@ def main() -> None:
             continue
         if decoder is None:
             tok = build_tokenizer(cfg.model.tokenizer) if cfg.firstpass.whisper.get("config") else None
-            decoder = WhisperFirstPass(cfg.firstpass, tok, args.device)
+            decoder = make_first_pass(cfg.firstpass, tok, args.device)
         cuts = filter_cuts(load_manifest_lazy(cfg.data.cuts_path(part)), need_text=False, where=part)
         records, speed = run_first_pass(decoder, cuts, cfg.firstpass.batch_size, norm)
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}

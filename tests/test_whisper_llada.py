@@ -201,3 +201,17 @@ def test_overfits_a_handful_of_utterances(sp_model, arch):
     final = eval_loss()
     assert final < start_loss / 10, (start_loss, final, step)
     assert time.time() - t0 < 60
+
+
+def test_audio_window_encoder_rows_independent_and_close_to_alone(sp_model):
+    model = build(sp_model, whisper={"config": TINY_WHISPER, "window": "audio"})
+    feats, lens, texts = fake_batch(3, seed=9)
+    frames, real = model.run_encoder(feats, lens)
+    assert frames.shape[1] < 150  # fewer frames than the full window
+    for i in range(3):
+        alone, r = model.run_encoder(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])
+        n = alone.shape[1]
+        torch.testing.assert_close(frames[i, :n], alone[0], atol=1e-5, rtol=1e-4)
+    # The whole model trains on it.
+    out = model(fake_batch(3)[2], feats, lens)
+    assert torch.isfinite(out["loss"])

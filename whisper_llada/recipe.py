@@ -56,7 +56,8 @@ class TrainConfig:
 
 @dataclass
 class FirstPassConfig:
-    whisper: dict = field(default_factory=dict)  # {path: dir} or {config: {...}} (random, tests)
+    # {path: HF Whisper dir}, {ct2_path: CTranslate2 dir, compute_type: int8} or {config: {...}} (random, tests)
+    whisper: dict = field(default_factory=dict)
     num_beams: int = 5
     nbest: int = 5
     max_new_tokens: int = 128

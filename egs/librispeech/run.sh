@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Whisper-LLaDA on LibriSpeech: data, first pass, training, decoding, deliberation, report.
+# Another recipe whose corpus is in LibriSpeech layout runs these stages in its own
+# directory by setting WL_RECIPE_DIR (see egs/espeak_fortunes/run.sh).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
+cd "${WL_RECIPE_DIR:-$(dirname "${BASH_SOURCE[0]}")}"
 . ../../path.sh
 
 stage=0

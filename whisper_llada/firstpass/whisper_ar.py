@@ -43,7 +43,7 @@ class WhisperFirstPass:
                 self.model = WhisperForConditionalGeneration(WhisperConfig(**fields))
             self.decode = t.decode
         else:
-            raise ValueError("firstpass.whisper: give path (a Whisper directory) or config")
+            raise ValueError("firstpass.whisper: give path (a Whisper directory), ct2_path or config")
         self.model.to(self.device).eval()
         self.frames = self.model.config.max_source_positions * 2
 
@@ -65,6 +65,57 @@ class WhisperFirstPass:
             hyps.sort(key=lambda h: -h["score"])
             records.append({"id": cut_id, "text": hyps[0]["text"], "nbest": hyps})
         return records
+
+
+class CT2WhisperFirstPass:
+    """The same first pass through CTranslate2 (faster-whisper's engine): one model directory
+    with ``model.bin`` and ``tokenizer.json``; on a CPU it is some twenty times faster than
+    ``transformers``' beam search."""
+
+    def __init__(self, cfg: FirstPassConfig, device="cpu"):
+        import json
+
+        import ctranslate2
+        from tokenizers import Tokenizer
+
+        self.cfg = cfg
+        path = Path(cfg.whisper["ct2_path"])
+        if not (path / "model.bin").is_file():
+            raise FileNotFoundError(f"{path}: no CTranslate2 model.bin")
+        compute = cfg.whisper.get("compute_type", "int8" if str(device) == "cpu" else "float16")
+        self.model = ctranslate2.models.Whisper(str(path), device="cuda" if str(device).startswith("cuda") else "cpu",
+                                                compute_type=compute)
+        self.tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+        special = {t["content"]: t["id"] for t in json.loads((path / "tokenizer.json").read_text())["added_tokens"]}
+        self.prompt = [special["<|startoftranscript|>"]]
+        if self.model.is_multilingual:
+            self.prompt += [special[f"<|{cfg.language or 'en'}|>"], special["<|transcribe|>"]]
+        self.prompt.append(special["<|notimestamps|>"])
+        self.frames = 3000
+
+    def __call__(self, batch: dict) -> list[dict]:
+        import ctranslate2
+        import numpy as np
+
+        cfg = self.cfg
+        x = pad_features(batch["features"], batch["feature_lens"], self.frames).float().cpu().numpy()
+        nbest = min(cfg.nbest, cfg.num_beams)
+        res = self.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(x)),
+                                  [self.prompt] * x.shape[0], beam_size=cfg.num_beams, num_hypotheses=nbest,
+                                  return_scores=True, max_length=cfg.max_new_tokens)
+        records = []
+        for cut_id, r in zip(batch["cut_ids"], res):
+            hyps = [{"text": self.tok.decode(ids, skip_special_tokens=True), "score": float(sc)}
+                    for ids, sc in zip(r.sequences_ids, r.scores)]
+            records.append({"id": cut_id, "text": hyps[0]["text"], "nbest": hyps})
+        return records
+
+
+def make_first_pass(cfg: FirstPassConfig, fallback_tokenizer=None, device="cpu"):
+    """CTranslate2 when ``firstpass.whisper.ct2_path`` is set, else ``transformers``."""
+    if cfg.whisper.get("ct2_path"):
+        return CT2WhisperFirstPass(cfg, device)
+    return WhisperFirstPass(cfg, fallback_tokenizer, device)
 
 
 def run_first_pass(decoder: Callable[[dict], list[dict]], cuts, batch_size: int,

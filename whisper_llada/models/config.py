@@ -16,6 +16,14 @@ from whisper_llada.models.qformer import QFormerConfig
 class WhisperEncoderConfig:
     path: Optional[str] = None  # a Hugging Face Whisper directory (config.json + weights)
     config: Optional[dict] = None  # WhisperConfig fields for a randomly initialised encoder (tests)
+    # full: every utterance padded to Whisper's 30 s window (the paper). audio: only the frames
+    # the Q-Former reads, padding masked; several times faster on short utterances, but not
+    # what Whisper computed in its own training.
+    window: str = "full"
+
+    def __post_init__(self):
+        if self.window not in ("full", "audio"):
+            raise ValueError(f"whisper.window {self.window!r}: expected full or audio")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from torch import nn
 from whisper_llada.data.tokenizer import TextTokenizer
 from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.qformer import WindowQFormer, encoder_frames
-from whisper_llada.models.whisper_encoder import input_frames, pad_features
+from whisper_llada.models.whisper_encoder import encode_audio_window, input_frames, pad_features
 
 
 def left_align(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,10 +52,14 @@ class SpeechLLM(nn.Module):
     def run_encoder(self, features: torch.Tensor, feature_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F) log-mel -> encoder frames (B, 1500, C) and the number of real frames per row."""
         n = input_frames(self.encoder)
+        total = self.encoder.config.max_source_positions
+        real = encoder_frames(feature_lens).clamp(max=total)
+        if self.cfg.whisper.window == "audio":
+            need = int(self.qformer.frames_needed(real, total).max())
+            return encode_audio_window(self.encoder, features, feature_lens, need), real
         x = pad_features(features, feature_lens, n)
         x = x.to(next(self.encoder.parameters()).dtype)
-        out = self.encoder(x).last_hidden_state
-        return out, encoder_frames(feature_lens.to(out.device)).clamp(max=out.shape[1])
+        return self.encoder(x).last_hidden_state, real
 
     def audio_tokens(
         self,

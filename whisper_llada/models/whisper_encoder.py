@@ -83,3 +83,35 @@ def pad_features(features: torch.Tensor, feature_lens: torch.Tensor, num_frames:
     n = min(T, num_frames)
     out[:, :n] = torch.where(real[:, :n, None], features[:, :n], floor)
     return out.transpose(1, 2)
+
+
+def encode_audio_window(encoder: nn.Module, features: torch.Tensor, feature_lens: torch.Tensor,
+                        out_frames: int) -> torch.Tensor:
+    """Run the encoder on the first ``out_frames`` output frames only, instead of a 30 s window.
+
+    Frames past each utterance are zero at the convolutions' input and invisible as
+    attention keys, so a row's output does not depend on the rest of the batch; it is
+    not what Whisper computes on 30 s (its frames also attend to the padding), but it costs
+    a fraction on short utterances.
+    """
+    import torch.nn.functional as F
+
+    B, T, Fb = features.shape
+    n_in = 2 * out_frames
+    dtype = next(encoder.parameters()).dtype
+    x = torch.zeros(B, n_in, Fb, dtype=dtype, device=features.device)
+    n = min(T, n_in)
+    real_in = torch.arange(n_in, device=features.device)[None, :] < feature_lens[:, None]
+    x[:, :n] = features[:, :n].to(dtype)
+    x = x.masked_fill(~real_in[..., None], 0.0).transpose(1, 2)
+    h = F.gelu(encoder.conv1(x))
+    h = h.masked_fill(~real_in[:, None, :], 0.0)  # what conv2's zero padding would see alone
+    h = F.gelu(encoder.conv2(h)).transpose(1, 2)
+    h = h + encoder.embed_positions.weight[:out_frames].to(h.dtype)
+    real_out = torch.arange(out_frames, device=h.device)[None, :] < (feature_lens[:, None] + 1) // 2
+    bias = torch.zeros(B, 1, 1, out_frames, dtype=h.dtype, device=h.device)
+    bias = bias.masked_fill(~real_out[:, None, None, :], torch.finfo(h.dtype).min)
+    for layer in encoder.layers:
+        h = layer(h, bias)
+        h = h[0] if isinstance(h, tuple) else h
+    return encoder.layer_norm(h)

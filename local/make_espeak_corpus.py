@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Build the embedded corpus: fortune sentences spoken by espeak-ng voices, LibriSpeech layout.
+
+Writes {dl_dir}/LibriSpeech/{train-clean-100,dev-clean,test-clean}/... (flac + trans.txt);
+files that exist are kept, so an interrupted run resumes.
+"""
+
+import argparse
+from pathlib import Path
+
+from whisper_llada.data.espeak_corpus import build_corpus
+from whisper_llada.utils.logging import setup_logger
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dl-dir", type=Path, required=True)
+    p.add_argument("--num-train", type=int, default=3000)
+    p.add_argument("--num-dev", type=int, default=100)
+    p.add_argument("--num-test", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    setup_logger()
+    done = args.dl_dir / "LibriSpeech" / ".corpus.done"
+    if done.is_file():
+        print(f"{args.dl_dir}/LibriSpeech already exists - skipping")
+        return
+    build_corpus(args.dl_dir, args.num_train, args.num_dev, args.num_test, args.seed)
+    done.write_text(f"{args.num_train} {args.num_dev} {args.num_test} {args.seed}\n")
+
+
+if __name__ == "__main__":
+    main()

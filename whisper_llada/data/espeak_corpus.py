@@ -1,0 +1,46 @@
+"""The embedded corpus: fortune-file sentences spoken by espeak-ng voices, in LibriSpeech layout.
+
+Parts ``train-clean-100`` (training voices and sentences), ``dev-clean`` (training voices,
+held-out sentences) and ``test-clean`` (held-out voices and held-out sentences), so every
+later stage is the LibriSpeech code path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from pathlib import Path
+
+from whisper_llada.data.fortunes import fortune_sentences
+from whisper_llada.data.synth_corpus import Speaker, write_part
+
+log = logging.getLogger(__name__)
+
+TRAIN_VOICES = ["en-us", "en", "en-gb-x-rp", "en-029", "en-gb-scotland", "en-gb-x-gbclan"]
+TRAIN_VARIANTS = ["", "+m1", "+m2", "+m3", "+m4", "+f1", "+f2", "+f3"]
+TEST_VOICES = ["en-us-nyc", "en-gb-x-gbcwmd"]
+TEST_VARIANTS = ["+m5", "+m6", "+f4", "+f5"]
+
+
+def speakers(voices: list[str], variants: list[str], rates: list[int], pitches: list[int], first_id: int) -> list[Speaker]:
+    combos = itertools.product(voices, variants, rates, pitches)
+    return [Speaker(first_id + i, v + var, r, p) for i, (v, var, r, p) in enumerate(combos)]
+
+
+def build_corpus(dl_dir: str | Path, num_train: int, num_dev: int, num_test: int, seed: int = 0) -> dict[str, int]:
+    sents = fortune_sentences()
+    need = num_train + num_dev + num_test
+    if need > len(sents):
+        raise ValueError(f"{need} sentences asked for, the fortune file has {len(sents)} usable ones")
+    random.Random(seed).shuffle(sents)
+    test, dev, train = sents[:num_test], sents[num_test:num_test + num_dev], sents[num_test + num_dev:need]
+    train_spk = speakers(TRAIN_VOICES, TRAIN_VARIANTS, [150, 180], [40, 60], first_id=1000)
+    test_spk = speakers(TEST_VOICES, TEST_VARIANTS, [160, 190], [50], first_id=9000)
+    rng = random.Random(seed + 1)
+    counts = {}
+    for part, texts, pool in (("train-clean-100", train, train_spk), ("dev-clean", dev, train_spk),
+                              ("test-clean", test, test_spk)):
+        counts[part] = write_part(dl_dir, part, [(rng.choice(pool), t) for t in texts])
+    log.info("corpus in %s: %s (%d training speakers, %d test speakers)", dl_dir, counts, len(train_spk), len(test_spk))
+    return counts
