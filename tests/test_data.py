@@ -32,6 +32,8 @@ def test_filter_cuts_reports_each_reason(tokenizer, caplog):
     for reason in ("longer than 30 s (Whisper's window)", "empty transcript", "response_length 24", "shorter than 0.5 s"):
         assert reason in msg
     assert "kept 1 of 5 cuts" in msg
+    with pytest.raises(ValueError, match=r"train: cut long: longer than 30 s .*strict mode"):
+        filter_cuts(cuts, tokenizer=tokenizer, max_tokens=24, where="train", strict=True)
 
 
 def test_features_stage_skips_unreadable_audio(tmp_path):

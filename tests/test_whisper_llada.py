@@ -215,3 +215,12 @@ def test_audio_window_encoder_rows_independent_and_close_to_alone(sp_model):
     # The whole model trains on it.
     out = model(fake_batch(3)[2], feats, lens)
     assert torch.isfinite(out["loss"])
+
+
+def test_config_numbers_written_without_a_dot():
+    from whisper_llada.recipe import TrainConfig
+
+    cfg = from_dict(TrainConfig, {"lr": "3e-4", "warmup_steps": "1e3"}, "x")
+    assert cfg.lr == 3e-4 and cfg.warmup_steps == 1000
+    with pytest.raises(ValueError, match=r"x.lr: 'fast' is not a float"):
+        from_dict(TrainConfig, {"lr": "fast"}, "x")

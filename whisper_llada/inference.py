@@ -52,13 +52,13 @@ def _to(batch: dict, device) -> dict:
 
 
 def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass: Optional[dict] = None,
-                device="cpu") -> tuple[list, dict]:
+                device="cpu", strict: bool = False) -> tuple[list, dict]:
     """Returns (results [(cut id, ref words, hyp words)], speed)."""
     from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
 
     norm = get_normalizer(normalizer)
-    ds = SpeechTextDataset(norm)
+    ds = SpeechTextDataset(norm, strict=strict)
     results, wall, audio, passes, n = [], 0.0, 0.0, 0, 0
     g = torch.Generator(device=device).manual_seed(0)
     for cut_batch in tqdm(SimpleCutSampler(cuts, max_cuts=setting.batch_size), desc=setting.suffix(), leave=False):
@@ -117,7 +117,7 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
         path = cfg.data.cuts_path(part)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: cuts of test part {part!r} not found (run the features stage)")
-        cuts = filter_cuts(load_manifest_lazy(path), need_text=False, where=part)
+        cuts = filter_cuts(load_manifest_lazy(path), need_text=False, where=part, strict=cfg.data.strict)
         written = set()
         for setting in settings:
             out_dir = Path(exp_dir) / setting.mode
@@ -134,7 +134,7 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
                     raise ValueError(f"{records_path(firstpass_dir, cfg.first_pass_system, part)}: no record for "
                                      f"{len(missing)} cuts (e.g. {missing[:3]}); is it from another recipe?")
             model = model or get_model()
-            results, speed = decode_part(model, cuts, setting, cfg.score.normalizer, first_pass, device)
+            results, speed = decode_part(model, cuts, setting, cfg.score.normalizer, first_pass, device, cfg.data.strict)
             header = f"Test: {part}\nSetting: {json.dumps({k: v for k, v in vars(setting).items() if v is not None})}\nSpeed: {json.dumps(speed)}"
             wer = write_results(out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header)
             atomic_write_text(out_dir / f"speed-{part}-{suffix}.json", json.dumps({**speed, "test": part, "wer": wer}, indent=1))

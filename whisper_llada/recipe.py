@@ -26,6 +26,7 @@ class DataConfig:
     test_parts: list = field(default_factory=lambda: ["test-clean", "test-other"])
     num_mel_bins: int = 128
     normalizer: str = "librispeech"  # applied to training transcripts and before scoring
+    strict: bool = False  # stop at the first unusable cut instead of reporting and skipping it
 
     def cuts_path(self, part: str) -> Path:
         return Path(self.manifest_dir) / f"{self.prefix}_cuts_{part}.jsonl.gz"

@@ -24,9 +24,11 @@ def cut_text(cut) -> str:
 class SpeechTextDataset(torch.utils.data.Dataset):
     """Loads each cut on its own so one unreadable cut is reported and dropped, not fatal."""
 
-    def __init__(self, normalize: Optional[Callable[[str], str]] = None, encoder_cache: bool = False):
+    def __init__(self, normalize: Optional[Callable[[str], str]] = None, encoder_cache: bool = False,
+                 strict: bool = False):
         self.normalize = normalize or (lambda s: s)
         self.encoder_cache = encoder_cache
+        self.strict = strict
 
     def _load(self, cut):
         if self.encoder_cache:
@@ -40,6 +42,8 @@ class SpeechTextDataset(torch.utils.data.Dataset):
             try:
                 a, n = self._load(cut)
             except Exception as e:  # corrupt or missing storage: name the cut, go on
+                if self.strict:
+                    raise RuntimeError(f"cut {cut.id}: cannot load its {'encoder output' if self.encoder_cache else 'features'}") from e
                 log.warning("cut %s: cannot load %s (%s); skipped", cut.id,
                             "cached encoder output" if self.encoder_cache else "features", e)
                 continue
@@ -66,8 +70,9 @@ class SpeechTextDataset(torch.utils.data.Dataset):
 
 def filter_cuts(cuts, *, max_duration: float = MAX_WHISPER_SECONDS, min_duration: float = 0.0,
                 tokenizer=None, max_tokens: Optional[int] = None, normalize: Optional[Callable[[str], str]] = None,
-                need_text: bool = True, where: str = ""):
-    """Drop cuts that cannot be used, logging each and a count per reason. Returns a CutSet in memory."""
+                need_text: bool = True, where: str = "", strict: bool = False):
+    """Drop cuts that cannot be used, logging each and a count per reason (``strict``: raise at the
+    first). Returns a CutSet in memory."""
     from lhotse import CutSet
 
     normalize = normalize or (lambda s: s)
@@ -85,6 +90,8 @@ def filter_cuts(cuts, *, max_duration: float = MAX_WHISPER_SECONDS, min_duration
         elif tokenizer is not None and max_tokens is not None and len(tokenizer.encode(text)) + 1 > max_tokens:
             why = f"transcript longer than {max_tokens - 1} tokens (response_length {max_tokens} with EOS)"
         if why:
+            if strict:
+                raise ValueError(f"{where}: cut {cut.id}: {why} (strict mode)")
             reasons[why] += 1
             log.debug("%s: dropping cut %s: %s", where, cut.id, why)
             continue

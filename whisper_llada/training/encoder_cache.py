@@ -18,6 +18,20 @@ from whisper_llada.data.dataset import SpeechTextDataset
 log = logging.getLogger(__name__)
 
 
+def encoder_cache_dir(cfg) -> Path:
+    """``{manifest_dir}/../encoder_cache/{key}``: one cache per encoder and window geometry, so
+    Whisper-LLaDA and its twin on the same encoder share it."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    q = cfg.model.qformer
+    key = {"whisper": asdict(cfg.model.whisper), "kernel": q.kernel, "stride": q.stride, "trim": q.trim_to_audio,
+           "parts": [cfg.data.train_parts, cfg.data.dev_parts]}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.data.manifest_dir).parent / "encoder_cache" / digest
+
+
 @torch.no_grad()
 def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 1, batch_size: int = 8):
     """Cuts with an ``encoder_out`` array and ``encoder_real_frames``; built once, by rank 0."""

@@ -48,8 +48,9 @@ def load_cuts(cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_du
             raise FileNotFoundError(f"{path}: cut manifest of part {part!r} not found (run the features stage)")
         sets.append(load_manifest_lazy(path))
     cuts = CutSet.mux(*sets) if len(sets) > 1 else sets[0]
-    return filter_cuts(cuts, tokenizer=tokenizer, max_tokens=cfg.model.loss.response_length if cfg.model.arch == "whisper_llada" else None,
-                       normalize=get_normalizer(cfg.data.normalizer), min_duration=min_duration, where=where)
+    max_tokens = cfg.model.loss.response_length if cfg.model.arch == "whisper_llada" else None
+    return filter_cuts(cuts, tokenizer=tokenizer, max_tokens=max_tokens, normalize=get_normalizer(cfg.data.normalizer),
+                       min_duration=min_duration, where=where, strict=cfg.data.strict)
 
 
 def _move(batch: dict, device) -> dict:
@@ -120,9 +121,9 @@ class Trainer:
         train_cuts = load_cuts(cfg, cfg.data.train_parts, self.tokenizer, "train", tc.min_duration)
         dev_cuts = load_cuts(cfg, cfg.data.dev_parts, self.tokenizer, "dev")
         if tc.cache_encoder:
-            from whisper_llada.training.encoder_cache import cached_cuts
+            from whisper_llada.training.encoder_cache import cached_cuts, encoder_cache_dir
 
-            cache = self.exp_dir / "encoder_cache"
+            cache = encoder_cache_dir(cfg)
             train_cuts = cached_cuts(self.model, train_cuts, cache / "train", self.device, self.rank, self.world)
             dev_cuts = cached_cuts(self.model, dev_cuts, cache / "dev", self.device, self.rank, self.world)
         # Built after the process group exists: it reads rank and world size.
@@ -132,7 +133,7 @@ class Trainer:
                                                world_size=self.world, rank=self.rank, seed=tc.seed)
         self.valid_sampler = SimpleCutSampler(dev_cuts, max_duration=tc.max_duration, shuffle=False,
                                               world_size=self.world, rank=self.rank)
-        ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder)
+        ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder, strict=cfg.data.strict)
         # The loaders draw their worker seeds from their own generator, not from the global
         # RNG, whose stream (masks, dropout) a resumed run must repeat exactly.
         kw = dict(batch_size=None, num_workers=tc.num_workers, persistent_workers=False,

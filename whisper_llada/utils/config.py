@@ -30,6 +30,14 @@ def from_dict(cls: type[T], data: dict | None, where: str) -> T:
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             kwargs[name] = from_dict(hint, value, f"{where}.{name}")
+        elif hint in (float, int) and isinstance(value, str):
+            # YAML 1.1 reads 3e-4 (no dot) as a string; take it as the number it is meant to be.
+            try:
+                kwargs[name] = hint(float(value)) if hint is int and float(value).is_integer() else hint(value)
+            except ValueError:
+                raise ValueError(f"{where}.{name}: {value!r} is not a {hint.__name__}") from None
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            kwargs[name] = float(value)
         else:
             kwargs[name] = value
     try:
