@@ -224,3 +224,13 @@ def test_config_numbers_written_without_a_dot():
     assert cfg.lr == 3e-4 and cfg.warmup_steps == 1000
     with pytest.raises(ValueError, match=r"x.lr: 'fast' is not a float"):
         from_dict(TrainConfig, {"lr": "fast"}, "x")
+
+
+def test_ctc_auxiliary_loss(sp_model):
+    model = build(sp_model, loss={"response_length": 24, "ctc_weight": 0.5})
+    feats, lens, texts = fake_batch(2)
+    out = model(texts, feats, lens, generator=torch.Generator().manual_seed(0))
+    plain = build(sp_model, loss={"response_length": 24})(texts, feats, lens, generator=torch.Generator().manual_seed(0))
+    assert out["ctc_loss"] > 0
+    torch.testing.assert_close(out["loss"], plain["loss"] + 0.5 * out["ctc_loss"])
+    assert any(n.startswith("ctc_head.") for n in model.trainable_state_dict())

@@ -34,10 +34,7 @@ Stages: 0 corpus + tiny.en, 1-8 as egs/librispeech (manifests ... report), 9 tra
         10 decode with the AR twin, 11 report of every system"
 . ../../tools/parse_options.sh
 
-log() {
-  local fname=${BASH_SOURCE[1]##*/}
-  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
-}
+. ../../tools/log.sh
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: corpus ($num_train/$num_dev/$num_test utterances) and Whisper tiny.en"

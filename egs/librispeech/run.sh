@@ -46,10 +46,7 @@ all_parts="$train_parts $dev_parts $test_parts"
 common=(--config "$config")
 [ "$tok_type" = sentencepiece ] && common+=(--set "model.tokenizer.path=$lang_dir/bpe.model")
 
-log() {
-  local fname=${BASH_SOURCE[1]##*/}
-  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
-}
+. ../../tools/log.sh
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: download LibriSpeech"

@@ -28,6 +28,9 @@ class QFormerConfig:
     frames_per_second: int = 50  # Whisper encoder output rate
     # Keep only the windows that cover the real audio (plus one); the paper uses all windows.
     trim_to_audio: bool = False
+    # Initial std of the projection into the LLM (None: PyTorch's default). Small values keep
+    # audio tokens on the scale of an LLM's token embeddings.
+    proj_init_std: Optional[float] = None
 
     @property
     def kernel(self) -> int:
@@ -106,6 +109,9 @@ class WindowQFormer(nn.Module):
         self.bert.encoder = nn.Module()
         self.bert.encoder.layer = nn.ModuleList(_QFormerLayer(cfg, encoder_width) for _ in range(cfg.num_layers))
         self.proj = nn.Linear(cfg.hidden_size, llm_dim)
+        if cfg.proj_init_std is not None:
+            nn.init.normal_(self.proj.weight, std=cfg.proj_init_std)
+            nn.init.zeros_(self.proj.bias)
 
     def windows_for(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
         """Number of windows kept per row: all of them, or those covering the audio plus one."""

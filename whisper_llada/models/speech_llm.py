@@ -35,6 +35,8 @@ class SpeechLLM(nn.Module):
         self.tokenizer = tokenizer
         self.encoder.requires_grad_(False)
         self.register_buffer("prompt_ids", torch.tensor(tokenizer.prompt_ids(cfg.prompt), dtype=torch.long), persistent=False)
+        # Auxiliary CTC over the audio tokens; the mask id, never a target, is the blank.
+        self.ctc_head = nn.Linear(qformer.proj.out_features, tokenizer.vocab_size) if cfg.loss.ctc_weight > 0 else None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -101,6 +103,35 @@ class SpeechLLM(nn.Module):
                 raise ValueError(f"empty transcript {text!r}")
             out.append(ids)
         return out
+
+    def forward(
+        self,
+        texts: Sequence[str],
+        features: Optional[torch.Tensor] = None,
+        feature_lens: Optional[torch.Tensor] = None,
+        encoder_out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> dict:
+        """Training loss for a batch: features (or cached encoder output) and transcripts."""
+        audio, audio_mask = self.audio_tokens(features, feature_lens, encoder_out)
+        out = self.loss(*self.build_prefix(audio, audio_mask), texts, generator)
+        if self.ctc_head is not None:
+            out["ctc_loss"] = self.ctc_loss(audio, audio_mask, texts)
+            out["loss"] = out["loss"] + self.cfg.loss.ctc_weight * out["ctc_loss"]
+        return out
+
+    def ctc_loss(self, audio: torch.Tensor, audio_mask: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        logp = F.log_softmax(self.ctc_head(audio).float(), dim=-1).transpose(0, 1)
+        ids = self.encode_texts(texts)
+        targets = torch.tensor([i for row in ids for i in row], device=audio.device)
+        return F.ctc_loss(logp, targets, audio_mask.sum(1), torch.tensor([len(r) for r in ids], device=audio.device),
+                          blank=self.tokenizer.mask_id, reduction="mean", zero_infinity=True)
+
+    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, texts: Sequence[str],
+             generator: Optional[torch.Generator]) -> dict:
+        raise NotImplementedError
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes: the Q-Former, projection and LoRA (or full LLM) weights."""

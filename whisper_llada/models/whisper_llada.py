@@ -40,15 +40,9 @@ class WhisperLLaDA(SpeechLLM):
         mask = torch.cat([prefix_mask, torch.ones_like(response, dtype=torch.bool)], dim=1)
         return self.llm(inputs_embeds=x, attention_mask=mask).logits[:, prefix.shape[1] :]
 
-    def forward(
-        self,
-        texts: Sequence[str],
-        features: Optional[torch.Tensor] = None,
-        feature_lens: Optional[torch.Tensor] = None,
-        encoder_out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-        generator: Optional[torch.Generator] = None,
-    ) -> dict:
-        prefix, prefix_mask = self.prefix(features, feature_lens, encoder_out)
+    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, texts: Sequence[str],
+             generator: Optional[torch.Generator] = None) -> dict:
+        """Masked-diffusion loss over the EOS-padded response."""
         target = self.response_ids(texts)
         noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
         logits = self.logits(prefix, prefix_mask, noisy)

@@ -20,16 +20,10 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 class WhisperLLaMA(SpeechLLM):
-    def forward(
-        self,
-        texts: Sequence[str],
-        features: Optional[torch.Tensor] = None,
-        feature_lens: Optional[torch.Tensor] = None,
-        encoder_out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-        generator: Optional[torch.Generator] = None,
-    ) -> dict:
+    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, texts: Sequence[str],
+             generator: Optional[torch.Generator] = None) -> dict:
+        """Next-token loss on the transcript and its EOS."""
         del generator  # next-token loss draws nothing at random
-        prefix, prefix_mask = self.prefix(features, feature_lens, encoder_out)
         eos, pad = self.tokenizer.eos_id, self.tokenizer.pad_id
         rows = [ids + [eos] for ids in self.encode_texts(texts)]
         L = max(map(len, rows))

@@ -1,0 +1,36 @@
+"""The embedded corpus: fortune sentences normalised LibriSpeech style, spoken by held-out voices."""
+
+from __future__ import annotations
+
+import re
+
+from whisper_llada.data.espeak_corpus import TEST_VOICES, TRAIN_VOICES, build_corpus
+from whisper_llada.data.fortunes import fortune_sentences, normalize_sentence
+
+
+def test_normalize_sentence():
+    assert normalize_sentence("It's 80 degrees, isn't it?") == "IT'S EIGHTY DEGREES ISN'T IT"
+    assert normalize_sentence("The 3rd time -- a well-known rule.") == "THE THIRD TIME A WELL KNOWN RULE"
+    assert normalize_sentence("Q: what?") is None and normalize_sentence("see /usr/bin") is None
+    assert normalize_sentence("filmed in 70mm") is None
+
+
+def test_fortune_sentences():
+    sents = fortune_sentences()
+    assert len(sents) > 10000 and len(set(sents)) == len(sents)
+    assert all(re.fullmatch(r"[A-Z' ]+", s) and 5 <= len(s.split()) <= 25 for s in sents)
+
+
+def test_build_corpus_holds_out_voices_and_sentences(tmp_path):
+    counts = build_corpus(tmp_path, num_train=6, num_dev=2, num_test=3)
+    assert counts == {"train-clean-100": 6, "dev-clean": 2, "test-clean": 3}
+    root = tmp_path / "LibriSpeech"
+    texts = {}
+    for part in counts:
+        lines = [l for t in sorted((root / part).rglob("*.trans.txt")) for l in t.read_text().splitlines()]
+        assert len(lines) == counts[part] and len(list((root / part).rglob("*.flac"))) == counts[part]
+        texts[part] = {l.split(" ", 1)[1] for l in lines}
+        speakers = {int(l.split("-")[0]) for l in lines}
+        assert all((s >= 9000) == (part == "test-clean") for s in speakers)  # test speakers are their own
+    assert not texts["test-clean"] & (texts["train-clean-100"] | texts["dev-clean"])
+    assert not set(TRAIN_VOICES) & set(TEST_VOICES)
