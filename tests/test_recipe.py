@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from recipe_utils import make_corpus, make_workspace, run
+from recipe_utils import ROOT, make_corpus, make_workspace, run
 from whisper_llada.scoring.wer import error_counts, read_recogs
 
 pytestmark = pytest.mark.slow
@@ -117,3 +117,20 @@ def test_encoder_cache_gives_the_same_losses(recipe):
     assert plain.keys() == cached.keys() and len(plain) >= 2
     for b in plain:
         assert cached[b] == pytest.approx(plain[b], abs=2e-4), (b, plain, cached)
+
+
+def test_embedded_recipe_in_miniature(tmp_path):
+    """egs/espeak_fortunes end to end at toy size: corpus, tiny.en conversion, both systems, report."""
+    import json
+
+    rdir = make_workspace(tmp_path, "espeak_fortunes")
+    (rdir.parent / "librispeech").mkdir()
+    (rdir.parent / "librispeech" / "run.sh").symlink_to(ROOT / "egs/librispeech/run.sh")
+    out = run(["./run.sh", "--config", "conf/mini.yaml", "--twin-config", "conf/mini_twin.yaml", "--num-train", "12",
+               "--num-dev", "2", "--num-test", "3", "--vocab-size", "60"], rdir, timeout=900)
+    assert "Stage 11: report" in out
+    report = json.loads((rdir / "exp/report.json").read_text())
+    kinds = {s["kind"] for s in report["systems"]}
+    assert kinds == {"first_pass", "decoding", "deliberation", "autoregressive"}
+    assert all(s["test"] == "test-clean" and s["num_words"] > 0 and s["rtf"] > 0 for s in report["systems"])
+    assert (rdir / "exp/wer-vs-rtf.png").is_file()
