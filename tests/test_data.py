@@ -69,3 +69,15 @@ def test_first_pass_records_round_trip_and_errors(tmp_path):
         read_records(tmp_path / "bad.jsonl.gz")
     with pytest.raises(FileNotFoundError, match="run the first-pass stage"):
         read_records(tmp_path / "missing.jsonl.gz")
+
+
+def test_token_confidences_follow_their_words(tokenizer):
+    from whisper_llada.inference import token_confidences
+
+    rec = {"id": "x", "text": "THE CAT SAT", "words": [{"word": "THE", "conf": 0.9}, {"word": "CAT", "conf": 0.2},
+                                                     {"word": "SAT", "conf": 0.7}]}
+    conf = token_confidences(tokenizer, rec)
+    assert len(conf) == len(tokenizer.encode("THE CAT SAT"))
+    assert conf[0] == 0.9 and min(conf) == 0.2
+    with pytest.raises(ValueError, match="no word confidences"):
+        token_confidences(tokenizer, {"id": "y", "text": "THE"})

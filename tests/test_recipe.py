@@ -96,7 +96,7 @@ def test_two_process_training_matches_double_batch(recipe):
             "--set", "train.num_epochs=4", "--set", "train.save_every_n=0", "--device", "cpu"]
     # Batches small enough that both ranks fill some (DDP drops the partial last ones).
     one = run(["python", *base, "--exp-dir", "exp/one", "--max-duration", "8"], rdir)
-    two = run(["torchrun", "--standalone", "--nproc-per-node", "2", *base, "--exp-dir", "exp/two", "--max-duration", "4"], rdir)
+    run(["torchrun", "--standalone", "--nproc-per-node", "2", *base, "--exp-dir", "exp/two", "--max-duration", "4"], rdir)
     logs = sorted((rdir / "exp/two/log").glob("log-train-*"))
     assert [p.name[-2:] for p in logs] == ["-0", "-1"]  # a log per rank
     v1, v2 = _valid(one), _valid(logs[0].read_text())

@@ -169,7 +169,7 @@ def run(args) -> list[Row]:
 
 def format_table(rows: list[Row]) -> str:
     ar = {r.batch: r.rtf for r in rows if r.name.startswith("AR twin")}
-    lines = [f"| strategy | batch | passes/utt | tokens/pass | RTF | RTF / AR |", "|---|---|---|---|---|---|"]
+    lines = ["| strategy | batch | passes/utt | tokens/pass | RTF | RTF / AR |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.name} | {r.batch} | {r.passes_per_utt:.1f} | {r.tokens_per_pass:.1f} | {r.rtf:.4f} | {r.rtf / ar[r.batch]:.2f} |")
     return "\n".join(lines)

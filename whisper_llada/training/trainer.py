@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +27,6 @@ from whisper_llada.training.checkpoint import (
     load_checkpoint,
     remove_old_checkpoints,
     save_checkpoint,
-    unwrap,
 )
 from whisper_llada.training.schedule import warmup_cosine
 
@@ -126,7 +126,9 @@ class Trainer:
             cache = encoder_cache_dir(cfg)
             train_cuts = cached_cuts(self.model, train_cuts, cache / "train", self.device, self.rank, self.world)
             dev_cuts = cached_cuts(self.model, dev_cuts, cache / "dev", self.device, self.rank, self.world)
-        # Built after the process group exists: it reads rank and world size.
+        # Built after the process group exists: it reads rank and world size. The cuts are in
+        # memory (filtered with counts), which lhotse warns about for no reason here.
+        warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
         self.sampler = DynamicBucketingSampler(train_cuts, max_duration=tc.max_duration, shuffle=True,
                                                num_buckets=max(1, min(tc.num_buckets, len(train_cuts))),
                                                drop_last=self.world > 1,
