@@ -234,3 +234,13 @@ def test_ctc_auxiliary_loss(sp_model):
     assert out["ctc_loss"] > 0
     torch.testing.assert_close(out["loss"], plain["loss"] + 0.5 * out["ctc_loss"])
     assert any(n.startswith("ctc_head.") for n in model.trainable_state_dict())
+
+
+def test_batch_eos_padding(sp_model):
+    model = build(sp_model, loss={"response_length": 24, "batch_eos_padding": 2})
+    texts = ["THE CAT", "A RED BIRD SINGS"]
+    longest = max(len(model.tokenizer.encode(t)) for t in texts)
+    resp = model.response_ids(texts)
+    assert resp.shape[1] == longest + 3 and (resp[:, -3:] == model.eos_id).all()
+    with pytest.raises(ValueError, match="response_length 24"):
+        model.response_ids([" ".join(["RIVER"] * 40)])

@@ -48,6 +48,9 @@ class LossConfig:
     weighting: str = "plain"  # plain (the paper) | llada (1/p weighted, length normalised)
     eps: float = 1e-3
     response_length: int = 128  # the response block is padded with EOS to this many tokens
+    # None: every response is padded to response_length. k: only to the batch's longest
+    # transcript plus EOS plus k more EOS, so EOS padding does not dominate the loss.
+    batch_eos_padding: Optional[int] = None
     # Weight of an auxiliary CTC loss on the audio tokens (0: off, as the paper). It teaches
     # a from-scratch front end the audio-to-text alignment far sooner than the LLM loss alone.
     ctc_weight: float = 0.0

@@ -27,8 +27,11 @@ class WhisperLLaDA(SpeechLLM):
 
     def response_ids(self, texts: Sequence[str]) -> torch.Tensor:
         L = self.cfg.loss.response_length
+        encoded = self.encode_texts(texts)
+        if self.cfg.loss.batch_eos_padding is not None:
+            L = min(L, max(map(len, encoded)) + 1 + self.cfg.loss.batch_eos_padding)
         rows = []
-        for text, ids in zip(texts, self.encode_texts(texts)):
+        for text, ids in zip(texts, encoded):
             if len(ids) + 1 > L:
                 raise ValueError(f"transcript of {len(ids)} tokens does not fit response_length {L} (with EOS): {text[:60]!r}")
             rows.append(ids + [self.eos_id] * (L - len(ids)))
