@@ -23,7 +23,7 @@ def test_average_and_load(tmp_path, sp_model):
         save_checkpoint(paths[-1], model, {"epoch": i + 1})
     avg = average_checkpoints(paths)
     assert set(avg) == set(names) and all(torch.all(v == 2.0) for v in avg.values())
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+    assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave no temp files
     fresh = build_model(tiny_model_config(sp_model))
     assert load_checkpoint(paths[0], fresh)["epoch"] == 1
     assert all(torch.all(v == 1.0) for v in fresh.trainable_state_dict().values())

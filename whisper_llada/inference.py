@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import torch
 
-from whisper_llada.data.dataset import SpeechTextDataset, filter_cuts
+from whisper_llada.data.dataset import SpeechTextDataset, filter_cuts, move_batch
 from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.firstpass.records import read_records, records_path
@@ -45,12 +45,6 @@ def load_trained_model(cfg: RecipeConfig, paths: list[Path], device: str = "cpu"
     return model.to(device).eval()
 
 
-def _to(batch: dict, device) -> dict:
-    if "features" in batch:
-        batch = {**batch, "features": batch["features"].to(device), "feature_lens": batch["feature_lens"].to(device)}
-    return batch
-
-
 def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass: Optional[dict] = None,
                 device="cpu", strict: bool = False) -> tuple[list, dict]:
     """Returns (results [(cut id, ref words, hyp words)], speed)."""
@@ -62,7 +56,7 @@ def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass:
     results, wall, audio, passes, n = [], 0.0, 0.0, 0, 0
     g = torch.Generator(device=device).manual_seed(0)
     for cut_batch in tqdm(SimpleCutSampler(cuts, max_cuts=setting.batch_size), desc=setting.suffix(), leave=False):
-        batch = _to(ds[cut_batch], device)
+        batch = move_batch(ds[cut_batch], device)
         if not batch["cut_ids"]:
             continue
         stats: dict = {}

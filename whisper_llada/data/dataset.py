@@ -68,6 +68,25 @@ class SpeechTextDataset(torch.utils.data.Dataset):
         return out
 
 
+def move_batch(batch: dict, device) -> dict:
+    """The batch with its tensors (features or cached encoder output) on ``device``."""
+    out = dict(batch)
+    if "features" in out:
+        out["features"], out["feature_lens"] = out["features"].to(device), out["feature_lens"].to(device)
+    if "encoder_out" in out:
+        out["encoder_out"] = tuple(t.to(device) for t in out["encoder_out"])
+    return out
+
+
+def audio_inputs(batch: dict) -> dict:
+    """The model's audio keyword arguments for a batch: cached encoder output or features."""
+    if "encoder_out" in batch:
+        return {"encoder_out": batch["encoder_out"]}
+    if "features" not in batch or "feature_lens" not in batch:
+        raise ValueError("a batch needs 'features' and 'feature_lens' (or 'encoder_out')")
+    return {"features": batch["features"], "feature_lens": batch["feature_lens"]}
+
+
 def filter_cuts(cuts, *, max_duration: float = MAX_WHISPER_SECONDS, min_duration: float = 0.0,
                 tokenizer=None, max_tokens: Optional[int] = None, normalize: Optional[Callable[[str], str]] = None,
                 need_text: bool = True, where: str = "", strict: bool = False):

@@ -10,6 +10,8 @@ import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from whisper_llada.utils.checkpoint_io import atomic_to_file
+
 log = logging.getLogger(__name__)
 
 
@@ -32,9 +34,7 @@ def _job(args: tuple) -> tuple[int, int]:
             except Exception as e:  # corrupt or missing audio: name it and go on
                 failed += 1
                 log.warning("cut %s: cannot compute features (%s: %s); skipped", cut.id, type(e).__name__, e)
-    tmp = Path(out_path).with_suffix(".tmp.gz")
-    CutSet.from_cuts(done).to_file(tmp)
-    tmp.replace(out_path)
+    atomic_to_file(CutSet.from_cuts(done), out_path)
     Path(cuts_in).unlink(missing_ok=True)
     return len(done), failed
 
@@ -69,9 +69,7 @@ def compute_whisper_fbank(recordings: Path, supervisions: Path, out_cuts: Path, 
         counts = [_job(j) for j in jobs]
     failed = sum(f for _, f in counts)
     merged = CutSet.from_cuts(c for j in range(len(splits)) for c in CutSet.from_file(storage_dir / f"cuts.{j}.jsonl.gz"))
-    tmp = out_cuts.with_suffix(".tmp.gz")
-    merged.to_file(tmp)
-    tmp.replace(out_cuts)
+    atomic_to_file(merged, out_cuts)
     msg = f"{out_cuts}: {len(merged)} cuts with features"
     if failed:
         log.warning("%s; %d cuts skipped (unreadable audio, see above)", msg, failed)

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
+from whisper_llada.utils.checkpoint_io import atomic_to_file
+
 log = logging.getLogger(__name__)
 
 PARTS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360", "train-other-500")
@@ -66,9 +68,7 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts: O
             raise FileNotFoundError(f"{corpus_dir / part}: part not found")
         recs, sups, bad = _read_part(corpus_dir / part, nj)
         for obj, path in ((sups, sup_path), (recs, rec_path)):  # recordings last: they mark the part done
-            tmp = path.with_suffix(".tmp.gz")
-            obj.to_file(tmp)
-            tmp.replace(path)
+            atomic_to_file(obj, path)
         msg = f"{part}: {len(recs)} recordings"
         (log.warning if bad else log.info)(msg + (f", {bad} unreadable files left out" if bad else ""))
     return parts

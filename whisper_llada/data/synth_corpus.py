@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
-from whisper_llada.utils.checkpoint_io import atomic_write_text
+from whisper_llada.utils.checkpoint_io import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,7 @@ def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]]
         if not flac.exists():
             wav = engine.synth(text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch)
             wav = librosa.resample(wav, orig_sr=engine.sample_rate, target_sr=sample_rate)
-            tmp = flac.with_suffix(".tmp.flac")
-            sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate)
-            tmp.replace(flac)
+            atomic_write(flac, lambda tmp: sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate))
         trans.setdefault(d / f"{spk.id}-{chapter}.trans.txt", []).append(f"{utt_id} {text}")
         n += 1
     for path, lines in trans.items():

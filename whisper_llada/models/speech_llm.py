@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from whisper_llada.data.dataset import audio_inputs, move_batch
 from whisper_llada.data.tokenizer import TextTokenizer
 from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.qformer import WindowQFormer, encoder_frames
@@ -89,11 +90,7 @@ class SpeechLLM(nn.Module):
 
     def batch_prefix(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefix of a decoding batch: ``{"features", "feature_lens"}`` or ``{"encoder_out"}`` (a cache)."""
-        if "encoder_out" in batch:
-            return self.prefix(encoder_out=batch["encoder_out"])
-        if "features" not in batch or "feature_lens" not in batch:
-            raise ValueError("a batch needs 'features' and 'feature_lens' (or 'encoder_out')")
-        return self.prefix(batch["features"].to(self.device), batch["feature_lens"].to(self.device))
+        return self.prefix(**audio_inputs(move_batch(batch, self.device)))
 
     def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
         out = []

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from whisper_llada.data.dataset import SpeechTextDataset
+from whisper_llada.utils.checkpoint_io import atomic_to_file
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
                     stored = writer.store_array(cut_id, arr)
                     cut = by_id[cut_id].with_custom("encoder_out", stored)
                     out.append(cut.with_custom("encoder_real_frames", int(real[j])))
-        tmp = out_dir / "cuts.tmp.jsonl.gz"
-        CutSet.from_cuts(out).to_file(tmp)
-        tmp.replace(manifest)
+        atomic_to_file(CutSet.from_cuts(out), manifest)
         log.info("cached encoder outputs of %d cuts under %s", len(out), out_dir)
     if world > 1:
         dist.barrier()

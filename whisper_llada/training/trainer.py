@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from whisper_llada.data.dataset import SpeechTextDataset, filter_cuts
+from whisper_llada.data.dataset import SpeechTextDataset, audio_inputs, filter_cuts, move_batch
 from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.models.build import build_model
 from whisper_llada.recipe import RecipeConfig
@@ -51,21 +51,6 @@ def load_cuts(cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_du
     max_tokens = cfg.model.loss.response_length if cfg.model.arch == "whisper_llada" else None
     return filter_cuts(cuts, tokenizer=tokenizer, max_tokens=max_tokens, normalize=get_normalizer(cfg.data.normalizer),
                        min_duration=min_duration, where=where, strict=cfg.data.strict)
-
-
-def _move(batch: dict, device) -> dict:
-    out = dict(batch)
-    if "features" in out:
-        out["features"], out["feature_lens"] = out["features"].to(device), out["feature_lens"].to(device)
-    if "encoder_out" in out:
-        out["encoder_out"] = tuple(t.to(device) for t in out["encoder_out"])
-    return out
-
-
-def _loss(model, batch: dict) -> torch.Tensor:
-    kw = {"encoder_out": batch["encoder_out"]} if "encoder_out" in batch else {
-        "features": batch["features"], "feature_lens": batch["feature_lens"]}
-    return model(batch["texts"], **kw)["loss"]
 
 
 class Trainer:
@@ -165,11 +150,9 @@ class Trainer:
                 break
             if not batch["cut_ids"]:
                 continue
-            batch = _move(batch, self.device)
-            kw = {"encoder_out": batch["encoder_out"]} if "encoder_out" in batch else {
-                "features": batch["features"], "feature_lens": batch["feature_lens"]}
+            batch = move_batch(batch, self.device)
             with self._autocast():
-                loss = self.model(batch["texts"], generator=g, **kw)["loss"]
+                loss = self.model(batch["texts"], generator=g, **audio_inputs(batch))["loss"]
             tot += loss.float() * len(batch["cut_ids"])
             n += len(batch["cut_ids"])
         if self.world > 1:
@@ -207,9 +190,9 @@ class Trainer:
                 step = self.params["batch_idx_train"]
                 if not batch["cut_ids"]:
                     continue
-                batch = _move(batch, self.device)
+                batch = move_batch(batch, self.device)
                 with self._autocast():
-                    loss = _loss(self.ddp, batch)
+                    loss = self.ddp(batch["texts"], **audio_inputs(batch))["loss"]
                 self.scaler.scale(loss / tc.accum_grad).backward()
                 losses.append(float(loss.detach()))
                 tot_loss, tot_n = tot_loss + losses[-1], tot_n + 1

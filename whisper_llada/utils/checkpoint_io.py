@@ -16,10 +16,13 @@ import torch
 from torch import nn
 
 
-def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name keeps the final suffixes: writers that pick a format by extension
+    # (lhotse's .jsonl.gz, soundfile's .flac) write the same thing as to the final name.
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -35,15 +38,20 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_to_file(manifest, path: str | Path) -> Path:
+    """A lhotse manifest (CutSet, RecordingSet, ...) written atomically."""
+    return atomic_write(path, manifest.to_file)
 
 
 def atomic_torch_save(obj, path: str | Path) -> Path:
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def read_safetensors_dir(path: str | Path) -> dict[str, torch.Tensor]:
@@ -88,14 +96,14 @@ def write_safetensors_dir(state: Mapping[str, torch.Tensor], path: str | Path, m
         size += nbytes
     meta = {"format": "pt"}
     if len(shards) == 1:
-        _atomic(path / "model.safetensors", lambda tmp: save_file(shards[0], tmp, metadata=meta))
+        atomic_write(path / "model.safetensors", lambda tmp: save_file(shards[0], tmp, metadata=meta))
         (path / "model.safetensors.index.json").unlink(missing_ok=True)
         return
     n = len(shards)
     weight_map = {}
     for i, shard in enumerate(shards, 1):
         name = f"model-{i:05d}-of-{n:05d}.safetensors"
-        _atomic(path / name, lambda tmp, s=shard: save_file(s, tmp, metadata=meta))
+        atomic_write(path / name, lambda tmp, s=shard: save_file(s, tmp, metadata=meta))
         weight_map.update({k: name for k in shard})
     total = sum(t.numel() * t.element_size() for t in state.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
