@@ -108,6 +108,21 @@ def test_padded_batch_equals_rows_alone(kv_heads):
         torch.testing.assert_close(batch[i, T - len(r) :], alone, atol=1e-5, rtol=1e-4)
 
 
+def test_position_ids():
+    model = make_model()
+    ids = torch.randint(0, 50, (2, 8))
+    plain = model(input_ids=ids).logits
+    pos = torch.arange(8).expand(2, -1)
+    torch.testing.assert_close(model(input_ids=ids, position_ids=pos).logits, plain)
+    # RoPE is relative: a shift of every position changes nothing; a swap of two does.
+    torch.testing.assert_close(model(input_ids=ids, position_ids=pos + 7).logits, plain, atol=1e-5, rtol=1e-4)
+    swapped = pos.clone()
+    swapped[:, [2, 5]] = swapped[:, [5, 2]]
+    assert (model(input_ids=ids, position_ids=swapped).logits - plain).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="position_ids"):
+        model(input_ids=ids, position_ids=pos[:, :4])
+
+
 @pytest.mark.parametrize("shard_bytes", [10**9, 20_000])
 def test_hub_format_round_trip(tmp_path, shard_bytes):
     model = make_model()

@@ -21,7 +21,7 @@ def build(sp_model, arch="whisper_llada", seed=0, **kw):
 def test_prefix_layout_left_padded(sp_model):
     model = build(sp_model)
     feats, lens, _ = fake_batch(3)
-    prefix, mask = model.prefix(feats, lens)
+    prefix, mask, _ = model.prefix(feats, lens)
     n_prompt = len(model.prompt_ids)
     n_audio = model.audio_tokens(feats, lens)[1].sum(1)
     assert mask.sum(1).tolist() == (n_audio + n_prompt).tolist()
@@ -39,13 +39,13 @@ def test_prefix_layout_left_padded(sp_model):
 def test_padded_batch_equals_rows_alone(sp_model):
     model = build(sp_model)
     feats, lens, texts = fake_batch(3, seed=4)
-    prefix, mask = model.prefix(feats, lens)
+    prefix, mask, _ = model.prefix(feats, lens)
     resp = model.response_ids(texts)
     resp[:, ::3] = model.mask_id
     batch = model.logits(prefix, mask, resp)
     for i in range(3):
         n = int(lens[i])
-        p1, m1 = model.prefix(feats[i : i + 1, :n], lens[i : i + 1])
+        p1, m1, _ = model.prefix(feats[i : i + 1, :n], lens[i : i + 1])
         alone = model.logits(p1, m1, resp[i : i + 1])
         torch.testing.assert_close(batch[i], alone[0], atol=1e-4, rtol=1e-4)
 
@@ -73,7 +73,7 @@ def test_prompt_and_audio_never_masked(sp_model):
     handle = model.llm.register_forward_pre_hook(spy, with_kwargs=True)
     model(texts, feats, lens, generator=torch.Generator().manual_seed(0))
     handle.remove()
-    prefix, _ = model.prefix(feats, lens)
+    prefix, _, _ = model.prefix(feats, lens)
     torch.testing.assert_close(seen["ids"][:, : prefix.shape[1]], prefix)
 
 
@@ -151,7 +151,7 @@ def test_ar_twin_cached_equals_uncached(sp_model):
         model(texts, feats, lens)["loss"].backward()
         opt.step()
     model.eval()
-    prefix, mask = model.prefix(feats, lens)
+    prefix, mask, _ = model.prefix(feats, lens)
     cached, _ = model.generate_ids(prefix, mask, max_new_tokens=12, use_cache=True)
     uncached, _ = model.generate_ids(prefix, mask, max_new_tokens=12, use_cache=False)
     assert torch.equal(cached, uncached)
@@ -164,10 +164,10 @@ def test_ar_twin_cached_equals_uncached(sp_model):
 def test_ar_twin_padded_batch_equals_rows_alone(sp_model):
     model = build(sp_model, arch="whisper_llama")
     feats, lens, _ = fake_batch(3, seed=6)
-    prefix, mask = model.prefix(feats, lens)
+    prefix, mask, _ = model.prefix(feats, lens)
     batch, _ = model.generate_ids(prefix, mask, max_new_tokens=6)
     for i in range(3):
-        p1, m1 = model.prefix(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])
+        p1, m1, _ = model.prefix(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])
         alone, _ = model.generate_ids(p1, m1, max_new_tokens=6)
         n = alone.shape[1]
         assert batch[i, :n].tolist() == alone[0].tolist()
@@ -244,3 +244,110 @@ def test_batch_eos_padding(sp_model):
     assert resp.shape[1] == longest + 3 and (resp[:, -3:] == model.eos_id).all()
     with pytest.raises(ValueError, match="response_length 24"):
         model.response_ids([" ".join(["RIVER"] * 40)])
+
+
+def test_ctc_compress_runs_by_hand():
+    from whisper_llada.models.ctc_compress import ctc_compress
+
+    blank = 9
+    tokens = torch.arange(2 * 6 * 2, dtype=torch.float).view(2, 6, 2)
+    mask = torch.tensor([[True] * 6, [True, True, True, True, False, False]])
+    # row 0: runs 3 3 | b | 3 | 5 5 -> three kept runs; row 1: all blank -> one token (mean)
+    labels = torch.tensor([[3, 3, blank, 3, 5, 5], [blank, blank, blank, blank, 4, 4]])
+    out, keep = ctc_compress(tokens, mask, labels, blank)
+    assert keep.tolist() == [[True, True, True], [True, False, False]]
+    torch.testing.assert_close(out[0], torch.stack([tokens[0, :2].mean(0), tokens[0, 3], tokens[0, 4:].mean(0)]))
+    torch.testing.assert_close(out[1, 0], tokens[1, :4].mean(0))  # padding (label 4) is not read
+
+
+def test_ctc_compressed_prefix_matches_rows_alone(sp_model):
+    with pytest.raises(ValueError, match="ctc_compress needs"):
+        tiny_model_config(sp_model, ctc_compress=True)
+    model = build(sp_model, loss={"response_length": 24, "ctc_weight": 0.5}, ctc_compress=True)
+    with torch.no_grad():  # a CTC head that emits a label on every token: nothing is dropped
+        model.ctc_head.bias.fill_(0).index_fill_(0, torch.tensor([model.tokenizer.mask_id]), -100.0)
+    feats, lens, texts = fake_batch(3)
+    prefix, mask, _ = model.prefix(feats, lens)
+    raw = model.audio_tokens(feats, lens)[1].sum(1)
+    n = mask.sum(1) - len(model.prompt_ids)
+    assert (n >= 1).all() and (n <= raw).all()
+    for i in range(3):
+        p1, m1, _ = model.prefix(feats[i : i + 1, : lens[i]], lens[i : i + 1])
+        torch.testing.assert_close(p1[0], prefix[i, prefix.shape[1] - p1.shape[1] :], atol=1e-5, rtol=1e-5)
+    out = model(texts, feats, lens)
+    out["loss"].backward()
+    assert model.qformer.proj.weight.grad.abs().sum() > 0
+
+
+def test_aligned_positions_layout_and_padding(sp_model):
+    from whisper_llada.diffusion.sampling import continue_positions
+
+    model = build(sp_model, positions="aligned")
+    feats, lens, texts = fake_batch(3, seed=4)
+    prefix, mask, pos = model.prefix(feats, lens)
+    n_p = len(model.prompt_ids)
+    emb = model.embed_tokens(model.prompt_ids)
+    for i in range(3):
+        n_a = int(mask[i].sum()) - n_p
+        # [pad][audio][prompt]: the prompt last at positions 0.., audio token k at n_p + k ...
+        torch.testing.assert_close(prefix[i, -n_p:], emb)
+        assert pos[i, -n_p:].tolist() == list(range(n_p))
+        assert pos[i, -n_p - n_a : -n_p].tolist() == list(range(n_p, n_p + n_a))
+        # ... and the response's token k continues from the prompt onto audio token k's position.
+        assert continue_positions(pos[i : i + 1], n_a)[0].tolist() == list(range(n_p, n_p + n_a))
+    resp = model.response_ids(texts)
+    resp[:, ::3] = model.mask_id
+    batch = model.logits(prefix, mask, resp, pos)
+    assert (batch - model.logits(prefix, mask, resp)).abs().max() > 1e-4  # positions are used
+    for i in range(3):
+        p1, m1, q1 = model.prefix(feats[i : i + 1, : lens[i]], lens[i : i + 1])
+        torch.testing.assert_close(batch[i], model.logits(p1, m1, resp[i : i + 1], q1)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_ar_twin_aligned_positions_generate_as_trained(sp_model):
+    """``generate`` (cached or not) continues the prefix positions exactly as the training loss does."""
+    from whisper_llada.diffusion.sampling import continue_positions
+
+    model = build(sp_model, arch="whisper_llama", positions="aligned")
+    feats, lens, _ = fake_batch(3, seed=6)
+    prefix, mask, pos = model.prefix(feats, lens)
+    cached, _ = model.generate_ids(prefix, mask, pos, max_new_tokens=5, use_cache=True)
+    uncached, _ = model.generate_ids(prefix, mask, pos, max_new_tokens=5, use_cache=False)
+    assert torch.equal(cached, uncached)
+    for i in range(3):
+        p1, m1, q1 = model.prefix(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])
+        seq: list[int] = []
+        with torch.no_grad():
+            for _ in range(5):
+                resp = torch.tensor([seq], dtype=torch.long)
+                x = torch.cat([p1, model.embed_tokens(resp)], dim=1)
+                ids = torch.cat([q1, continue_positions(q1, len(seq))], dim=1)
+                logits = model.llm(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
+                                   position_ids=ids).logits
+                seq.append(int(logits[0, -1].argmax()))
+                if seq[-1] == model.tokenizer.eos_id:
+                    break
+        assert cached[i, : len(seq)].tolist() == seq
+
+
+def test_two_stage_training(sp_model):
+    model = build(sp_model, loss={"response_length": 24, "ctc_weight": 0.5}).train()
+    feats, lens, texts = fake_batch(2)
+    keys = set(model.trainable_state_dict())
+    model.set_stage(frontend_only=True)  # stage 1: the front end alone, with CTC
+    out = model(texts, feats, lens)
+    torch.testing.assert_close(out["loss"], out["ctc_loss"])
+    out["loss"].backward()
+    assert model.qformer.proj.weight.grad is not None and model.ctc_head.weight.grad is not None
+    assert all(p.grad is None for p in model.llm.parameters())
+    model.zero_grad(set_to_none=True)
+    model.set_stage(frontend_only=False)  # stage 2: the LLM on the frozen front end
+    assert not model.qformer.training and model.llm.training
+    out = model(texts, feats, lens)
+    assert "ctc_loss" not in out
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.qformer.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.llm.parameters())
+    assert set(model.trainable_state_dict()) == keys  # checkpoints still hold the front end
+    with pytest.raises(ValueError, match="ctc_weight"):
+        build(sp_model).set_stage(frontend_only=True)

@@ -139,22 +139,25 @@ def run(args) -> list[Row]:
                         if s["kind"] == "ar":
                             from transformers import GenerationConfig
 
-                            prefix, mask = llama.batch_prefix(batch)
+                            prefix, mask, pos = llama.batch_prefix(batch)
                             gen = GenerationConfig(min_new_tokens=T + 1, max_new_tokens=T + 1, do_sample=False,
                                                    eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
-                            llama.llm.generate(inputs_embeds=prefix, attention_mask=mask.long(), generation_config=gen)
+                            llama.llm.generate(inputs_embeds=prefix, attention_mask=mask.long(), generation_config=gen,
+                                               **({} if pos is None else {"position_ids": pos}))
                             stats["passes"] = stats.get("passes", 0) + (T + 1) * prefix.shape[0]
                             stats["tokens"] = stats.get("tokens", 0) + (prefix.shape[1] + T) * prefix.shape[0]
                             continue
-                        prefix, mask = llada.batch_prefix(batch)
+                        prefix, mask, pos = llada.batch_prefix(batch)
                         st: dict = {}
                         if s["kind"] == "gen":
                             generate(oracle, prefix, prefix_mask=mask, gen_length=L, steps=s["steps"],
-                                     block_length=s["block"], mask_id=tok.mask_id, eos_id=tok.eos_id, stats=st)
+                                     block_length=s["block"], mask_id=tok.mask_id, eos_id=tok.eos_id, stats=st,
+                                     prefix_positions=pos)
                         else:
                             deliberate(oracle, prefix, hyps[sl], prefix_mask=mask, mode=s["mode"], mask_ratio=s["ratio"],
                                        masking_type=s["masking"], num_chunks=4, steps=L, mask_id=tok.mask_id,
-                                       eos_id=tok.eos_id, pad_id=tok.pad_id, pad_to=L, generator=torch.Generator().manual_seed(0), stats=st)
+                                       eos_id=tok.eos_id, pad_id=tok.pad_id, pad_to=L, generator=torch.Generator().manual_seed(0), stats=st,
+                                       prefix_positions=pos)
                         # Every pass reads the whole prefix and the L-token response.
                         passes = int(st["forward_passes"].sum())
                         stats["passes"] = stats.get("passes", 0) + passes

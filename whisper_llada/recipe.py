@@ -53,6 +53,11 @@ class TrainConfig:
     min_duration: float = 0.5
     cache_encoder: bool = False  # run the frozen encoder once, train on its stored outputs
     amp: str = "bf16"  # bf16 | fp16 | none (GPU only; CPU always runs float32)
+    # Two-stage training (needs model.loss.ctc_weight > 0): the first N epochs train the front end
+    # (Q-Former + CTC head) alone with the CTC loss, which is cheap; later epochs train the LLM on
+    # the then frozen front end. A from-scratch LLM learns to read audio tokens only once they
+    # are stable (measured on the embedded recipe). 0: everything trains together (the paper).
+    frontend_epochs: int = 0
 
 
 @dataclass

@@ -43,11 +43,23 @@ def _accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in params
 
 
-class _Runner:
-    """Runs the model on a subset of rows and returns logits over the response positions."""
+def continue_positions(prefix_positions: torch.Tensor, n: int) -> torch.Tensor:
+    """Position ids of ``n`` positions after a prefix: the last prefix position + 1, + 2, ...
+    (as ``transformers``' ``generate`` continues them)."""
+    return prefix_positions[:, -1:] + 1 + torch.arange(n, device=prefix_positions.device)
 
-    def __init__(self, model, prefix: torch.Tensor, prefix_mask: torch.Tensor, stats: Optional[dict]):
+
+class _Runner:
+    """Runs the model on a subset of rows and returns logits over the response positions.
+
+    With ``prefix_positions`` (B, P) the model gets explicit position ids, the response
+    continuing from the last prefix position; without, the model's own (0..T-1).
+    """
+
+    def __init__(self, model, prefix: torch.Tensor, prefix_mask: torch.Tensor, stats: Optional[dict],
+                 prefix_positions: Optional[torch.Tensor] = None):
         self.model, self.prefix, self.prefix_mask = model, prefix, prefix_mask
+        self.prefix_positions = prefix_positions
         self.embed = model.get_input_embeddings()
         self.keep_arg = _accepts_logits_to_keep(model)
         self.stats = stats
@@ -59,6 +71,9 @@ class _Runner:
         emb = torch.cat([self.prefix[rows], self.embed(x[rows]).to(self.prefix.dtype)], dim=1)
         mask = torch.cat([self.prefix_mask[rows], resp_mask[rows]], dim=1)
         kwargs = {"logits_to_keep": L} if self.keep_arg else {}
+        if self.prefix_positions is not None:
+            pp = self.prefix_positions[rows]
+            kwargs["position_ids"] = torch.cat([pp, continue_positions(pp, L)], dim=1)
         logits = self.model(inputs_embeds=emb, attention_mask=mask, **kwargs).logits[:, -L:]
         self.passes[rows.cpu()] += 1
         self.calls += 1
@@ -150,12 +165,14 @@ def generate(
     eos_id: int,
     generator: Optional[torch.Generator] = None,
     stats: Optional[dict] = None,
+    prefix_positions: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Unmask a response of ``gen_length`` tokens; returns (B, gen_length), EOS-filled after the first EOS.
 
     ``block_length == gen_length`` is pure diffusion; shorter blocks are decoded left to
     right (semi-autoregressive) with ``steps // num_blocks`` steps each. ``stats``, if
-    given, receives ``forward_passes`` per row and ``model_calls``.
+    given, receives ``forward_passes`` per row and ``model_calls``. ``prefix_positions``
+    (B, P), if given, are the prefix's position ids; the response continues from the last.
     """
     if remasking not in REMASKING:
         raise ValueError(f"remasking {remasking!r}: expected one of {REMASKING}")
@@ -168,7 +185,7 @@ def generate(
         raise ValueError(f"steps {steps} is not a multiple of the number of blocks {num_blocks} (gen_length / block_length)")
     B = prefix_embeds.shape[0]
     device = prefix_embeds.device
-    run = _Runner(model, prefix_embeds, _prefix_mask(prefix_embeds, prefix_mask), stats)
+    run = _Runner(model, prefix_embeds, _prefix_mask(prefix_embeds, prefix_mask), stats, prefix_positions)
     x = torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)
     resp_mask = torch.ones_like(x, dtype=torch.bool)
     pos = torch.arange(gen_length, device=device)
@@ -270,6 +287,7 @@ def deliberate(
     pad_to: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
     stats: Optional[dict] = None,
+    prefix_positions: Optional[torch.Tensor] = None,
 ) -> list[list[int]]:
     """Re-mask part of each first-pass hypothesis and re-predict it; lengths are kept.
 
@@ -278,7 +296,8 @@ def deliberate(
     ``min(steps, #masked)`` steps. ``mode="semi_ar"``: for each of ``num_chunks`` chunks
     in turn (the last takes the rest), mask the whole chunk and denoise it in
     ``steps // num_chunks`` steps. ``pad_to`` appends unmaskable EOS up to that many
-    tokens (the paper: None, the response is the hypothesis alone).
+    tokens (the paper: None, the response is the hypothesis alone). ``prefix_positions``
+    as in ``generate``.
     """
     if mode not in ("diffusion", "semi_ar"):
         raise ValueError(f"mode {mode!r}: expected 'diffusion' or 'semi_ar'")
@@ -295,7 +314,7 @@ def deliberate(
     if len(hyps) != prefix_embeds.shape[0]:
         raise ValueError(f"{len(hyps)} hypotheses for a batch of {prefix_embeds.shape[0]}")
     device = prefix_embeds.device
-    run = _Runner(model, prefix_embeds, _prefix_mask(prefix_embeds, prefix_mask), stats)
+    run = _Runner(model, prefix_embeds, _prefix_mask(prefix_embeds, prefix_mask), stats, prefix_positions)
     x, visible, real = _responses(hyps, pad_id, eos_id, pad_to, device)
     lens = real.sum(1)
     common = dict(mask_id=mask_id, remasking=remasking, temperature=temperature, generator=generator)

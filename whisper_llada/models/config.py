@@ -69,6 +69,15 @@ class ModelConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    # The LLM reads CTC-compressed audio tokens: runs of one greedy label of the auxiliary CTC
+    # head averaged, blank runs dropped (needs loss.ctc_weight > 0; off in the paper). About one
+    # audio token per text token, in order: a from-scratch LLM learns to read them far sooner.
+    ctc_compress: bool = False
+    # Position ids of the LLM input. sequential (the paper): [prompt][audio][response], 0..T-1.
+    # aligned: [audio][prompt][response] with response token i at the position of audio token i,
+    # a monotonic-alignment prior that lets a from-scratch LLM learn to read CTC-compressed audio
+    # tokens in a few hundred steps instead of thousands (not for a pretrained LLaDA).
+    positions: str = "sequential"
 
     def __post_init__(self):
         if self.arch not in ("whisper_llada", "whisper_llama"):
@@ -79,3 +88,7 @@ class ModelConfig:
             raise ValueError("whisper: give exactly one of path and config")
         if (self.llm.path is None) == (self.llm.config is None):
             raise ValueError("llm: give exactly one of path and config")
+        if self.positions not in ("sequential", "aligned"):
+            raise ValueError(f"positions {self.positions!r}: expected sequential or aligned")
+        if self.ctc_compress and self.loss.ctc_weight <= 0:
+            raise ValueError("ctc_compress needs the auxiliary CTC head: set loss.ctc_weight > 0")

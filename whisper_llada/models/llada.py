@@ -129,9 +129,14 @@ class RotaryEmbedding(nn.Module):
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def cos_sin(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = torch.arange(seq_len, device=device, dtype=torch.float32)
-        freqs = torch.outer(pos, self.inv_freq.to(device))
+    def cos_sin(self, seq_len: int, device: torch.device,
+                position_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, hd) tables for positions 0..T-1, or (B, 1, T, hd) for per-row ``position_ids`` (B, T)."""
+        if position_ids is None:
+            pos = torch.arange(seq_len, device=device, dtype=torch.float32)
+            freqs = torch.outer(pos, self.inv_freq.to(device))
+        else:
+            freqs = (position_ids.to(device, torch.float32)[..., None] * self.inv_freq.to(device))[:, None]
         emb = torch.cat([freqs, freqs], dim=-1)
         return emb.cos(), emb.sin()
 
@@ -232,6 +237,7 @@ class LLaDAModelLM(nn.Module):
         inputs_embeds: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,
         logits_to_keep: int = 0,
+        position_ids: Optional[torch.Tensor] = None,
         **_: Any,
     ) -> LMOutput:
         """Logits (B, T, V), or of the last ``logits_to_keep`` positions only (0 = all).
@@ -246,7 +252,9 @@ class LLaDAModelLM(nn.Module):
         B, T, _ = x.shape
         if T > self.config.max_sequence_length:
             raise ValueError(f"sequence of {T} tokens exceeds max_sequence_length {self.config.max_sequence_length}")
-        cos, sin = self.rotary.cos_sin(T, x.device)
+        if position_ids is not None and position_ids.shape != (B, T):
+            raise ValueError(f"position_ids {tuple(position_ids.shape)} do not match the input ({B}, {T})")
+        cos, sin = self.rotary.cos_sin(T, x.device, position_ids)
         attn_bias = None
         if attention_mask is not None:
             # Key-padding mask: padded keys are invisible to every query, so a

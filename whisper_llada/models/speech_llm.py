@@ -7,6 +7,7 @@ same position.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Optional, Sequence
 
 import torch
@@ -15,15 +16,21 @@ from torch import nn
 from whisper_llada.data.dataset import audio_inputs, move_batch
 from whisper_llada.data.tokenizer import TextTokenizer
 from whisper_llada.models.config import ModelConfig
+from whisper_llada.models.ctc_compress import ctc_compress
 from whisper_llada.models.qformer import WindowQFormer, encoder_frames
 from whisper_llada.models.whisper_encoder import encode_audio_window, input_frames, pad_features
 
 
-def left_align(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move each row's padding (mask False) to the left, keeping the order of real positions."""
+def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[torch.Tensor] = None):
+    """Move each row's padding (mask False) to the left, keeping the order of real positions.
+
+    Returns (embeds, mask), or (embeds, mask, positions) when ``positions`` is given.
+    """
     order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
     embeds = torch.gather(embeds, 1, order[..., None].expand(-1, -1, embeds.shape[-1]))
-    return embeds, torch.gather(mask, 1, order)
+    if positions is None:
+        return embeds, torch.gather(mask, 1, order)
+    return embeds, torch.gather(mask, 1, order), torch.gather(positions, 1, order)
 
 
 class SpeechLLM(nn.Module):
@@ -38,10 +45,15 @@ class SpeechLLM(nn.Module):
         self.register_buffer("prompt_ids", torch.tensor(tokenizer.prompt_ids(cfg.prompt), dtype=torch.long), persistent=False)
         # Auxiliary CTC over the audio tokens; the mask id, never a target, is the blank.
         self.ctc_head = nn.Linear(qformer.proj.out_features, tokenizer.vocab_size) if cfg.loss.ctc_weight > 0 else None
+        # Two-stage training (set_stage): the front end alone with CTC, or the LLM on a frozen front end.
+        self.ctc_only = False
+        self.frontend_frozen = False
 
     def train(self, mode: bool = True):
         super().train(mode)
         self.encoder.eval()  # frozen: no dropout, whatever the mode
+        if self.frontend_frozen:
+            self.qformer.eval()
         return self
 
     @property
@@ -77,18 +89,40 @@ class SpeechLLM(nn.Module):
         tokens, mask = self.qformer(frames, real.to(frames.device), total_frames=self.encoder.config.max_source_positions)
         return tokens.to(self.embed_tokens(self.prompt_ids[:1]).dtype), mask
 
-    def build_prefix(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[prompt][audio]`` per row, left-padded: (B, P, D) embeddings and (B, P) mask."""
-        B = audio.shape[0]
+    def compress(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio tokens the LLM reads: as they are, or CTC-compressed (``model.ctc_compress``)."""
+        if not self.cfg.ctc_compress:
+            return audio, audio_mask
+        with torch.no_grad():
+            labels = self.ctc_head(audio).argmax(-1)
+        return ctc_compress(audio, audio_mask, labels, self.tokenizer.mask_id)
+
+    def build_prefix(self, audio: torch.Tensor, audio_mask: torch.Tensor):
+        """The LLM's prefix per row, left-padded: (B, P, D) embeddings, (B, P) mask and (B, P)
+        position ids, or None for the model's own sequential positions.
+
+        ``positions: sequential`` (the paper): ``[prompt][audio]``. ``aligned``: ``[audio][prompt]``
+        with the prompt at positions 0.., audio token k at position n_prompt + k; the response,
+        continuing from the prompt, puts its token i at the position of audio token i.
+        """
+        B, A = audio_mask.shape
         prompt = self.embed_tokens(self.prompt_ids)[None].expand(B, -1, -1)
-        embeds = torch.cat([prompt, audio], dim=1)
-        mask = torch.cat([torch.ones(B, prompt.shape[1], dtype=torch.bool, device=audio.device), audio_mask], dim=1)
-        return left_align(embeds, mask)
+        n_p = prompt.shape[1]
+        ones = torch.ones(B, n_p, dtype=torch.bool, device=audio.device)
+        if self.cfg.positions == "sequential":
+            embeds, mask = left_align(torch.cat([prompt, audio], dim=1), torch.cat([ones, audio_mask], dim=1))
+            return embeds, mask, None
+        # Real audio tokens come first in each row (the Q-Former and compression pack them left).
+        pos = torch.cat([n_p + torch.arange(A, device=audio.device), torch.arange(n_p, device=audio.device)])
+        mask = torch.cat([audio_mask, ones], dim=1)
+        pos = pos[None].expand(B, -1).masked_fill(~mask, 0)
+        return left_align(torch.cat([audio, prompt], dim=1), mask, pos)
 
-    def prefix(self, features=None, feature_lens=None, encoder_out=None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.build_prefix(*self.audio_tokens(features, feature_lens, encoder_out))
+    def prefix(self, features=None, feature_lens=None, encoder_out=None):
+        """``build_prefix`` of the audio: (embeddings, mask, position ids or None)."""
+        return self.build_prefix(*self.compress(*self.audio_tokens(features, feature_lens, encoder_out)))
 
-    def batch_prefix(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_prefix(self, batch: dict):
         """Prefix of a decoding batch: ``{"features", "feature_lens"}`` or ``{"encoder_out"}`` (a cache)."""
         return self.prefix(**audio_inputs(move_batch(batch, self.device)))
 
@@ -110,12 +144,25 @@ class SpeechLLM(nn.Module):
         generator: Optional[torch.Generator] = None,
     ) -> dict:
         """Training loss for a batch: features (or cached encoder output) and transcripts."""
-        audio, audio_mask = self.audio_tokens(features, feature_lens, encoder_out)
-        out = self.loss(*self.build_prefix(audio, audio_mask), texts, generator)
-        if self.ctc_head is not None:
+        with torch.no_grad() if self.frontend_frozen else nullcontext():
+            audio, audio_mask = self.audio_tokens(features, feature_lens, encoder_out)
+        if self.ctc_only:
+            ctc = self.ctc_loss(audio, audio_mask, texts)
+            return {"loss": ctc, "ctc_loss": ctc, "num_utts": len(texts)}
+        out = self.loss(*self.build_prefix(*self.compress(audio, audio_mask)), texts, generator)
+        if self.ctc_head is not None and not self.frontend_frozen:
             out["ctc_loss"] = self.ctc_loss(audio, audio_mask, texts)
             out["loss"] = out["loss"] + self.cfg.loss.ctc_weight * out["ctc_loss"]
         return out
+
+    def set_stage(self, frontend_only: bool) -> None:
+        """Two-stage training: the front end alone with CTC, or the LLM on the frozen front end."""
+        if self.ctc_head is None:
+            raise ValueError("two-stage training (train.frontend_epochs) needs model.loss.ctc_weight > 0")
+        # Frozen by running it without gradients, not by requires_grad, which decides what a
+        # checkpoint holds.
+        self.ctc_only, self.frontend_frozen = frontend_only, not frontend_only
+        self.train(self.training)
 
     def ctc_loss(self, audio: torch.Tensor, audio_mask: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         import torch.nn.functional as F
@@ -126,8 +173,8 @@ class SpeechLLM(nn.Module):
         return F.ctc_loss(logp, targets, audio_mask.sum(1), torch.tensor([len(r) for r in ids], device=audio.device),
                           blank=self.tokenizer.mask_id, reduction="mean", zero_infinity=True)
 
-    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, texts: Sequence[str],
-             generator: Optional[torch.Generator]) -> dict:
+    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],
+             texts: Sequence[str], generator: Optional[torch.Generator]) -> dict:
         raise NotImplementedError
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
-from whisper_llada.diffusion.sampling import deliberate, generate
+from whisper_llada.diffusion.sampling import continue_positions, deliberate, generate
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
@@ -37,18 +37,22 @@ class WhisperLLaDA(SpeechLLM):
             rows.append(ids + [self.eos_id] * (L - len(ids)))
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
-    def logits(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    def logits(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, response: torch.Tensor,
+               prefix_positions: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits over the response block (B, L, V) for a (possibly masked) response."""
         x = torch.cat([prefix, self.embed_tokens(response)], dim=1)
         mask = torch.cat([prefix_mask, torch.ones_like(response, dtype=torch.bool)], dim=1)
-        return self.llm(inputs_embeds=x, attention_mask=mask).logits[:, prefix.shape[1] :]
+        kw = {}
+        if prefix_positions is not None:
+            kw["position_ids"] = torch.cat([prefix_positions, continue_positions(prefix_positions, response.shape[1])], 1)
+        return self.llm(inputs_embeds=x, attention_mask=mask, **kw).logits[:, prefix.shape[1] :]
 
-    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, texts: Sequence[str],
-             generator: Optional[torch.Generator] = None) -> dict:
+    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],
+             texts: Sequence[str], generator: Optional[torch.Generator] = None) -> dict:
         """Masked-diffusion loss over the EOS-padded response."""
         target = self.response_ids(texts)
         noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
-        logits = self.logits(prefix, prefix_mask, noisy)
+        logits = self.logits(prefix, prefix_mask, noisy, prefix_positions)
         loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
         return {"loss": loss, "num_masked": int(masked.sum()), "num_utts": len(texts)}
 
@@ -58,8 +62,8 @@ class WhisperLLaDA(SpeechLLM):
         """Direct decoding (pure diffusion or semi-AR blocks): features in, text out."""
         if cfg.mode != "decoding":
             raise ValueError(f"transcribe() takes mode 'decoding', not {cfg.mode!r}")
-        prefix, mask = self.batch_prefix(batch)
-        ids = generate(self.llm, prefix, prefix_mask=mask, gen_length=cfg.gen_len, steps=cfg.steps,
+        prefix, mask, positions = self.batch_prefix(batch)
+        ids = generate(self.llm, prefix, prefix_mask=mask, prefix_positions=positions, gen_length=cfg.gen_len, steps=cfg.steps,
                        block_length=cfg.block_length, remasking=cfg.remasking, temperature=cfg.temperature,
                        mask_id=self.mask_id, eos_id=self.eos_id, generator=generator, stats=stats)
         return [self.tokenizer.decode(row) for row in ids.tolist()]
@@ -71,9 +75,9 @@ class WhisperLLaDA(SpeechLLM):
         """Re-mask and repair first-pass transcripts. ``confidences`` are per token of each text."""
         if not cfg.is_deliberation:
             raise ValueError(f"deliberate() takes a deliberation mode, not {cfg.mode!r}")
-        prefix, mask = self.batch_prefix(batch)
+        prefix, mask, positions = self.batch_prefix(batch)
         hyps = [self.tokenizer.encode(t) for t in first_pass_texts]
-        out = deliberate(self.llm, prefix, hyps, prefix_mask=mask,
+        out = deliberate(self.llm, prefix, hyps, prefix_mask=mask, prefix_positions=positions,
                          mode="diffusion" if cfg.mode == "diffusion_deliberation" else "semi_ar",
                          mask_ratio=cfg.mask_ratio, masking_type=cfg.masking_type, confidences=confidences,
                          num_chunks=cfg.num_chunks, steps=cfg.steps, remasking=cfg.remasking,

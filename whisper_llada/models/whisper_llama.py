@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from whisper_llada.diffusion.sampling import continue_positions
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
@@ -20,8 +21,8 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 class WhisperLLaMA(SpeechLLM):
-    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, texts: Sequence[str],
-             generator: Optional[torch.Generator] = None) -> dict:
+    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],
+             texts: Sequence[str], generator: Optional[torch.Generator] = None) -> dict:
         """Next-token loss on the transcript and its EOS."""
         del generator  # next-token loss draws nothing at random
         eos, pad = self.tokenizer.eos_id, self.tokenizer.pad_id
@@ -32,7 +33,11 @@ class WhisperLLaMA(SpeechLLM):
         x = torch.cat([prefix, self.embed_tokens(resp)], dim=1)
         mask = torch.cat([prefix_mask, resp_mask], dim=1)
         labels = torch.cat([torch.full(prefix_mask.shape, -100, device=self.device), resp.masked_fill(~resp_mask, -100)], dim=1)
-        out = self.llm(inputs_embeds=x, attention_mask=mask.long(), position_ids=positions_from_mask(mask), labels=labels)
+        if prefix_positions is None:
+            positions = positions_from_mask(mask)
+        else:
+            positions = torch.cat([prefix_positions, continue_positions(prefix_positions, L)], dim=1)
+        out = self.llm(inputs_embeds=x, attention_mask=mask.long(), position_ids=positions, labels=labels)
         return {"loss": out.loss, "num_tokens": int(resp_mask.sum()), "num_utts": len(texts)}
 
     @torch.no_grad()
@@ -40,6 +45,7 @@ class WhisperLLaMA(SpeechLLM):
         self,
         prefix: torch.Tensor,
         prefix_mask: torch.Tensor,
+        prefix_positions: Optional[torch.Tensor] = None,
         max_new_tokens: int = 128,
         num_beams: int = 1,
         num_return_sequences: int = 1,
@@ -59,7 +65,9 @@ class WhisperLLaMA(SpeechLLM):
             return_dict_in_generate=True,
             output_scores=num_beams > 1,
         )
-        out = self.llm.generate(inputs_embeds=prefix, attention_mask=prefix_mask.long(), generation_config=gen)
+        # Explicit prefix positions (``positions: aligned``); generate continues them by one a step.
+        kw = {} if prefix_positions is None else {"position_ids": prefix_positions}
+        out = self.llm.generate(inputs_embeds=prefix, attention_mask=prefix_mask.long(), generation_config=gen, **kw)
         return out.sequences, getattr(out, "sequences_scores", None)
 
     @torch.no_grad()
@@ -69,8 +77,8 @@ class WhisperLLaMA(SpeechLLM):
         del generator  # deterministic
         if cfg.mode != "autoregressive":
             raise ValueError(f"the autoregressive twin decodes with mode 'autoregressive', not {cfg.mode!r}")
-        prefix, mask = self.batch_prefix(batch)
-        ids, _ = self.generate_ids(prefix, mask, max_new_tokens=cfg.gen_len, num_beams=cfg.num_beams)
+        prefix, mask, positions = self.batch_prefix(batch)
+        ids, _ = self.generate_ids(prefix, mask, positions, max_new_tokens=cfg.gen_len, num_beams=cfg.num_beams)
         if stats is not None:
             # One cached forward pass per generated position (the first reads the prefix).
             passes = torch.tensor([min(row.index(self.tokenizer.eos_id) + 1, cfg.gen_len)

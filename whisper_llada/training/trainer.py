@@ -91,7 +91,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.local_rank] if self.device.type == "cuda" else None
-            self.ddp = DDP(self.model, device_ids=ids)
+            # Two-stage training leaves the LLM, then the front end, without gradients.
+            self.ddp = DDP(self.model, device_ids=ids, find_unused_parameters=tc.frontend_epochs > 0)
         self.tb = None
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
@@ -181,6 +182,11 @@ class Trainer:
         losses: list[float] = []
         for epoch in range(self.start_epoch, tc.num_epochs + 1):
             self.params["epoch"] = epoch
+            if tc.frontend_epochs > 0:
+                self.model.set_stage(frontend_only=epoch <= tc.frontend_epochs)
+                if epoch == tc.frontend_epochs + 1 or epoch == self.start_epoch:
+                    log.info("epoch %d: %s", epoch, "front end alone (CTC)" if self.model.ctc_only
+                             else "the LLM on the frozen front end")
             if not self.resumed_mid_epoch:
                 self.sampler.set_epoch(epoch)
             self.resumed_mid_epoch = False
@@ -192,7 +198,8 @@ class Trainer:
                     continue
                 batch = move_batch(batch, self.device)
                 with self._autocast():
-                    loss = self.ddp(batch["texts"], **audio_inputs(batch))["loss"]
+                    out = self.ddp(batch["texts"], **audio_inputs(batch))
+                loss = out["loss"]
                 self.scaler.scale(loss / tc.accum_grad).backward()
                 losses.append(float(loss.detach()))
                 tot_loss, tot_n = tot_loss + losses[-1], tot_n + 1
@@ -206,12 +213,16 @@ class Trainer:
                     self.scheduler.step()
                     if self.tb is not None:
                         self.tb.add_scalar("train/grad_norm", float(grad_norm), step)
+                ctc = float(out["ctc_loss"].detach()) if "ctc_loss" in out else None
                 if self.tb is not None:
                     self.tb.add_scalar("train/loss", losses[-1], step)
+                    if ctc is not None:
+                        self.tb.add_scalar("train/ctc_loss", ctc, step)
                     self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
                 if step % tc.log_interval == 0:
-                    log.info("epoch %d, batch %d, loss %.4f (epoch avg %.4f), lr %.2e, %d cuts", epoch, step,
-                             losses[-1], tot_loss / tot_n, self.scheduler.get_last_lr()[0], len(batch["cut_ids"]))
+                    log.info("epoch %d, batch %d, loss %.4f%s (epoch avg %.4f), lr %.2e, %d cuts", epoch, step, losses[-1],
+                             "" if ctc is None else f" (of which CTC {ctc:.4f} x {self.cfg.model.loss.ctc_weight:g})",
+                             tot_loss / tot_n, self.scheduler.get_last_lr()[0], len(batch["cut_ids"]))
                 if tc.save_every_n and step % tc.save_every_n == 0:
                     self._save(self.exp_dir / f"checkpoint-{step}.pt", with_sampler=True)
                     if self.rank == 0:
