@@ -4,14 +4,14 @@ introduced and left of another's errors.
 
 Reads  {exp_dir}/*/errs-*.txt, {firstpass_dir}/*/errs-*.txt; --a/--b: two recogs files
 Writes {output_dir}/report.txt, report.json (default: the first --exp-dir), and with --plot a PNG of
-       WER against RTF
+       WER against RTF. A deliberation row also gets cascade_rtf: its RTF plus the first pass's.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-from whisper_llada.scoring.compare import collect_systems, compare_files, format_table, plot
+from whisper_llada.scoring.compare import add_cascade_rtf, collect_systems, compare_files, format_table, plot
 from whisper_llada.utils.checkpoint_io import atomic_write_text
 from whisper_llada.utils.logging import setup_logger
 
@@ -38,8 +38,10 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"{args.exp_dir}: no errs-*.txt results to compare (run decode / deliberate first)")
     out_dir = args.output_dir or args.exp_dir[0]
+    rows = add_cascade_rtf(rows)
     table = format_table(rows)
-    report = {"systems": [{k: r[k] for k in ("name", "kind", "settings", "test", "wer", "rtf", "num_words")} for r in rows]}
+    keys = ("name", "kind", "settings", "test", "wer", "rtf", "cascade_rtf", "num_words")
+    report = {"systems": [{k: r[k] for k in keys if k in r} for r in rows]}
     if args.a and args.b:
         cmp = compare_files(args.a, args.b, args.sclite_mode)
         t = cmp["totals"]

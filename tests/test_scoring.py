@@ -53,3 +53,16 @@ def test_normalizers():
     assert w("Mr. Smith's colour, 10 dollars!") == w("mister smith's colour 10 dollars")
     with pytest.raises(ValueError, match="unknown normalizer"):
         get_normalizer("fancy")
+
+
+def test_cascade_rtf_adds_the_first_pass():
+    from whisper_llada.scoring.compare import add_cascade_rtf, format_table
+
+    rows = [{"name": "whisper/beam", "kind": "first_pass", "test": "t", "wer": 40.0, "rtf": 0.1},
+            {"name": "delib/x", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02},
+            {"name": "delib/y", "kind": "deliberation", "test": "u", "wer": 35.0, "rtf": 0.02},
+            {"name": "dec/z", "kind": "decoding", "test": "t", "wer": 50.0, "rtf": 0.05}]
+    add_cascade_rtf(rows)
+    assert rows[1]["cascade_rtf"] == 0.12 and rows[2]["cascade_rtf"] is None and "cascade_rtf" not in rows[3]
+    table = format_table(rows)
+    assert "0.1200" in table.splitlines()[1]

@@ -351,3 +351,17 @@ def test_two_stage_training(sp_model):
     assert set(model.trainable_state_dict()) == keys  # checkpoints still hold the front end
     with pytest.raises(ValueError, match="ctc_weight"):
         build(sp_model).set_stage(frontend_only=True)
+
+
+def test_front_end_from_another_model(sp_model):
+    loss = {"response_length": 24, "ctc_weight": 0.5}
+    src = build(sp_model, loss=loss, seed=1)
+    twin = build(sp_model, arch="whisper_llama", loss=loss, seed=2)
+    twin.load_frontend(src.trainable_state_dict(), "src.pt")
+    for k, v in src.state_dict().items():
+        if k.startswith(("qformer.", "ctc_head.")):
+            torch.testing.assert_close(twin.state_dict()[k], v)
+    other = build(sp_model, loss=loss, qformer={"num_layers": 1, "hidden_size": 16, "num_heads": 2,
+                                                "intermediate_size": 32, "trim_to_audio": True})
+    with pytest.raises(ValueError, match="src.pt: its front end does not fit"):
+        other.load_frontend(src.trainable_state_dict(), "src.pt")

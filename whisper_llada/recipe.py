@@ -58,6 +58,10 @@ class TrainConfig:
     # the then frozen front end. A from-scratch LLM learns to read audio tokens only once they
     # are stable (measured on the embedded recipe). 0: everything trains together (the paper).
     frontend_epochs: int = 0
+    # Or take the trained front end from another model's checkpoint (e.g. the AR twin from
+    # Whisper-LLaDA's epoch-{frontend_epochs}.pt, so both read identical audio tokens) and train
+    # the LLM on it, frozen, from the first epoch.
+    frontend_from: Optional[str] = None
 
 
 @dataclass

@@ -87,11 +87,28 @@ def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list
     return rows
 
 
+def add_cascade_rtf(rows: list[dict]) -> list[dict]:
+    """Give each deliberation row ``cascade_rtf``: its RTF plus that of the first pass it repairs
+    (the one first-pass result of its test part; None when there is none, or several)."""
+    for r in rows:
+        if r["kind"] != "deliberation":
+            continue
+        fp = [f for f in rows if f["kind"] == "first_pass" and f["test"] == r["test"]]
+        ok = len(fp) == 1 and fp[0]["rtf"] is not None and r["rtf"] is not None
+        r["cascade_rtf"] = round(fp[0]["rtf"] + r["rtf"], 5) if ok else None
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
-    out = [f"{'system':70s} {'kind':14s} {'test':12s} {'WER':>7s} {'RTF':>8s}"]
+    """One line per result, best WER first within a test part; deliberation rows also show the
+    RTF of the whole cascade (first pass + deliberation)."""
+    def num(x):
+        return f"{x:.4f}" if x is not None else "-"
+
+    out = [f"{'system':70s} {'kind':14s} {'test':12s} {'WER':>7s} {'RTF':>8s} {'+1st pass':>9s}"]
     for r in sorted(rows, key=lambda r: (r["test"], r["wer"])):
-        rtf = f"{r['rtf']:.4f}" if r["rtf"] is not None else "-"
-        out.append(f"{r['name'][:70]:70s} {r['kind']:14s} {r['test']:12s} {r['wer']:7.2f} {rtf:>8s}")
+        cascade = num(r["cascade_rtf"]) if "cascade_rtf" in r else ""
+        out.append(f"{r['name'][:70]:70s} {r['kind']:14s} {r['test']:12s} {r['wer']:7.2f} {num(r['rtf']):>8s} {cascade:>9s}")
     return "\n".join(out)
 
 

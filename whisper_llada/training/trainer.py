@@ -80,6 +80,12 @@ class Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if use_amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.resumed_mid_epoch = start_epoch, False
+        if tc.frontend_from:
+            if tc.frontend_epochs:
+                raise ValueError("train.frontend_from and train.frontend_epochs exclude each other")
+            state = torch.load(tc.frontend_from, map_location="cpu", weights_only=False)["model"]
+            self.model.load_frontend(state, tc.frontend_from)
+            log.info("front end (Q-Former, CTC head) from %s, frozen", tc.frontend_from)
         if start_batch > 0:
             self._resume(self.exp_dir / f"checkpoint-{start_batch}.pt")
             self.resumed_mid_epoch = True
@@ -92,7 +98,7 @@ class Trainer:
 
             ids = [self.local_rank] if self.device.type == "cuda" else None
             # Two-stage training leaves the LLM, then the front end, without gradients.
-            self.ddp = DDP(self.model, device_ids=ids, find_unused_parameters=tc.frontend_epochs > 0)
+            self.ddp = DDP(self.model, device_ids=ids, find_unused_parameters=bool(tc.frontend_epochs or tc.frontend_from))
         self.tb = None
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
@@ -182,7 +188,7 @@ class Trainer:
         losses: list[float] = []
         for epoch in range(self.start_epoch, tc.num_epochs + 1):
             self.params["epoch"] = epoch
-            if tc.frontend_epochs > 0:
+            if tc.frontend_epochs > 0 or tc.frontend_from:
                 self.model.set_stage(frontend_only=epoch <= tc.frontend_epochs)
                 if epoch == tc.frontend_epochs + 1 or epoch == self.start_epoch:
                     log.info("epoch %d: %s", epoch, "front end alone (CTC)" if self.model.ctc_only
