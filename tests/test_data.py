@@ -81,3 +81,23 @@ def test_token_confidences_follow_their_words(tokenizer):
     assert conf[0] == 0.9 and min(conf) == 0.2
     with pytest.raises(ValueError, match="no word confidences"):
         token_confidences(tokenizer, {"id": "y", "text": "THE"})
+
+
+def test_whisper_feature_settings_must_match(tmp_path):
+    import json
+
+    import pytest
+
+    from whisper_llada.models.whisper_encoder import check_feature_settings
+
+    d = tmp_path / "whisper-large-v3"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"num_mel_bins": 128}))
+    pre = {"feature_size": 128, "sampling_rate": 16000, "hop_length": 160, "n_fft": 400, "chunk_length": 30}
+    (d / "preprocessor_config.json").write_text(json.dumps(pre))
+    check_feature_settings(d, 128)  # agrees: no error
+    with pytest.raises(ValueError, match=r"config.json: the encoder takes 128 mel bins, the recipe's features have 80"):
+        check_feature_settings(d, 80)
+    (d / "preprocessor_config.json").write_text(json.dumps({**pre, "hop_length": 320}))
+    with pytest.raises(ValueError, match=r"preprocessor_config.json: hop_length is 320, .* use 160"):
+        check_feature_settings(d, 128)

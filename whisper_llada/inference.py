@@ -105,6 +105,7 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
     """
     from lhotse import load_manifest_lazy
 
+    cfg.check_features()
     wers: dict = {}
     model = None
     for part in parts:

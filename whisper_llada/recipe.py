@@ -93,6 +93,13 @@ class RecipeConfig:
     first_pass_system: str = "whisper"  # data/firstpass/{system}/{part}.jsonl.gz read by deliberation
     source: str = ""
 
+    def check_features(self) -> None:
+        """The Whisper directory must expect the features the recipe computes (a clear error if not)."""
+        if self.model.whisper.path is not None:
+            from whisper_llada.models.whisper_encoder import check_feature_settings
+
+            check_feature_settings(self.model.whisper.path, self.data.num_mel_bins)
+
     def decode_settings(self) -> list[DecodeConfig]:
         return decode_configs(self.decode, f"{self.source}: decode")
 

@@ -109,6 +109,7 @@ class Trainer:
         from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
         cfg, tc = self.cfg, self.cfg.train
+        cfg.check_features()
         norm = get_normalizer(cfg.data.normalizer)
         train_cuts = load_cuts(cfg, cfg.data.train_parts, self.tokenizer, "train", tc.min_duration)
         dev_cuts = load_cuts(cfg, cfg.data.dev_parts, self.tokenizer, "dev")
