@@ -45,11 +45,14 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
     if rank == 0 and not manifest.is_file():
         ds = SpeechTextDataset()
         total = model.encoder.config.max_source_positions
-        out = []
+        done = {}
         cut_list = list(cuts)
+        # Batches of similar durations: the encoder runs on each batch's longest audio
+        # (whisper.window: audio), so sorting saves the padding; the manifest keeps the input order.
+        by_length = sorted(cut_list, key=lambda c: c.duration)
         with NumpyFilesWriter(str(out_dir / "storage")) as writer:
-            for i in tqdm(range(0, len(cut_list), batch_size), desc=f"caching encoder outputs ({out_dir.name})"):
-                chunk = CutSet.from_cuts(cut_list[i : i + batch_size])
+            for i in tqdm(range(0, len(by_length), batch_size), desc=f"caching encoder outputs ({out_dir.name})"):
+                chunk = CutSet.from_cuts(by_length[i : i + batch_size])
                 batch = ds[chunk]
                 if not batch["cut_ids"]:
                     continue
@@ -60,7 +63,8 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
                     arr = frames[j, : int(need[j])].float().cpu().numpy()
                     stored = writer.store_array(cut_id, arr)
                     cut = by_id[cut_id].with_custom("encoder_out", stored)
-                    out.append(cut.with_custom("encoder_real_frames", int(real[j])))
+                    done[cut_id] = cut.with_custom("encoder_real_frames", int(real[j]))
+        out = [done[c.id] for c in cut_list if c.id in done]
         atomic_to_file(CutSet.from_cuts(out), manifest)
         log.info("cached encoder outputs of %d cuts under %s", len(out), out_dir)
     if world > 1:
