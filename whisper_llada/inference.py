@@ -55,6 +55,9 @@ def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass:
     ds = SpeechTextDataset(norm, strict=strict)
     results, wall, audio, passes, n = [], 0.0, 0.0, 0, 0
     g = torch.Generator(device=device).manual_seed(0)
+    # Batches of similar durations: less padding for the encoder, the Q-Former and every LLM pass
+    # (results are written sorted by cut id, so the order does not show).
+    cuts = cuts.sort_by_duration()
     for cut_batch in tqdm(SimpleCutSampler(cuts, max_cuts=setting.batch_size), desc=setting.suffix(), leave=False):
         batch = move_batch(ds[cut_batch], device)
         if not batch["cut_ids"]:
