@@ -280,7 +280,7 @@ def test_ctc_compressed_prefix_matches_rows_alone(sp_model):
 
 
 def test_aligned_positions_layout_and_padding(sp_model):
-    from whisper_llada.diffusion.sampling import continue_positions
+    from whisper_llada.diffusion.sampling import sequence_positions
 
     model = build(sp_model, positions="aligned")
     feats, lens, texts = fake_batch(3, seed=4)
@@ -294,7 +294,7 @@ def test_aligned_positions_layout_and_padding(sp_model):
         assert pos[i, -n_p:].tolist() == list(range(n_p))
         assert pos[i, -n_p - n_a : -n_p].tolist() == list(range(n_p, n_p + n_a))
         # ... and the response's token k continues from the prompt onto audio token k's position.
-        assert continue_positions(pos[i : i + 1], n_a)[0].tolist() == list(range(n_p, n_p + n_a))
+        assert sequence_positions(pos[i : i + 1], n_a)[0, pos.shape[1] :].tolist() == list(range(n_p, n_p + n_a))
     resp = model.response_ids(texts)
     resp[:, ::3] = model.mask_id
     batch = model.logits(prefix, mask, resp, pos)
@@ -306,7 +306,7 @@ def test_aligned_positions_layout_and_padding(sp_model):
 
 def test_ar_twin_aligned_positions_generate_as_trained(sp_model):
     """``generate`` (cached or not) continues the prefix positions exactly as the training loss does."""
-    from whisper_llada.diffusion.sampling import continue_positions
+    from whisper_llada.diffusion.sampling import sequence_positions
 
     model = build(sp_model, arch="whisper_llama", positions="aligned")
     feats, lens, _ = fake_batch(3, seed=6)
@@ -321,7 +321,7 @@ def test_ar_twin_aligned_positions_generate_as_trained(sp_model):
             for _ in range(5):
                 resp = torch.tensor([seq], dtype=torch.long)
                 x = torch.cat([p1, model.embed_tokens(resp)], dim=1)
-                ids = torch.cat([q1, continue_positions(q1, len(seq))], dim=1)
+                ids = sequence_positions(q1, len(seq))
                 logits = model.llm(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
                                    position_ids=ids).logits
                 seq.append(int(logits[0, -1].argmax()))

@@ -43,10 +43,11 @@ def _accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in params
 
 
-def continue_positions(prefix_positions: torch.Tensor, n: int) -> torch.Tensor:
-    """Position ids of ``n`` positions after a prefix: the last prefix position + 1, + 2, ...
-    (as ``transformers``' ``generate`` continues them)."""
-    return prefix_positions[:, -1:] + 1 + torch.arange(n, device=prefix_positions.device)
+def sequence_positions(prefix_positions: torch.Tensor, n: int) -> torch.Tensor:
+    """Position ids (B, P + n) of a prefix followed by ``n`` response positions, which continue
+    from the last prefix position + 1, + 2, ... (as ``transformers``' ``generate`` continues them)."""
+    after = prefix_positions[:, -1:] + 1 + torch.arange(n, device=prefix_positions.device)
+    return torch.cat([prefix_positions, after], dim=1)
 
 
 class _Runner:
@@ -72,8 +73,7 @@ class _Runner:
         mask = torch.cat([self.prefix_mask[rows], resp_mask[rows]], dim=1)
         kwargs = {"logits_to_keep": L} if self.keep_arg else {}
         if self.prefix_positions is not None:
-            pp = self.prefix_positions[rows]
-            kwargs["position_ids"] = torch.cat([pp, continue_positions(pp, L)], dim=1)
+            kwargs["position_ids"] = sequence_positions(self.prefix_positions[rows], L)
         logits = self.model(inputs_embeds=emb, attention_mask=mask, **kwargs).logits[:, -L:]
         self.passes[rows.cpu()] += 1
         self.calls += 1

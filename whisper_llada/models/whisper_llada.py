@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
-from whisper_llada.diffusion.sampling import continue_positions, deliberate, generate
+from whisper_llada.diffusion.sampling import deliberate, generate, sequence_positions
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
@@ -44,7 +44,7 @@ class WhisperLLaDA(SpeechLLM):
         mask = torch.cat([prefix_mask, torch.ones_like(response, dtype=torch.bool)], dim=1)
         kw = {}
         if prefix_positions is not None:
-            kw["position_ids"] = torch.cat([prefix_positions, continue_positions(prefix_positions, response.shape[1])], 1)
+            kw["position_ids"] = sequence_positions(prefix_positions, response.shape[1])
         return self.llm(inputs_embeds=x, attention_mask=mask, **kw).logits[:, prefix.shape[1] :]
 
     def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from whisper_llada.diffusion.sampling import continue_positions
+from whisper_llada.diffusion.sampling import sequence_positions
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
@@ -36,7 +36,7 @@ class WhisperLLaMA(SpeechLLM):
         if prefix_positions is None:
             positions = positions_from_mask(mask)
         else:
-            positions = torch.cat([prefix_positions, continue_positions(prefix_positions, L)], dim=1)
+            positions = sequence_positions(prefix_positions, L)
         out = self.llm(inputs_embeds=x, attention_mask=mask.long(), position_ids=positions, labels=labels)
         return {"loss": out.loss, "num_tokens": int(resp_mask.sum()), "num_utts": len(texts)}
 

@@ -228,7 +228,7 @@ class Trainer:
                     self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
                 if step % tc.log_interval == 0:
                     log.info("epoch %d, batch %d, loss %.4f%s (epoch avg %.4f), lr %.2e, %d cuts", epoch, step, losses[-1],
-                             "" if ctc is None else f" (of which CTC {ctc:.4f} x {self.cfg.model.loss.ctc_weight:g})",
+                             "" if ctc is None else f" (CTC loss {ctc:.4f})",
                              tot_loss / tot_n, self.scheduler.get_last_lr()[0], len(batch["cut_ids"]))
                 if tc.save_every_n and step % tc.save_every_n == 0:
                     self._save(self.exp_dir / f"checkpoint-{step}.pt", with_sampler=True)
