@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from whisper_llada.data.tokenizer import HFChatTokenizer, SentencePieceTokenizer, build_tokenizer, TokenizerConfig
 
@@ -66,3 +67,38 @@ def test_hf_chat_tokenizer(tmp_path):
     assert tok.decode([v["hello"], tok.mask_id, v["world"]]) == "hello world"
     with pytest.raises(ValueError, match="no token"):
         HFChatTokenizer(tmp_path, mask_token="<|nope|>", eos_token="<|endoftext|>")
+
+
+def test_model_from_llada_hub_directory(tmp_path):
+    """A LLaDA directory as the hub has it (config.json, sharded safetensors with an index, the
+    tokenizer with its chat template): the model embeds the chat prompt and decodes."""
+    from conftest import TINY_WHISPER, fake_batch
+    from whisper_llada.diffusion.settings import DecodeConfig
+    from whisper_llada.models import build_model
+    from whisper_llada.models.config import ModelConfig
+    from whisper_llada.models.llada import LLaDAConfig, LLaDAModelLM
+    from whisper_llada.utils.config import from_dict
+
+    vocab = make_hf_tokenizer_dir(tmp_path)
+    cfg = LLaDAConfig(d_model=32, n_heads=2, n_layers=2, mlp_hidden_size=64, vocab_size=len(vocab),
+                      mask_token_id=vocab["<|mdm_mask|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"])
+    LLaDAModelLM.from_config(cfg).save_pretrained(tmp_path, max_shard_size=20_000)
+    assert (tmp_path / "model.safetensors.index.json").is_file() and len(list(tmp_path.glob("model-0*.safetensors"))) > 1
+    model = build_model(from_dict(ModelConfig, {
+        "prompt": "transcribe the audio:",
+        "whisper": {"config": TINY_WHISPER},
+        "qformer": {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64},
+        "llm": {"path": str(tmp_path)},
+        "tokenizer": {"type": "hf", "path": str(tmp_path)},
+        "loss": {"response_length": 8},
+    }, "test")).eval()
+    v = vocab
+    assert model.prompt_ids.tolist() == [
+        v["<|startoftext|>"], v["<|start_header_id|>"], v["user"], v["<|end_header_id|>"], v["transcribe"], v["the"],
+        v["audio:"], v["<|eot_id|>"], v["<|start_header_id|>"], v["assistant"], v["<|end_header_id|>"]]
+    assert (model.mask_id, model.eos_id) == (v["<|mdm_mask|>"], v["<|endoftext|>"])
+    feats, lens, _ = fake_batch(2)
+    texts = model.transcribe({"features": feats, "feature_lens": lens}, DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8))
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    loss = model(["hello world", "world"], feats, lens)["loss"]
+    assert torch.isfinite(loss)

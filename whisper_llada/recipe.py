@@ -36,6 +36,10 @@ class DataConfig:
 class TrainConfig:
     num_epochs: int = 10
     max_duration: float = 200.0  # seconds of audio per batch and rank
+    # Utterances per batch at most (None: no cap). Every utterance costs the same memory when
+    # padded to Whisper's 30 s window, so a batch of short ones is the largest; see
+    # tools/memory_plan.py for what fits.
+    max_cuts: Optional[int] = None
     num_buckets: int = 30
     lr: float = 3e-5  # peak
     lr_floor: float = 1e-5

@@ -138,7 +138,8 @@ class WindowQFormer(nn.Module):
         if real_frames is None:
             real_frames = torch.full((B,), total, dtype=torch.long, device=frames.device)
         n_win = self.windows_for(real_frames.to(frames.device), total)
-        W = int(n_win.max())
+        # Untrimmed, W is known without reading the lengths (no device sync; runs on meta tensors).
+        W = int(n_win.max()) if cfg.trim_to_audio else cfg.num_windows(total)
         need = (W - 1) * cfg.stride + cfg.kernel
         if T < need:
             raise ValueError(f"the Q-Former reads {need} encoder frames but got {T}")

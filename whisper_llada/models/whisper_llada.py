@@ -42,10 +42,12 @@ class WhisperLLaDA(SpeechLLM):
         """Logits over the response block (B, L, V) for a (possibly masked) response."""
         x = torch.cat([prefix, self.embed_tokens(response)], dim=1)
         mask = torch.cat([prefix_mask, torch.ones_like(response, dtype=torch.bool)], dim=1)
-        kw = {}
+        L = response.shape[1]
+        # Only the response's logits: the prefix's would cost (P x vocab) for nothing.
+        kw = {"logits_to_keep": L}
         if prefix_positions is not None:
-            kw["position_ids"] = sequence_positions(prefix_positions, response.shape[1])
-        return self.llm(inputs_embeds=x, attention_mask=mask, **kw).logits[:, prefix.shape[1] :]
+            kw["position_ids"] = sequence_positions(prefix_positions, L)
+        return self.llm(inputs_embeds=x, attention_mask=mask, **kw).logits[:, -L:]
 
     def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],
              texts: Sequence[str], generator: Optional[torch.Generator] = None) -> dict:
@@ -54,7 +56,7 @@ class WhisperLLaDA(SpeechLLM):
         noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
         logits = self.logits(prefix, prefix_mask, noisy, prefix_positions)
         loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
-        return {"loss": loss, "num_masked": int(masked.sum()), "num_utts": len(texts)}
+        return {"loss": loss, "num_utts": len(texts)}
 
     @torch.no_grad()
     def transcribe(self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None,

@@ -122,11 +122,11 @@ class Trainer:
         # Built after the process group exists: it reads rank and world size. The cuts are in
         # memory (filtered with counts), which lhotse warns about for no reason here.
         warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
-        self.sampler = DynamicBucketingSampler(train_cuts, max_duration=tc.max_duration, shuffle=True,
+        self.sampler = DynamicBucketingSampler(train_cuts, max_duration=tc.max_duration, max_cuts=tc.max_cuts, shuffle=True,
                                                num_buckets=max(1, min(tc.num_buckets, len(train_cuts))),
                                                drop_last=self.world > 1,
                                                world_size=self.world, rank=self.rank, seed=tc.seed)
-        self.valid_sampler = SimpleCutSampler(dev_cuts, max_duration=tc.max_duration, shuffle=False,
+        self.valid_sampler = SimpleCutSampler(dev_cuts, max_duration=tc.max_duration, max_cuts=tc.max_cuts, shuffle=False,
                                               world_size=self.world, rank=self.rank)
         ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder, strict=cfg.data.strict)
         # The loaders draw their worker seeds from their own generator, not from the global
