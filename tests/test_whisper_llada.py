@@ -363,5 +363,5 @@ def test_front_end_from_another_model(sp_model):
             torch.testing.assert_close(twin.state_dict()[k], v)
     other = build(sp_model, loss=loss, qformer={"num_layers": 1, "hidden_size": 16, "num_heads": 2,
                                                 "intermediate_size": 32, "trim_to_audio": True})
-    with pytest.raises(ValueError, match="src.pt: its front end does not fit"):
+    with pytest.raises(ValueError, match="src.pt: checkpoint does not fit the model"):
         other.load_frontend(src.trainable_state_dict(), "src.pt")

@@ -168,13 +168,9 @@ class SpeechLLM(nn.Module):
 
     def load_frontend(self, state: dict, source: str) -> None:
         """The Q-Former and CTC head from another model's checkpoint state (same shapes)."""
-        own = {k: v for k, v in self.state_dict().items() if k.startswith(self.FRONTEND)}
-        missing = sorted(set(own) - set(state))
-        wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-        if missing or wrong:
-            raise ValueError(f"{source}: its front end does not fit this model: {len(missing)} missing "
-                             f"(e.g. {missing[:3]}), {len(wrong)} of wrong shape (e.g. {wrong[:2]})")
-        self.load_state_dict({k: state[k] for k in own}, strict=False)
+        from whisper_llada.training.checkpoint import load_model_state
+
+        load_model_state(self, state, source, prefixes=self.FRONTEND)
 
     def ctc_loss(self, audio: torch.Tensor, audio_mask: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         import torch.nn.functional as F

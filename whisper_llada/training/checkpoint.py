@@ -52,10 +52,16 @@ def save_checkpoint(path, model, params: dict, optimizer=None, scheduler=None, s
     log.info("saved %s", path)
 
 
-def load_model_state(model, state: dict, source: str) -> None:
-    """Load trainable parameters; any key that the model does not train, or misses, is an error."""
+def load_model_state(model, state: dict, source: str, prefixes: Optional[tuple[str, ...]] = None) -> None:
+    """Load trainable parameters; any key that the model does not train, or misses, is an error.
+
+    ``prefixes``: only the trainable parameters under these names, from a state that may hold more.
+    """
     model = unwrap(model)
     want = model.trainable_state_dict()
+    if prefixes is not None:
+        want = {k: v for k, v in want.items() if k.startswith(prefixes)}
+        state = {k: v for k, v in state.items() if k.startswith(prefixes)}
     missing = sorted(set(want) - set(state))
     unexpected = sorted(set(state) - set(want))
     wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(want[k].shape)}"
