@@ -120,6 +120,22 @@ def test_encoder_cache_gives_the_same_losses(recipe):
         assert cached[b] == pytest.approx(plain[b], abs=2e-4), (b, plain, cached)
 
 
+def test_audio_token_cache_gives_the_same_losses(recipe):
+    """Two-stage training: the LLM epochs on cached audio tokens of the frozen front end equal
+    those that run the front end every step."""
+    rdir, _ = recipe
+    base = ["../../local/train.py", "--config", "conf/smoke.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model",
+            "--set", "train.num_epochs=2", "--set", "train.frontend_epochs=1", "--set", "train.save_every_n=0",
+            "--set", "model.loss.ctc_weight=0.5", "--set", "model.ctc_compress=true", "--device", "cpu"]
+    plain = _losses(run(["python", *base, "--exp-dir", "exp/notokens"], rdir))
+    out = run(["python", *base, "--exp-dir", "exp/tokens", "--set", "train.cache_audio_tokens=true"], rdir)
+    assert "cached the frozen front end's audio tokens" in out
+    cached = _losses(out)
+    assert plain.keys() == cached.keys() and len(plain) >= 4
+    for b in plain:
+        assert cached[b] == pytest.approx(plain[b], abs=2e-4), (b, plain, cached)
+
+
 def test_embedded_recipe_in_miniature(tmp_path):
     """egs/espeak_fortunes end to end at toy size: corpus, tiny.en conversion, both systems, report."""
     import json

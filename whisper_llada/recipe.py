@@ -66,6 +66,9 @@ class TrainConfig:
     # Whisper-LLaDA's epoch-{frontend_epochs}.pt, so both read identical audio tokens) and train
     # the LLM on it, frozen, from the first epoch.
     frontend_from: Optional[str] = None
+    # Once the front end is frozen, compute every cut's audio tokens once and train the LLM on
+    # them (in memory: for small models; exact, the frozen Q-Former is deterministic).
+    cache_audio_tokens: bool = False
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """lhotse dataset and cut filtering for training and decoding.
 
 A batch is ``{"features" (B, T, F), "feature_lens", "texts", "cut_ids", "durations"}``, or
-``"encoder_out"`` instead of features when Whisper encoder outputs were cached.
+``"encoder_out"`` instead of features when Whisper encoder outputs were cached, or
+``"audio_tokens"`` when a frozen front end's outputs are held in ``token_cache``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,16 @@ class SpeechTextDataset(torch.utils.data.Dataset):
         self.normalize = normalize or (lambda s: s)
         self.encoder_cache = encoder_cache
         self.strict = strict
+        self.token_cache: Optional[dict] = None  # cut id -> audio tokens (n, D), set by the trainer
+
+    @property
+    def _what(self) -> str:
+        return "audio tokens" if self.token_cache is not None else "encoder output" if self.encoder_cache else "features"
 
     def _load(self, cut):
+        if self.token_cache is not None:
+            tokens = self.token_cache[cut.id]
+            return tokens, tokens.shape[0]
         if self.encoder_cache:
             return torch.from_numpy(cut.load_custom("encoder_out")), int(cut.custom["encoder_real_frames"])
         feats = torch.from_numpy(cut.load_features())
@@ -43,9 +52,8 @@ class SpeechTextDataset(torch.utils.data.Dataset):
                 a, n = self._load(cut)
             except Exception as e:  # corrupt or missing storage: name the cut, go on
                 if self.strict:
-                    raise RuntimeError(f"cut {cut.id}: cannot load its {'encoder output' if self.encoder_cache else 'features'}") from e
-                log.warning("cut %s: cannot load %s (%s); skipped", cut.id,
-                            "cached encoder output" if self.encoder_cache else "features", e)
+                    raise RuntimeError(f"cut {cut.id}: cannot load its {self._what}") from e
+                log.warning("cut %s: cannot load its %s (%r); skipped", cut.id, self._what, e)
                 continue
             arrays.append(a)
             lens.append(n)
@@ -61,7 +69,9 @@ class SpeechTextDataset(torch.utils.data.Dataset):
             "texts": [self.normalize(cut_text(c)) for c in kept],
             "durations": [c.duration for c in kept],
         }
-        if self.encoder_cache:
+        if self.token_cache is not None:
+            out["audio_tokens"] = (x, torch.tensor(lens))
+        elif self.encoder_cache:
             out["encoder_out"] = (x.float(), torch.tensor(lens))
         else:
             out["features"], out["feature_lens"] = x, torch.tensor(lens)
@@ -73,13 +83,16 @@ def move_batch(batch: dict, device) -> dict:
     out = dict(batch)
     if "features" in out:
         out["features"], out["feature_lens"] = out["features"].to(device), out["feature_lens"].to(device)
-    if "encoder_out" in out:
-        out["encoder_out"] = tuple(t.to(device) for t in out["encoder_out"])
+    for key in ("encoder_out", "audio_tokens"):
+        if key in out:
+            out[key] = tuple(t.to(device) for t in out[key])
     return out
 
 
 def audio_inputs(batch: dict) -> dict:
-    """The model's audio keyword arguments for a batch: cached encoder output or features."""
+    """The model's audio keyword arguments for a batch: cached audio tokens or encoder output, or features."""
+    if "audio_tokens" in batch:
+        return {"audio_tokens": batch["audio_tokens"]}
     if "encoder_out" in batch:
         return {"encoder_out": batch["encoder_out"]}
     if "features" not in batch or "feature_lens" not in batch:

@@ -142,8 +142,18 @@ class SpeechLLM(nn.Module):
         feature_lens: Optional[torch.Tensor] = None,
         encoder_out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         generator: Optional[torch.Generator] = None,
+        audio_tokens: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> dict:
-        """Training loss for a batch: features (or cached encoder output) and transcripts."""
+        """Training loss for a batch: features (or cached encoder output) and transcripts.
+
+        ``audio_tokens`` (B, A, D) with lengths (B,): what the frozen front end gave these cuts
+        (``compress`` included), cached by the trainer."""
+        if audio_tokens is not None:
+            if not self.frontend_frozen:
+                raise ValueError("cached audio tokens stand for a frozen front end (train.frontend_epochs or frontend_from)")
+            tokens, lens = audio_tokens
+            mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lens[:, None]
+            return self.loss(*self.build_prefix(tokens.to(self.embed_tokens(self.prompt_ids[:1]).dtype), mask), texts, generator)
         with torch.no_grad() if self.frontend_frozen else nullcontext():
             audio, audio_mask = self.audio_tokens(features, feature_lens, encoder_out)
         if self.ctc_only:

@@ -1,4 +1,5 @@
-"""Frozen-encoder speed-up: Whisper encoder outputs computed once and stored beside the cuts.
+"""Frozen-part speed-ups: Whisper encoder outputs stored beside the cuts, and the audio tokens of
+a frozen front end held in memory.
 
 Only the leading frames the Q-Former reads are stored (all of them when it keeps every
 window), losslessly in float32, so training on the cache gives the same loss as running
@@ -70,3 +71,40 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
     if world > 1:
         dist.barrier()
     return load_manifest(manifest)
+
+
+@torch.no_grad()
+def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_duration: float) -> dict:
+    """Cut id -> the audio tokens (n, D) the LLM reads, float32 on the CPU, for a frozen front end.
+
+    Run once when the front end stops training: afterwards every LLM step would recompute the
+    same tokens (the Q-Former is in eval mode, so deterministic). Held in memory, which suits
+    small models only: 30 s of LLaDA-8B tokens is 352 x 4096 floats (5.8 MB) a cut.
+    """
+    from lhotse import CutSet
+    from tqdm import tqdm
+
+    from whisper_llada.data.dataset import audio_inputs, move_batch
+
+    was_training = model.training
+    model.eval()
+    by_length = sorted(cuts, key=lambda c: c.duration)  # little padding per batch
+    cache: dict[str, torch.Tensor] = {}
+    i, bar = 0, tqdm(total=len(by_length), desc="caching audio tokens", leave=False)
+    while i < len(by_length):
+        j, seconds = i, 0.0
+        while j < len(by_length) and (j == i or seconds + by_length[j].duration <= max_duration):
+            seconds += by_length[j].duration
+            j += 1
+        batch = dataset[CutSet.from_cuts(by_length[i:j])]
+        bar.update(j - i)
+        i = j
+        if not batch["cut_ids"]:
+            continue
+        tokens, mask = model.compress(*model.audio_tokens(**audio_inputs(move_batch(batch, device))))
+        # Compression and the Q-Former pack each row's real tokens at its start.
+        for row, cut_id in enumerate(batch["cut_ids"]):
+            cache[cut_id] = tokens[row, : int(mask[row].sum())].float().cpu()
+    bar.close()
+    model.train(was_training)
+    return cache

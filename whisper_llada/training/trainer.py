@@ -128,7 +128,9 @@ class Trainer:
                                                world_size=self.world, rank=self.rank, seed=tc.seed)
         self.valid_sampler = SimpleCutSampler(dev_cuts, max_duration=tc.max_duration, max_cuts=tc.max_cuts, shuffle=False,
                                               world_size=self.world, rank=self.rank)
+        self.train_cuts, self.dev_cuts = train_cuts, dev_cuts
         ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder, strict=cfg.data.strict)
+        self.dataset = ds
         # The loaders draw their worker seeds from their own generator, not from the global
         # RNG, whose stream (masks, dropout) a resumed run must repeat exactly.
         kw = dict(batch_size=None, num_workers=tc.num_workers, persistent_workers=False,
@@ -147,6 +149,19 @@ class Trainer:
         if self.amp_dtype is None:
             return nullcontext()
         return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _cache_audio_tokens(self) -> None:
+        """The frozen front end's tokens of every training and dev cut, computed once (each rank
+        computes all of them: cheap next to an epoch, and no exchange is needed)."""
+        from whisper_llada.training.encoder_cache import audio_token_cache
+
+        t0 = time.time()
+        plain = SpeechTextDataset(encoder_cache=self.cfg.train.cache_encoder, strict=self.cfg.data.strict)
+        cache = {}
+        for cuts in (self.train_cuts, self.dev_cuts):
+            cache.update(audio_token_cache(self.model, cuts, plain, self.device, self.cfg.train.max_duration))
+        self.dataset.token_cache = cache
+        log.info("cached the frozen front end's audio tokens of %d cuts in %.1f s", len(cache), time.time() - t0)
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -194,6 +209,8 @@ class Trainer:
                 if epoch == tc.frontend_epochs + 1 or epoch == self.start_epoch:
                     log.info("epoch %d: %s", epoch, "front end alone (CTC)" if self.model.ctc_only
                              else "the LLM on the frozen front end")
+                if self.model.frontend_frozen and tc.cache_audio_tokens and self.dataset.token_cache is None:
+                    self._cache_audio_tokens()
             if not self.resumed_mid_epoch:
                 self.sampler.set_epoch(epoch)
             self.resumed_mid_epoch = False
