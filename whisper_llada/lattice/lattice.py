@@ -1,0 +1,269 @@
+"""Lattices of a CTC recogniser: decoding with ``kaldi-decoder``, then 1-best, n-best, arc
+posteriors (forward-backward), word confidences and times, and forced alignment of any text.
+
+A lattice arc carries a graph cost (LM) and an acoustic cost (-log p of its CTC class at its
+frame); a path's score is ``-(lm_scale * graph + acoustic)``, higher is better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Word:
+    word: str
+    conf: float
+    start: int  # first frame
+    end: int  # last frame (inclusive)
+
+
+@dataclass
+class Lattice:
+    """A raw lattice as arrays; states in topological order, ``time`` the frame each starts at."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    ilabel: np.ndarray  # CTC class + 1 (0: consumes no frame)
+    olabel: np.ndarray  # word id (0: none)
+    graph: np.ndarray
+    acoustic: np.ndarray
+    start: int
+    final: dict  # state -> (graph, acoustic) cost of stopping there
+    num_states: int
+    order: np.ndarray = field(default=None)  # states, topologically sorted
+    time: np.ndarray = field(default=None)  # per state
+
+    @classmethod
+    def from_kaldi(cls, lat) -> "Lattice":
+        src, dst, il, ol, g, a, final = [], [], [], [], [], [], {}
+        for line in lat.to_str().strip().split("\n"):
+            f = line.split()
+            if len(f) >= 4:
+                w = f[4].split(",") if len(f) > 4 else ("0", "0")
+                src.append(int(f[0]))
+                dst.append(int(f[1]))
+                il.append(int(f[2]))
+                ol.append(int(f[3]))
+                g.append(float(w[0]))
+                a.append(float(w[1]))
+            elif f:
+                w = f[1].split(",") if len(f) > 1 else ("0", "0")
+                final[int(f[0])] = (float(w[0]), float(w[1]))
+        n = max([lat.start + 1, *(s + 1 for s in src), *(d + 1 for d in dst), *(s + 1 for s in final)])
+        out = cls(np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(il, dtype=np.int64),
+                  np.array(ol, dtype=np.int64), np.array(g), np.array(a), lat.start, final, n)
+        out._sort()
+        return out
+
+    def _sort(self) -> None:
+        """Kahn's topological order and each state's frame (lattices are acyclic)."""
+        indeg = np.zeros(self.num_states, dtype=np.int64)
+        np.add.at(indeg, self.dst, 1)
+        out_arcs = [[] for _ in range(self.num_states)]
+        for k, s in enumerate(self.src):
+            out_arcs[s].append(k)
+        self.out_arcs = out_arcs
+        time = np.full(self.num_states, -1, dtype=np.int64)
+        time[self.start] = 0
+        order, stack = [], [s for s in range(self.num_states) if indeg[s] == 0]
+        while stack:
+            s = stack.pop()
+            order.append(s)
+            for k in out_arcs[s]:
+                d = self.dst[k]
+                if time[s] >= 0:
+                    time[d] = max(time[d], time[s] + (self.ilabel[k] != 0))
+                indeg[d] -= 1
+                if indeg[d] == 0:
+                    stack.append(d)
+        if len(order) != self.num_states:
+            raise ValueError("lattice has a cycle")
+        self.order, self.time = np.array(order), time
+
+    def cost(self, lm_scale: float) -> np.ndarray:
+        return lm_scale * self.graph + self.acoustic
+
+    def final_cost(self, s: int, lm_scale: float) -> float:
+        g, a = self.final[s]
+        return lm_scale * g + a
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.time.max()) if self.num_states else 0
+
+
+def _logsumexp(a: float, b: float) -> float:
+    if a == -np.inf:
+        return b
+    if b == -np.inf:
+        return a
+    m = max(a, b)
+    return m + np.log1p(np.exp(-abs(a - b)))
+
+
+def arc_posteriors(lat: Lattice, lm_scale: float = 1.0, scale: float = 1.0) -> tuple[np.ndarray, float]:
+    """Posterior of every arc (forward-backward in the log semiring on ``-scale * cost``) and
+    the total log-score. A smaller ``scale`` flattens the posteriors (confidence calibration)."""
+    logw = -scale * lat.cost(lm_scale)
+    alpha = np.full(lat.num_states, -np.inf)
+    beta = np.full(lat.num_states, -np.inf)
+    alpha[lat.start] = 0.0
+    for s in lat.order:
+        if alpha[s] == -np.inf:
+            continue
+        for k in lat.out_arcs[s]:
+            alpha[lat.dst[k]] = _logsumexp(alpha[lat.dst[k]], alpha[s] + logw[k])
+    for s in lat.final:
+        beta[s] = -scale * lat.final_cost(s, lm_scale)
+    for s in lat.order[::-1]:
+        for k in lat.out_arcs[s]:
+            beta[s] = _logsumexp(beta[s], logw[k] + beta[lat.dst[k]])
+    total = beta[lat.start]
+    if total == -np.inf:
+        raise ValueError("lattice has no complete path")
+    post = np.exp(alpha[lat.src] + logw + beta[lat.dst] - total)
+    return post, float(total)
+
+
+def _word_spans(lat: Lattice, arcs: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(word id, first frame, last frame) along a path of arcs: a word starts at the frame of the
+    arc that writes it and ends before the next word's start (trailing blanks excluded)."""
+    words = []
+    for k in arcs:
+        t = int(lat.time[lat.src[k]])
+        if lat.olabel[k]:
+            words.append([int(lat.olabel[k]), t, t])
+        if lat.ilabel[k] > 1 and words:  # a non-blank class: the current word still sounds
+            words[-1][2] = max(words[-1][2], t)
+    return [tuple(w) for w in words]
+
+
+def best_path(lat: Lattice, lm_scale: float = 1.0) -> tuple[list[int], float, float, float]:
+    """Arcs of the best path and its (total score, graph cost, acoustic cost)."""
+    cost = lat.cost(lm_scale)
+    best = np.full(lat.num_states, np.inf)
+    back = np.full(lat.num_states, -1, dtype=np.int64)
+    best[lat.start] = 0.0
+    for s in lat.order:
+        if best[s] == np.inf:
+            continue
+        for k in lat.out_arcs[s]:
+            c = best[s] + cost[k]
+            if c < best[lat.dst[k]]:
+                best[lat.dst[k]], back[lat.dst[k]] = c, k
+    finals = [(best[s] + lat.final_cost(s, lm_scale), s) for s in lat.final if best[s] < np.inf]
+    if not finals:
+        raise ValueError("lattice has no complete path")
+    total, s = min(finals)
+    arcs = []
+    while s != lat.start:
+        k = back[s]
+        arcs.append(int(k))
+        s = lat.src[k]
+    arcs.reverse()
+    end = int(lat.dst[arcs[-1]]) if arcs else lat.start
+    g = float(lat.graph[arcs].sum()) + lat.final[end][0]
+    a = float(lat.acoustic[arcs].sum()) + lat.final[end][1]
+    return arcs, -float(total), g, a
+
+
+def word_confidences(lat: Lattice, post: np.ndarray, spans: Sequence[tuple[int, int, int]], tolerance: int = 0) -> list[float]:
+    """Per (word id, start, end): the posterior mass of lattice arcs writing that word at a frame
+    inside [start - tolerance, end + tolerance]; paths are disjoint events, so at most 1."""
+    t_arc = lat.time[lat.src]
+    out = []
+    for wid, s, e in spans:
+        hit = (lat.olabel == wid) & (t_arc >= s - tolerance) & (t_arc <= e + tolerance)
+        out.append(float(min(1.0, post[hit].sum())))
+    return out
+
+
+def nbest(lat: Lattice, n: int, lm_scale: float = 1.0) -> list[tuple[list[int], float]]:
+    """The ``n`` best distinct word sequences with their Viterbi scores, best first.
+
+    The word acceptor of the lattice (scores on arcs, words as labels) is determinized in the
+    tropical semiring, which keeps each sequence's best path, then its n shortest paths read.
+    """
+    import kaldifst
+
+    cost = lat.cost(lm_scale)
+    lines = [f"{lat.src[k]} {lat.dst[k]} {lat.olabel[k]} {lat.olabel[k]} {cost[k]:.6f}" for k in range(len(lat.src))]
+    lines += [f"{s} {lat.final_cost(s, lm_scale):.6f}" for s in lat.final]
+    # compile() takes the first line's source as the start state.
+    fst = kaldifst.compile("\n".join(sorted(lines, key=lambda ln: ln.split()[0] != str(lat.start))))
+    kaldifst.rmepsilon(fst)
+    det = kaldifst.determinize(fst)
+    paths = kaldifst.shortest_path(det, n=n)
+    return sorted(_split_paths(paths), key=lambda x: -x[1])
+
+
+def _split_paths(fst) -> list[tuple[list[int], float]]:
+    """The linear paths of a ``shortest_path`` result (each leaves the start by its own arc)."""
+    arcs: dict[int, list[tuple[int, int, float]]] = {}
+    finals: dict[int, float] = {}
+    for line in fst.to_str().strip().split("\n"):
+        f = line.split()
+        if len(f) >= 4:
+            arcs.setdefault(int(f[0]), []).append((int(f[1]), int(f[3]), float(f[4]) if len(f) > 4 else 0.0))
+        elif f:
+            finals[int(f[0])] = float(f[1]) if len(f) > 1 else 0.0
+    out = []
+    for dst, label, w in arcs.get(fst.start, []):
+        words, cost, s = ([label] if label else []), w, dst
+        while s not in finals or arcs.get(s):
+            (s, label, w), = arcs[s]
+            cost += w
+            if label:
+                words.append(label)
+        out.append((words, -(cost + finals[s])))
+    if not arcs.get(fst.start) and fst.start in finals:
+        out.append(([], -finals[fst.start]))
+    return out
+
+
+def decode(log_probs: np.ndarray, graph, beam: float = 16.0, lattice_beam: float = 8.0) -> Optional[Lattice]:
+    """Lattice of one utterance's CTC log-probabilities (T, classes) over ``graph``; None when no
+    path survives the beam."""
+    import kaldi_decoder
+
+    dec = kaldi_decoder.LatticeSimpleDecoder(graph, kaldi_decoder.LatticeSimpleDecoderConfig(beam=beam, lattice_beam=lattice_beam))
+    dec.decode(kaldi_decoder.DecodableCtc(np.ascontiguousarray(log_probs, dtype=np.float32)))
+    ok, lat = dec.get_raw_lattice()
+    if not ok or lat.num_states == 0:
+        return None
+    return Lattice.from_kaldi(lat)
+
+
+def align(log_probs: np.ndarray, word_pieces: Sequence[Sequence[int]], beam: float = 30.0) -> Optional[list[tuple[int, int]]]:
+    """Forced alignment of a piece sequence against CTC log-probs: (first, last) frame of each word,
+    or None when it cannot be aligned (e.g. more symbols than frames)."""
+    import kaldifst
+
+    from whisper_llada.lattice.graph import ctc_topo
+
+    pieces = [p for w in word_pieces for p in w]
+    if not pieces:
+        return []
+    # A linear acceptor of piece labels (p + 1), word i marked as output label i + 1 on its first piece.
+    lines, s = [], 0
+    for i, w in enumerate(word_pieces):
+        for j, p in enumerate(w):
+            lines.append(f"{s} {s + 1} {p + 1} {i + 1 if j == 0 else 0}")
+            s += 1
+    lines.append(f"{s}")
+    text = kaldifst.compile("\n".join(lines))
+    kaldifst.arcsort(text, sort_type="ilabel")
+    graph = kaldifst.compose(ctc_topo(log_probs.shape[1]), text)
+    kaldifst.connect(graph)
+    lat = decode(log_probs, graph, beam=beam, lattice_beam=0.5)
+    if lat is None:
+        return None
+    arcs, *_ = best_path(lat)
+    spans = _word_spans(lat, arcs)
+    if [w for w, _, _ in spans] != list(range(1, len(word_pieces) + 1)):
+        return None
+    return [(s, e) for _, s, e in spans]
