@@ -75,7 +75,7 @@ def test_lattice_posteriors_best_path_and_nbest(graph, seed):
         assert post[(frame == t) & (lat.ilabel != 0)].sum() == pytest.approx(1.0, abs=1e-5)
     arcs, score, g, a = L.best_path(lat)
     assert score == pytest.approx(-(g + a), abs=1e-3)
-    best = [w for w, _, _ in L._word_spans(lat, arcs)]
+    best = [w for w, _, _ in L.word_spans(lat, arcs)]
     # The lattice's best path is the decoder's own 1-best.
     dec = kaldi_decoder.LatticeSimpleDecoder(hlg, kaldi_decoder.LatticeSimpleDecoderConfig(beam=12, lattice_beam=6))
     dec.decode(kaldi_decoder.DecodableCtc(lp))
@@ -86,8 +86,9 @@ def test_lattice_posteriors_best_path_and_nbest(graph, seed):
     assert len(set(seqs)) == len(seqs) >= 2
     assert [s for _, s in nb] == sorted((s for _, s in nb), reverse=True)
     assert list(seqs[0]) == best and nb[0][1] == pytest.approx(score, abs=1e-3)
-    conf = L.word_confidences(lat, post, L._word_spans(lat, arcs))
-    assert all(0.0 <= c <= 1.0 for c in conf)
+    spans = L.word_spans(lat, arcs)
+    conf = L.word_confidences(lat, post, best, L.search_windows([s for _, s, _ in spans], lat.num_frames, 2))
+    assert all(0.0 <= c <= 1.0 for c in conf) and sum(conf) > 0.5 * len(conf)
     # Forced alignment of the 1-best gives every word a span, in order.
     spans = L.align(lp, [sp.encode(words[w]) for w in best])
     assert spans is not None and len(spans) == len(best)
@@ -136,3 +137,15 @@ def test_align_refuses_what_cannot_fit(graph):
     lp = spelled(sp, "A")
     assert L.align(lp[:2], [sp.encode("THE"), sp.encode("CAT"), sp.encode("MAT")]) is None
     assert L.align(lp, []) == []
+
+
+def test_nbest_of_a_flat_lattice_stays_bounded(graph):
+    """An untrained recogniser's lattice is flat: its word acceptor would determinize into very many
+    states; the beam shrinks until it fits, and the n-best is still sorted and distinct."""
+    sp, hlg, _, _ = graph
+    rng = np.random.default_rng(0)
+    lp = np.log(rng.dirichlet(np.full(sp.get_piece_size() + 1, 50.0), size=40)).astype(np.float32)
+    lat = L.decode(lp, hlg, beam=16, lattice_beam=8)
+    nb = L.nbest(lat, 5, max_states=200)
+    assert 1 <= len(nb) <= 5 and len({tuple(w) for w, _ in nb}) == len(nb)
+    assert [s for _, s in nb] == sorted((s for _, s in nb), reverse=True)

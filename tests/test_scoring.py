@@ -66,3 +66,10 @@ def test_cascade_rtf_adds_the_first_pass():
     assert rows[1]["cascade_rtf"] == 0.12 and rows[2]["cascade_rtf"] is None and "cascade_rtf" not in rows[3]
     table = format_table(rows)
     assert "0.1200" in table.splitlines()[1]
+    # With two first passes, a deliberation row adds the one its settings name.
+    rows = [{"name": "whisper/beam", "kind": "first_pass", "test": "t", "wer": 40.0, "rtf": 0.1},
+            {"name": "ctc/lattice", "kind": "first_pass", "test": "t", "wer": 45.0, "rtf": 0.01},
+            {"name": "delib/a", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02, "settings": {"first_pass": "ctc"}},
+            {"name": "delib/b", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02, "settings": {}}]
+    add_cascade_rtf(rows)
+    assert rows[2]["cascade_rtf"] == 0.03 and rows[3]["cascade_rtf"] is None

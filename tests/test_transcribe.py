@@ -65,6 +65,32 @@ def test_deliberation_repairs_first_pass(llada, cfg):
     assert model.deliberate(batch, texts, DecodeConfig(**cfg)) == texts  # a correct first pass stays
 
 
+def test_first_pass_confidences_choose_the_masks(llada):
+    """masking_type first_pass masks the tokens of the words the first pass doubts, not others."""
+    from whisper_llada.inference import token_confidences
+
+    model, batch, texts = llada
+    corrupted = [t.replace(t.split()[0], "RIVER" if t.split()[0] != "RIVER" else "STONE", 1) for t in texts]
+    records = [{"id": str(i), "text": c, "words": [{"word": w, "conf": 0.05 if j == 0 else 0.95}
+                                                   for j, w in enumerate(c.split())]} for i, c in enumerate(corrupted)]
+    conf = [token_confidences(model.tokenizer, r) for r in records]
+    cfg = DecodeConfig(mode="diffusion_deliberation", mask_ratio=0.3, masking_type="first_pass", first_pass="ctc")
+    assert cfg.suffix().endswith("-on-ctc")
+    out = model.deliberate(batch, corrupted, cfg, confidences=conf, generator=torch.Generator().manual_seed(0))
+    same_len = [len(model.tokenizer.encode(c)) == len(model.tokenizer.encode(t)) for c, t in zip(corrupted, texts)]
+    assert sum(o == t for o, t in zip(out, texts)) >= sum(same_len) - 1
+    # Trusting the (wrong) first word most leaves it in place: masks go to the other words.
+    for r in records:
+        for j, w in enumerate(r["words"]):
+            w["conf"] = 0.99 if j == 0 else 0.05 if j == len(r["words"]) - 1 else 0.5
+    conf = [token_confidences(model.tokenizer, r) for r in records]
+    cfg = DecodeConfig(mode="diffusion_deliberation", mask_ratio=0.3, masking_type="first_pass")
+    out = model.deliberate(batch, corrupted, cfg, confidences=conf, generator=torch.Generator().manual_seed(0))
+    assert all(o.startswith(c.split()[0]) for o, c in zip(out, corrupted))  # its tokens stay
+    with pytest.raises(ValueError, match="masking_type 'given'"):
+        DecodeConfig(mode="diffusion_deliberation", masking_type="given")
+
+
 def test_mode_checks(llada):
     model, batch, texts = llada
     with pytest.raises(ValueError, match="transcribe"):

@@ -67,7 +67,7 @@ def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass:
         if setting.is_deliberation:
             recs = [first_pass[c] for c in batch["cut_ids"]]
             conf = None
-            if setting.masking_type == "given":
+            if setting.masking_type == "first_pass":
                 conf = [token_confidences(model.tokenizer, r) for r in recs]
             hyps = model.deliberate(batch, [r["text"] for r in recs], setting, confidences=conf, stats=stats, generator=g)
         else:
@@ -89,7 +89,7 @@ def token_confidences(tokenizer, record: dict) -> list[float]:
     """Per-token confidences from a record's per-word confidences (each token takes its word's)."""
     words = record.get("words")
     if not words:
-        raise ValueError(f"first-pass record {record['id']} has no word confidences (masking_type 'given' needs them)")
+        raise ValueError(f"first-pass record {record['id']} has no word confidences (masking_type 'first_pass' needs them)")
     out = []
     for i, w in enumerate(words):
         pieces = tokenizer.encode(w["word"] if i == 0 else " " + w["word"])
@@ -126,14 +126,19 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
                 continue
             first_pass = None
             if setting.is_deliberation:
-                first_pass = read_records(records_path(firstpass_dir, cfg.first_pass_system, part))
+                system = setting.first_pass or cfg.first_pass_system
+                fp_path = records_path(firstpass_dir, system, part)
+                first_pass = read_records(fp_path)
                 missing = [c.id for c in cuts if c.id not in first_pass]
                 if missing:
-                    raise ValueError(f"{records_path(firstpass_dir, cfg.first_pass_system, part)}: no record for "
-                                     f"{len(missing)} cuts (e.g. {missing[:3]}); is it from another recipe?")
+                    raise ValueError(f"{fp_path}: no record for {len(missing)} cuts (e.g. {missing[:3]}); "
+                                     "is it from another recipe?")
             model = model or get_model()
             results, speed = decode_part(model, cuts, setting, cfg.score.normalizer, first_pass, device, cfg.data.strict)
-            header = f"Test: {part}\nSetting: {json.dumps({k: v for k, v in vars(setting).items() if v is not None})}\nSpeed: {json.dumps(speed)}"
+            shown = {k: v for k, v in vars(setting).items() if v is not None}
+            if setting.is_deliberation:
+                shown["first_pass"] = system
+            header = f"Test: {part}\nSetting: {json.dumps(shown)}\nSpeed: {json.dumps(speed)}"
             wer = write_results(out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header)
             atomic_write_text(out_dir / f"speed-{part}-{suffix}.json", json.dumps({**speed, "test": part, "wer": wer}, indent=1))
             log.info("%s %s: WER %.2f%%, RTF %s, %.1f passes/utt", part, suffix, wer, speed["rtf"],

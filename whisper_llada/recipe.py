@@ -72,6 +72,21 @@ class TrainConfig:
 
 
 @dataclass
+class LatticeConfig:
+    """The CTC first pass's lattices (local/ctc_first_pass.py)."""
+
+    lm_order: int = 2  # word n-gram of the training transcripts (G)
+    beam: float = 16.0
+    lattice_beam: float = 8.0
+    lm_scale: float = 1.0  # weight of the graph (LM) cost against the CTC log-probs
+    posterior_scale: float = 1.0  # < 1 flattens the posteriors that confidences come from
+    nbest: int = 10
+    nbest_beam: float = 6.0  # lattice arcs this much worse than the best path are left out of the n-best
+    tolerance: int = 2  # frames before a word's start where the lattice's label still counts
+    batch_size: int = 16
+
+
+@dataclass
 class FirstPassConfig:
     # {path: HF Whisper dir}, {ct2_path: CTranslate2 dir, compute_type: int8} or {config: {...}} (random, tests)
     whisper: dict = field(default_factory=dict)
@@ -80,6 +95,7 @@ class FirstPassConfig:
     max_new_tokens: int = 128
     batch_size: int = 8
     language: Optional[str] = "en"
+    lattice: LatticeConfig = field(default_factory=LatticeConfig)
 
 
 @dataclass

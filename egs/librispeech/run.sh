@@ -10,6 +10,7 @@ stage=0
 stop_stage=100
 dl_dir=$PWD/download
 config=conf/whisper_llada.yaml
+ctc_config=conf/ctc.yaml
 exp_dir=
 nj=4
 world_size=1
@@ -22,14 +23,16 @@ help_message="Usage: $0 [options]
   --stop-stage N     last stage to run (default $stop_stage)
   --dl-dir DIR       where LibriSpeech is, or is downloaded to (default \$PWD/download)
   --config YAML      model, data, train, first pass, decode and deliberate settings (default $config)
+  --ctc-config YAML  the CTC first-pass recogniser (stages 5-6; default $ctc_config; "" skips them)
   --exp-dir DIR      experiment directory (default exp/<config name>)
   --nj N             parallel jobs for data preparation (default $nj)
   --world-size N     GPUs to train on; > 1 launches torchrun (default $world_size)
   --vocab-size N     BPE vocabulary of data/lang_bpe_N (default $vocab_size)
   --epoch E --avg A  checkpoint to decode: average of epochs E-A+1..E (default: last epoch, 1)
   --device DEV       cpu or cuda (default: cuda when available)
-Stages: 0 download, 1 manifests, 2 features, 3 lang, 4 first pass, 5 train, 6 decode,
-        7 deliberate, 8 report"
+Stages: 0 download, 1 manifests, 2 features, 3 lang, 4 Whisper first pass, 5 train the CTC
+        recogniser, 6 CTC first pass (lattices; word confidences for Whisper's too), 7 train,
+        8 decode, 9 deliberate, 10 report"
 . ../../tools/parse_options.sh
 
 name=$(basename "$config" .yaml)
@@ -82,32 +85,56 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   python ../../local/whisper_first_pass.py "${common[@]}" --device "$device"
 fi
 
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: train $exp_dir on $world_size process(es)"
-  if [ -f "$exp_dir/epoch-$num_epochs.pt" ]; then
-    log "$exp_dir/epoch-$num_epochs.pt already exists - skipping training"
+# train_model EXP_DIR EPOCHS CONFIG-ARGS...: local/train.py, on torchrun when --world-size > 1.
+train_model() {
+  local exp=$1 epochs=$2
+  shift 2
+  if [ -f "$exp/epoch-$epochs.pt" ]; then
+    log "$exp/epoch-$epochs.pt already exists - skipping training"
   elif [ "$world_size" -gt 1 ]; then
-    torchrun --standalone --nproc-per-node "$world_size" ../../local/train.py "${common[@]}" --exp-dir "$exp_dir"
+    torchrun --standalone --nproc-per-node "$world_size" ../../local/train.py "$@" --exp-dir "$exp"
   else
-    python ../../local/train.py "${common[@]}" --exp-dir "$exp_dir" --device "$device"
+    python ../../local/train.py "$@" --exp-dir "$exp" --device "$device"
   fi
+}
+
+if [ -n "$ctc_config" ]; then
+  ctc_exp=exp/$(basename "$ctc_config" .yaml)
+  ctc_epochs=$(python ../../local/config_value.py "$ctc_config" train.num_epochs)
+  # The CTC recogniser always reads this recipe's BPE pieces.
+  ctc_common=(--config "$ctc_config" --set "model.tokenizer.path=$lang_dir/bpe.model")
+  if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+    log "Stage 5: train the CTC recogniser $ctc_exp"
+    train_model "$ctc_exp" "$ctc_epochs" "${ctc_common[@]}"
+  fi
+  if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+    log "Stage 6: CTC first pass (lattices, n-best, confidences; Whisper's words get confidences too)"
+    python ../../local/ctc_first_pass.py "${ctc_common[@]}" --exp-dir "$ctc_exp" --align whisper --device "$device"
+  fi
+elif [ $stage -le 6 ] && [ $stop_stage -ge 5 ]; then
+  log "no --ctc-config - skipping stages 5-6 (the CTC first pass)"
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  log "Stage 7: train $exp_dir on $world_size process(es)"
+  train_model "$exp_dir" "$num_epochs" "${common[@]}"
 fi
 
 epoch_opt=()
 [ -n "$epoch" ] && epoch_opt=(--epoch "$epoch")
 
-if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "Stage 6: decode"
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  log "Stage 8: decode"
   python ../../local/decode.py "${common[@]}" --exp-dir "$exp_dir" "${epoch_opt[@]}" --avg "$avg" --device "$device"
 fi
 
-if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  log "Stage 7: deliberate the first pass"
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  log "Stage 9: deliberate the first pass"
   python ../../local/deliberate.py "${common[@]}" --exp-dir "$exp_dir" "${epoch_opt[@]}" --avg "$avg" --device "$device"
 fi
 
-if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
-  log "Stage 8: report"
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  log "Stage 10: report"
   python ../../local/compare_systems.py --exp-dir "$exp_dir" --plot "$exp_dir/wer-vs-rtf.png"
 fi
 log "Done"

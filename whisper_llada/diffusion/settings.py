@@ -12,6 +12,7 @@ from typing import Optional
 from whisper_llada.utils.config import from_dict
 
 MODES = ("decoding", "diffusion_deliberation", "semi_ar_deliberation", "autoregressive")
+MASKING = ("low_confidence", "random", "first_pass")
 
 
 @dataclass
@@ -23,7 +24,10 @@ class DecodeConfig:
     remasking: str = "low_confidence"  # or random
     temperature: float = 0.0
     mask_ratio: float = 0.3  # diffusion deliberation
-    masking_type: str = "low_confidence"  # low_confidence | random | given (first-pass confidences)
+    # low_confidence (the model's) | random | first_pass (the first pass's word confidences)
+    masking_type: str = "low_confidence"
+    # Deliberation: the first-pass system whose records it repairs (None: the recipe's first_pass_system).
+    first_pass: Optional[str] = None
     num_chunks: int = 4  # semi-AR deliberation
     # Deliberation: follow the hypothesis with EOS up to the training response length, as
     # responses are padded in our training. False is the paper's layout (the hypothesis alone), which suits models
@@ -36,6 +40,8 @@ class DecodeConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r}: expected one of {MODES}")
+        if self.masking_type not in MASKING:
+            raise ValueError(f"masking_type {self.masking_type!r}: expected one of {MASKING}")
 
     @property
     def is_deliberation(self) -> bool:
@@ -53,6 +59,8 @@ class DecodeConfig:
             s = f"delib-{self.masking_type}-ratio-{self.mask_ratio:g}-steps-{self.steps}"
         else:
             s = f"delib-semi-ar-chunks-{self.num_chunks}-steps-{self.steps}"
+        if self.is_deliberation and self.first_pass:
+            s += f"-on-{self.first_pass}"
         if self.is_deliberation and not self.eos_pad:
             s += "-no-eos-pad"
         if self.remasking != "low_confidence":

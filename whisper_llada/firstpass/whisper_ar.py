@@ -141,6 +141,10 @@ def run_first_pass(decoder: Callable[[dict], list[dict]], cuts, batch_size: int,
             r["text"] = norm(r["text"])
             for h in r["nbest"]:
                 h["text"] = norm(h["text"])
+            if "words" in r:  # the text is its words: normalise them one by one (a word may
+                # become none or several, which keep its confidence and times)
+                r["words"] = [{**w, "word": piece} for w in r["words"] for piece in norm(w["word"]).split()]
+                r["text"] = " ".join(w["word"] for w in r["words"])
             out.append(r)
     speed = {"num_utts": len(out), "audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
              "rtf": round(wall / audio, 5) if audio else None}

@@ -129,7 +129,7 @@ def arc_posteriors(lat: Lattice, lm_scale: float = 1.0, scale: float = 1.0) -> t
     return post, float(total)
 
 
-def _word_spans(lat: Lattice, arcs: Sequence[int]) -> list[tuple[int, int, int]]:
+def word_spans(lat: Lattice, arcs: Sequence[int]) -> list[tuple[int, int, int]]:
     """(word id, first frame, last frame) along a path of arcs: a word starts at the frame of the
     arc that writes it and ends before the next word's start (trailing blanks excluded)."""
     words = []
@@ -171,34 +171,71 @@ def best_path(lat: Lattice, lm_scale: float = 1.0) -> tuple[list[int], float, fl
     return arcs, -float(total), g, a
 
 
-def word_confidences(lat: Lattice, post: np.ndarray, spans: Sequence[tuple[int, int, int]], tolerance: int = 0) -> list[float]:
-    """Per (word id, start, end): the posterior mass of lattice arcs writing that word at a frame
-    inside [start - tolerance, end + tolerance]; paths are disjoint events, so at most 1."""
+def search_windows(starts: Sequence[int], num_frames: int, tolerance: int) -> list[tuple[int, int]]:
+    """Frames where a lattice may write each word of a sequence starting at ``starts``: from
+    ``tolerance`` before its start to the next word's start. Determinization delays a word label
+    while the word is still ambiguous (THE vs THEY), never past the next word's first piece."""
+    ends = list(starts[1:]) + [num_frames]
+    return [(max(0, s - tolerance), max(e, s)) for s, e in zip(starts, ends)]
+
+
+def word_confidences(lat: Lattice, post: np.ndarray, words: Sequence[int], windows: Sequence[tuple[int, int]]) -> list[float]:
+    """Per word id and frame window: the posterior mass of lattice arcs writing that word inside
+    the window. Paths are disjoint events, so at most 1 (capped against rounding)."""
     t_arc = lat.time[lat.src]
     out = []
-    for wid, s, e in spans:
-        hit = (lat.olabel == wid) & (t_arc >= s - tolerance) & (t_arc <= e + tolerance)
-        out.append(float(min(1.0, post[hit].sum())))
+    for wid, (lo, hi) in zip(words, windows):
+        hit = (lat.olabel == wid) & (t_arc >= lo) & (t_arc <= hi)
+        out.append(float(min(1.0, post[hit].sum())) if wid else 0.0)
     return out
 
 
-def nbest(lat: Lattice, n: int, lm_scale: float = 1.0) -> list[tuple[list[int], float]]:
+def _viterbi_margins(lat: Lattice, lm_scale: float) -> np.ndarray:
+    """Per arc: how much worse the best path through it is than the best path overall."""
+    cost = lat.cost(lm_scale)
+    fwd = np.full(lat.num_states, np.inf)
+    bwd = np.full(lat.num_states, np.inf)
+    fwd[lat.start] = 0.0
+    for s in lat.order:
+        for k in lat.out_arcs[s]:
+            fwd[lat.dst[k]] = min(fwd[lat.dst[k]], fwd[s] + cost[k])
+    for s in lat.final:
+        bwd[s] = lat.final_cost(s, lm_scale)
+    for s in lat.order[::-1]:
+        for k in lat.out_arcs[s]:
+            bwd[s] = min(bwd[s], cost[k] + bwd[lat.dst[k]])
+    return fwd[lat.src] + cost + bwd[lat.dst] - bwd[lat.start]
+
+
+def nbest(lat: Lattice, n: int, lm_scale: float = 1.0, beam: float = 6.0, max_states: int = 5000) -> list[tuple[list[int], float]]:
     """The ``n`` best distinct word sequences with their Viterbi scores, best first.
 
-    The word acceptor of the lattice (scores on arcs, words as labels) is determinized in the
-    tropical semiring, which keeps each sequence's best path, then its n shortest paths read.
+    The word acceptor of the lattice is determinized in the tropical semiring, which keeps each
+    sequence's best path, and its n shortest paths are read. Arcs whose best path is more than
+    ``beam`` worse than the best are left out; the beam is halved until the determinized
+    acceptor stays within ``max_states`` (a flat lattice's can explode).
     """
     import kaldifst
 
     cost = lat.cost(lm_scale)
-    lines = [f"{lat.src[k]} {lat.dst[k]} {lat.olabel[k]} {lat.olabel[k]} {cost[k]:.6f}" for k in range(len(lat.src))]
-    lines += [f"{s} {lat.final_cost(s, lm_scale):.6f}" for s in lat.final]
-    # compile() takes the first line's source as the start state.
-    fst = kaldifst.compile("\n".join(sorted(lines, key=lambda ln: ln.split()[0] != str(lat.start))))
-    kaldifst.rmepsilon(fst)
-    det = kaldifst.determinize(fst)
-    paths = kaldifst.shortest_path(det, n=n)
-    return sorted(_split_paths(paths), key=lambda x: -x[1])
+    margin = _viterbi_margins(lat, lm_scale)
+    finals = [f"{s} {lat.final_cost(s, lm_scale):.6f}" for s in lat.final]
+    while True:
+        lines = [f"{lat.src[k]} {lat.dst[k]} {lat.olabel[k]} {lat.olabel[k]} {cost[k]:.6f}"
+                 for k in np.flatnonzero(margin <= beam)] + finals
+        # compile() takes the first line's source as the start state.
+        fst = kaldifst.compile("\n".join(sorted(lines, key=lambda ln: ln.split()[0] != str(lat.start))))
+        kaldifst.connect(fst)
+        try:
+            if not kaldifst.determinize_star(fst, max_states=max_states):
+                break  # False: determinized completely
+        except RuntimeError as e:  # the library raises when it passes max_states
+            if "aborted" not in str(e):
+                raise
+        if beam < 1e-3:
+            raise ValueError(f"lattice word acceptor exceeds {max_states} states even with a beam of {beam:g}")
+        beam /= 2
+    return sorted(_split_paths(kaldifst.shortest_path(fst, n=n)), key=lambda x: -x[1])
 
 
 def _split_paths(fst) -> list[tuple[list[int], float]]:
@@ -263,7 +300,7 @@ def align(log_probs: np.ndarray, word_pieces: Sequence[Sequence[int]], beam: flo
     if lat is None:
         return None
     arcs, *_ = best_path(lat)
-    spans = _word_spans(lat, arcs)
+    spans = word_spans(lat, arcs)
     if [w for w, _, _ in spans] != list(range(1, len(word_pieces) + 1)):
         return None
     return [(s, e) for _, s, e in spans]

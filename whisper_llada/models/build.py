@@ -85,6 +85,10 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
     from whisper_llada.models.whisper_llama import WhisperLLaMA
 
     encoder = load_whisper_encoder(cfg.whisper.path, cfg.whisper.config)
+    if cfg.arch == "whisper_ctc":
+        from whisper_llada.models.whisper_ctc import WhisperCTC
+
+        return WhisperCTC(cfg, encoder, tokenizer)
     llm = (_llada if cfg.arch == "whisper_llada" else _llama)(cfg, tokenizer, dtype)
     if llm.get_input_embeddings().weight.shape[0] < tokenizer.vocab_size:
         where = cfg.llm.path or "model.llm.config"

@@ -57,8 +57,20 @@ class LossConfig:
 
 
 @dataclass
+class CTCHeadConfig:
+    """The CTC first-pass recogniser (arch whisper_ctc): transformer layers on the frozen encoder."""
+
+    num_layers: int = 2
+    d_model: int = 256
+    num_heads: int = 4
+    ffn_dim: int = 1024
+    dropout: float = 0.1
+    frame_stride: int = 2  # average pairs of 50 Hz encoder frames: 25 Hz, plenty for BPE pieces
+
+
+@dataclass
 class ModelConfig:
-    arch: str = "whisper_llada"  # whisper_llada | whisper_llama (the autoregressive twin)
+    arch: str = "whisper_llada"  # whisper_llada | whisper_llama (the autoregressive twin) | whisper_ctc (first pass)
     prompt: str = "Transcribe the audio:"
     # Parts built from a config (not loaded) are initialised from this seed, so a frozen
     # random encoder or LLM is the same in training and decoding.
@@ -69,6 +81,7 @@ class ModelConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    ctc: CTCHeadConfig = field(default_factory=CTCHeadConfig)
     # The LLM reads CTC-compressed audio tokens: runs of one greedy label of the auxiliary CTC
     # head averaged, blank runs dropped (needs loss.ctc_weight > 0; off in the paper). About one
     # audio token per text token, in order: a from-scratch LLM learns to read them far sooner.
@@ -80,13 +93,16 @@ class ModelConfig:
     positions: str = "sequential"
 
     def __post_init__(self):
-        if self.arch not in ("whisper_llada", "whisper_llama"):
-            raise ValueError(f"arch {self.arch!r}: expected whisper_llada or whisper_llama")
+        if self.arch not in ("whisper_llada", "whisper_llama", "whisper_ctc"):
+            raise ValueError(f"arch {self.arch!r}: expected whisper_llada, whisper_llama or whisper_ctc")
         if self.llm.train not in ("lora", "full", "frozen"):
             raise ValueError(f"llm.train {self.llm.train!r}: expected lora, full or frozen")
         if (self.whisper.path is None) == (self.whisper.config is None):
             raise ValueError("whisper: give exactly one of path and config")
-        if (self.llm.path is None) == (self.llm.config is None):
+        if self.arch == "whisper_ctc":
+            if self.tokenizer.type != "sentencepiece":
+                raise ValueError("whisper_ctc reads BPE pieces: tokenizer.type must be sentencepiece")
+        elif (self.llm.path is None) == (self.llm.config is None):
             raise ValueError("llm: give exactly one of path and config")
         if self.positions not in ("sequential", "aligned"):
             raise ValueError(f"positions {self.positions!r}: expected sequential or aligned")

@@ -45,6 +45,19 @@ class QFormerConfig:
             return 0
         return (num_frames - self.kernel) // self.stride + 1
 
+    def windows_for(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+        """Number of windows kept per row: all of them, or those covering the audio plus one."""
+        total = self.num_windows(total_frames)
+        if not self.trim_to_audio:
+            return torch.full_like(real_frames, total)
+        covering = torch.div(real_frames + self.stride - 1, self.stride, rounding_mode="floor") + 1
+        return covering.clamp(min=1, max=total)
+
+    def frames_needed(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+        """Per row, how many leading encoder frames the kept windows read (what a cache must hold)."""
+        n_win = self.windows_for(real_frames, total_frames)
+        return (n_win - 1) * self.stride + self.kernel
+
 
 class _Attention(nn.Module):
     """BERT attention: ``self.{query,key,value}`` then ``output.{dense,LayerNorm}`` (post-LN)."""
@@ -113,19 +126,6 @@ class WindowQFormer(nn.Module):
             nn.init.normal_(self.proj.weight, std=cfg.proj_init_std)
             nn.init.zeros_(self.proj.bias)
 
-    def windows_for(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
-        """Number of windows kept per row: all of them, or those covering the audio plus one."""
-        total = self.cfg.num_windows(total_frames)
-        if not self.cfg.trim_to_audio:
-            return torch.full_like(real_frames, total)
-        covering = torch.div(real_frames + self.cfg.stride - 1, self.cfg.stride, rounding_mode="floor") + 1
-        return covering.clamp(min=1, max=total)
-
-    def frames_needed(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
-        """Per row, how many leading encoder frames the kept windows read (what a cache must hold)."""
-        n_win = self.windows_for(real_frames, total_frames)
-        return (n_win - 1) * self.cfg.stride + self.cfg.kernel
-
     def forward(self, frames: torch.Tensor, real_frames: Optional[torch.Tensor] = None,
                 total_frames: Optional[int] = None):
         """``frames`` may hold only the leading frames the windows read (a cache), in which
@@ -137,7 +137,7 @@ class WindowQFormer(nn.Module):
             raise ValueError(f"encoder output has {total} frames, fewer than one window ({cfg.kernel})")
         if real_frames is None:
             real_frames = torch.full((B,), total, dtype=torch.long, device=frames.device)
-        n_win = self.windows_for(real_frames.to(frames.device), total)
+        n_win = cfg.windows_for(real_frames.to(frames.device), total)
         # Untrimmed, W is known without reading the lengths (no device sync; runs on meta tensors).
         W = int(n_win.max()) if cfg.trim_to_audio else cfg.num_windows(total)
         need = (W - 1) * cfg.stride + cfg.kernel

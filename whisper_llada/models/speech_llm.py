@@ -17,8 +17,8 @@ from whisper_llada.data.dataset import audio_inputs, move_batch
 from whisper_llada.data.tokenizer import TextTokenizer
 from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.ctc_compress import ctc_compress
-from whisper_llada.models.qformer import WindowQFormer, encoder_frames
-from whisper_llada.models.whisper_encoder import encode_audio_window, input_frames, pad_features
+from whisper_llada.models.qformer import WindowQFormer
+from whisper_llada.models.whisper_encoder import run_frozen_encoder
 
 
 def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[torch.Tensor] = None):
@@ -63,18 +63,13 @@ class SpeechLLM(nn.Module):
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids)
 
-    @torch.no_grad()
+    def frames_needed(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+        """Leading encoder frames per row that the model reads (what an encoder cache holds)."""
+        return self.cfg.qformer.frames_needed(real_frames, total_frames)
+
     def run_encoder(self, features: torch.Tensor, feature_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F) log-mel -> encoder frames (B, 1500, C) and the number of real frames per row."""
-        n = input_frames(self.encoder)
-        total = self.encoder.config.max_source_positions
-        real = encoder_frames(feature_lens).clamp(max=total)
-        if self.cfg.whisper.window == "audio":
-            need = int(self.qformer.frames_needed(real, total).max())
-            return encode_audio_window(self.encoder, features, feature_lens, need), real
-        x = pad_features(features, feature_lens, n)
-        x = x.to(next(self.encoder.parameters()).dtype)
-        return self.encoder(x).last_hidden_state, real
+        return run_frozen_encoder(self.encoder, self.cfg.whisper.window, features, feature_lens, self.frames_needed)
 
     def audio_tokens(
         self,

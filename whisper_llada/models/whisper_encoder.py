@@ -141,3 +141,23 @@ def encode_audio_window(encoder: nn.Module, features: torch.Tensor, feature_lens
         h = layer(h, bias)
         h = h[0] if isinstance(h, tuple) else h
     return encoder.layer_norm(h)
+
+
+@torch.no_grad()
+def run_frozen_encoder(encoder: nn.Module, window: str, features: torch.Tensor, feature_lens: torch.Tensor,
+                       frames_needed) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, F) log-mel -> encoder frames and the number of real frames per row.
+
+    ``window`` "full": Whisper's 30 s window (1500 frames); "audio": only the leading frames
+    ``frames_needed(real, total)`` says the model reads (``encode_audio_window``).
+    """
+    from whisper_llada.models.qformer import encoder_frames
+
+    total = encoder.config.max_source_positions
+    real = encoder_frames(feature_lens).clamp(max=total)
+    if window == "audio":
+        need = int(frames_needed(real, total).max())
+        return encode_audio_window(encoder, features, feature_lens, need), real
+    x = pad_features(features, feature_lens, input_frames(encoder))
+    x = x.to(next(encoder.parameters()).dtype)
+    return encoder(x).last_hidden_state, real

@@ -81,7 +81,8 @@ class WhisperLLaDA(SpeechLLM):
         hyps = [self.tokenizer.encode(t) for t in first_pass_texts]
         out = deliberate(self.llm, prefix, hyps, prefix_mask=mask, prefix_positions=positions,
                          mode="diffusion" if cfg.mode == "diffusion_deliberation" else "semi_ar",
-                         mask_ratio=cfg.mask_ratio, masking_type=cfg.masking_type, confidences=confidences,
+                         mask_ratio=cfg.mask_ratio, confidences=confidences,
+                         masking_type="given" if cfg.masking_type == "first_pass" else cfg.masking_type,
                          num_chunks=cfg.num_chunks, steps=cfg.steps, remasking=cfg.remasking,
                          temperature=cfg.temperature, mask_id=self.mask_id, eos_id=self.eos_id,
                          pad_id=self.tokenizer.pad_id, pad_to=self.cfg.loss.response_length if cfg.eos_pad else None,

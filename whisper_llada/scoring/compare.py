@@ -89,11 +89,14 @@ def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list
 
 def add_cascade_rtf(rows: list[dict]) -> list[dict]:
     """Give each deliberation row ``cascade_rtf``: its RTF plus that of the first pass it repairs
-    (the one first-pass result of its test part; None when there is none, or several)."""
+    (the system its settings name, else the one first pass of its test part; None when that is
+    not one result)."""
     for r in rows:
         if r["kind"] != "deliberation":
             continue
-        fp = [f for f in rows if f["kind"] == "first_pass" and f["test"] == r["test"]]
+        system = r.get("settings", {}).get("first_pass")  # written by deliberation since first passes can be several
+        fp = [f for f in rows if f["kind"] == "first_pass" and f["test"] == r["test"]
+              and (system is None or f["name"].startswith(f"{system}/"))]
         ok = len(fp) == 1 and fp[0]["rtf"] is not None and r["rtf"] is not None
         r["cascade_rtf"] = round(fp[0]["rtf"] + r["rtf"], 5) if ok else None
     return rows

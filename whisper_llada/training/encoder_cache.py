@@ -36,41 +36,50 @@ def encoder_cache_dir(cfg) -> Path:
 
 @torch.no_grad()
 def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 1, batch_size: int = 8):
-    """Cuts with an ``encoder_out`` array and ``encoder_real_frames``; built once, by rank 0."""
+    """``cuts`` (in their order) with an ``encoder_out`` array and ``encoder_real_frames``.
+
+    Rank 0 computes what the cache lacks. Models that share the cache may keep different cuts
+    (their filters differ), so the cache holds the union and each gets exactly its own.
+    """
     from lhotse import CutSet, load_manifest
     from lhotse.features.io import NumpyFilesWriter
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     manifest = out_dir / "cuts.jsonl.gz"
-    if rank == 0 and not manifest.is_file():
-        ds = SpeechTextDataset()
-        total = model.encoder.config.max_source_positions
-        done = {}
-        cut_list = list(cuts)
-        # Batches of similar durations: the encoder runs on each batch's longest audio
-        # (whisper.window: audio), so sorting saves the padding; the manifest keeps the input order.
-        by_length = sorted(cut_list, key=lambda c: c.duration)
-        with NumpyFilesWriter(str(out_dir / "storage")) as writer:
-            for i in tqdm(range(0, len(by_length), batch_size), desc=f"caching encoder outputs ({out_dir.name})"):
-                chunk = CutSet.from_cuts(by_length[i : i + batch_size])
-                batch = ds[chunk]
-                if not batch["cut_ids"]:
-                    continue
-                frames, real = model.run_encoder(batch["features"].to(device), batch["feature_lens"].to(device))
-                need = model.qformer.frames_needed(real, total)
-                by_id = {c.id: c for c in chunk}
-                for j, cut_id in enumerate(batch["cut_ids"]):
-                    arr = frames[j, : int(need[j])].float().cpu().numpy()
-                    stored = writer.store_array(cut_id, arr)
-                    cut = by_id[cut_id].with_custom("encoder_out", stored)
-                    done[cut_id] = cut.with_custom("encoder_real_frames", int(real[j]))
-        out = [done[c.id] for c in cut_list if c.id in done]
-        atomic_to_file(CutSet.from_cuts(out), manifest)
-        log.info("cached encoder outputs of %d cuts under %s", len(out), out_dir)
+    cut_list = list(cuts)
+    if rank == 0:
+        done = {c.id: c for c in load_manifest(manifest)} if manifest.is_file() else {}
+        todo = [c for c in cut_list if c.id not in done]
+        if todo:
+            ds = SpeechTextDataset()
+            total = model.encoder.config.max_source_positions
+            # Batches of similar durations: the encoder runs on each batch's longest audio
+            # (whisper.window: audio), so sorting saves the padding.
+            by_length = sorted(todo, key=lambda c: c.duration)
+            # A new storage folder per addition: the earlier arrays stay where the manifest says.
+            storage = out_dir / f"storage-{len(list(out_dir.glob('storage*')))}" if done else out_dir / "storage"
+            with NumpyFilesWriter(str(storage)) as writer:
+                for i in tqdm(range(0, len(by_length), batch_size), desc=f"caching encoder outputs ({out_dir.name})"):
+                    chunk = CutSet.from_cuts(by_length[i : i + batch_size])
+                    batch = ds[chunk]
+                    if not batch["cut_ids"]:
+                        continue
+                    frames, real = model.run_encoder(batch["features"].to(device), batch["feature_lens"].to(device))
+                    need = model.frames_needed(real, total)
+                    by_id = {c.id: c for c in chunk}
+                    for j, cut_id in enumerate(batch["cut_ids"]):
+                        arr = frames[j, : int(need[j])].float().cpu().numpy()
+                        stored = writer.store_array(cut_id, arr)
+                        cut = by_id[cut_id].with_custom("encoder_out", stored)
+                        done[cut_id] = cut.with_custom("encoder_real_frames", int(real[j]))
+            atomic_to_file(CutSet.from_cuts(done.values()), manifest)
+            log.info("cached encoder outputs of %d cuts under %s (%d in all)", len(todo), out_dir, len(done))
     if world > 1:
         dist.barrier()
-    return load_manifest(manifest)
+    cached = {c.id: c for c in load_manifest(manifest)}
+    # Unreadable cuts were skipped when caching (and reported): they stay out here too.
+    return CutSet.from_cuts(cached[c.id] for c in cut_list if c.id in cached)
 
 
 @torch.no_grad()

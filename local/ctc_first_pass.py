@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""First pass by the CTC recogniser with lattices: 1-best, n-best, word confidences and times.
+
+Reads  {exp_dir}/epoch-*.pt of a whisper_ctc config, the cuts of data.train_parts (transcripts
+       for the lexicon and the LM) and of the parts to decode
+Writes {lang_dir}/{words.txt,lexicon.txt,HLG.fst} (lang_dir: the BPE model's directory),
+       {lm_dir}/G_{order}_gram.arpa,
+       {output_dir}/ctc/{part}.jsonl.gz (first-pass records), errs/recogs of the 1-best,
+       {output_dir}/ctc/stats-{part}.json and reliability-{part}.png (n-best oracle WER, lattice
+       depth, confidence AUC and reliability);
+       with --align SYSTEM, word confidences and times for {output_dir}/SYSTEM/{part}.jsonl.gz
+       (forced alignment of its 1-best against the CTC output) and its stats likewise.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from whisper_llada.utils.logging import setup_logger
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, required=True, help="a config with model.arch whisper_ctc")
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--epoch", type=int, help="use epoch-N.pt (default: the config's train.num_epochs)")
+    p.add_argument("--avg", type=int, default=1, help="average the last AVG epochs up to --epoch")
+    p.add_argument("--parts", nargs="+", help="parts to decode (default: data.test_parts)")
+    p.add_argument("--output-dir", type=Path, default=Path("data/firstpass"))
+    p.add_argument("--lm-dir", type=Path, default=Path("data/lm"))
+    p.add_argument("--align", metavar="SYSTEM", help="give this first-pass system's records word confidences")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return p
+
+
+def load_graph(cfg, lm_dir: Path):
+    """HLG of the recipe's BPE model and training transcripts, built once."""
+    import kaldifst
+
+    from whisper_llada.data.dataset import filter_cuts
+    from whisper_llada.data.text_norm import get_normalizer
+    from whisper_llada.lattice.graph import build_graph, read_words
+
+    lang = Path(cfg.model.tokenizer.path).parent
+    hlg = lang / "HLG.fst"
+    if hlg.is_file() and (lang / "words.txt").is_file():
+        logging.info("%s exists - using it", hlg)
+        return kaldifst.StdVectorFst.read(str(hlg)), read_words(lang / "words.txt")
+    from lhotse import load_manifest_lazy
+    import sentencepiece as spm
+
+    norm = get_normalizer(cfg.data.normalizer)
+    texts = []
+    for part in cfg.data.train_parts:
+        cuts = filter_cuts(load_manifest_lazy(cfg.data.cuts_path(part)), where=part)
+        texts += [norm(" ".join(s.text for s in c.supervisions)) for c in cuts]
+    sp = spm.SentencePieceProcessor(model_file=str(cfg.model.tokenizer.path))
+    graph = build_graph(texts, sp, lang, lm_dir, order=cfg.firstpass.lattice.lm_order)
+    return graph, read_words(lang / "words.txt")
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    setup_logger(args.exp_dir / "log" / "log-ctc-first-pass")
+    from lhotse import load_manifest_lazy
+
+    from whisper_llada.data.dataset import filter_cuts
+    from whisper_llada.data.text_norm import get_normalizer
+    from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
+    from whisper_llada.firstpass.records import read_records, records_path, write_records
+    from whisper_llada.firstpass.whisper_ar import run_first_pass
+    from whisper_llada.inference import checkpoint_paths, load_trained_model
+    from whisper_llada.lattice.stats import first_pass_stats, plot_reliability
+    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.scoring.wer import write_results
+    from whisper_llada.utils.checkpoint_io import atomic_write_text
+
+    cfg = load_recipe_config(args.config, args.overrides)
+    if cfg.model.arch != "whisper_ctc":
+        raise SystemExit(f"{args.config}: model.arch is {cfg.model.arch!r}, not whisper_ctc")
+    norm = get_normalizer(cfg.score.normalizer)
+    lc = cfg.firstpass.lattice
+    model = graph = None
+    for part in args.parts or cfg.data.test_parts:
+        out = records_path(args.output_dir, "ctc", part)
+        other_path = records_path(args.output_dir, args.align, part) if args.align else None
+        other = read_records(other_path) if other_path else None
+        if out.is_file() and (other is None or all("words" in r for r in other.values())):
+            logging.info("%s already exists - skipping", out)
+            continue
+        if model is None:
+            graph, words = load_graph(cfg, args.lm_dir)
+            paths, _ = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg)
+            model = load_trained_model(cfg, paths, args.device)
+        cuts = filter_cuts(load_manifest_lazy(cfg.data.cuts_path(part)), need_text=False, where=part)
+        decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=other)
+        records, speed = run_first_pass(decoder, cuts.sort_by_duration(), lc.batch_size, norm)
+        records.sort(key=lambda r: r["id"])
+        refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
+        results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records]
+        setting = {"lm_order": lc.lm_order, "beam": lc.beam, "lattice_beam": lc.lattice_beam, "lm_scale": lc.lm_scale}
+        header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
+        wer = write_results(out.parent, part, f"lattice-lm-{lc.lm_order}", results, cfg.score.normalizer,
+                            cfg.score.sclite_mode, header)
+        write_records(out, records)
+        systems = [("ctc", {r["id"]: r for r in records})]
+        if other is not None:
+            if decoder.unaligned:
+                logging.warning("%s: %d records could not be aligned (conf 0)", other_path, decoder.unaligned)
+            write_records(other_path, other.values())
+            systems.append((args.align, other))
+        for system, recs in systems:
+            stats = first_pass_stats(recs, refs)
+            if system == "ctc":
+                stats["speed"] = speed
+            atomic_write_text(args.output_dir / system / f"stats-{part}.json", json.dumps(stats, indent=2) + "\n")
+            plot_reliability(stats, args.output_dir / system / f"reliability-{part}.png", f"{system} on {part}")
+            logging.info("%s %s: WER %.2f%%, n-best oracle %.2f%%, confidence AUC %s%s", system, part, stats["wer"],
+                         stats["nbest_oracle_wer"], f"{stats['confidence_auc']:.3f}" if "confidence_auc" in stats else "-",
+                         f", lattice depth {stats['lattice_depth']:.1f}" if "lattice_depth" in stats else "")
+        logging.info("%s: %d records, 1-best WER %.2f%%, RTF %s", out, len(records), wer, speed["rtf"])
+
+
+if __name__ == "__main__":
+    main()

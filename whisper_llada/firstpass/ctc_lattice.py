@@ -1,0 +1,77 @@
+"""The CTC first pass: lattices from the CTC recogniser over HLG, turned into first-pass records
+(1-best, n-best, word confidences and times), and confidences for another system's 1-best by
+forced alignment against the same CTC output.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+import torch
+
+from whisper_llada.lattice.lattice import (align, arc_posteriors, best_path, decode, nbest, search_windows,
+                                           word_confidences, word_spans)
+from whisper_llada.recipe import LatticeConfig
+
+log = logging.getLogger(__name__)
+
+
+class CTCLatticeFirstPass:
+    """``decoder(batch) -> records`` for ``run_first_pass``.
+
+    ``align_to`` (cut id -> record of another system), if given, receives ``words`` with
+    confidences: each word's span from forced alignment of its pieces, its confidence the
+    lattice posterior of that word there (0 for a word outside the lexicon).
+    """
+
+    def __init__(self, model, graph, words: dict[int, str], lc: LatticeConfig, align_to: Optional[dict] = None):
+        self.model, self.graph, self.words, self.lc = model, graph, words, lc
+        self.word_ids = {w: i for i, w in words.items()}
+        self.sp = model.tokenizer.sp
+        # Seconds per CTC frame: encoder frames at frames_per_second, averaged frame_stride at a time.
+        self.sec = model.cfg.ctc.frame_stride / model.cfg.qformer.frames_per_second
+        self.align_to = align_to
+        self.unaligned = 0
+
+    def _words(self, names, ids, windows, spans, lat, post) -> list[dict]:
+        conf = word_confidences(lat, post, ids, windows)
+        return [{"word": w, "conf": round(c, 4), "start": round(s * self.sec, 3), "end": round((e + 1) * self.sec, 3)}
+                for w, c, (s, e) in zip(names, conf, spans)]
+
+    def _record(self, cut_id: str, lp: np.ndarray) -> dict:
+        lc = self.lc
+        lat = decode(lp, self.graph, lc.beam, lc.lattice_beam)
+        if lat is None:
+            log.warning("cut %s: no path survived the beam; empty hypothesis", cut_id)
+            return {"id": cut_id, "text": "", "nbest": [{"text": "", "score": 0.0}], "words": []}
+        post, _ = arc_posteriors(lat, lc.lm_scale, lc.posterior_scale)
+        arcs, _, _, _ = best_path(lat, lc.lm_scale)
+        spans = word_spans(lat, arcs)
+        ids = [w for w, _, _ in spans]
+        windows = search_windows([s for _, s, _ in spans], lat.num_frames, lc.tolerance)
+        words = self._words([self.words[w] for w in ids], ids, windows, [(s, e) for _, s, e in spans], lat, post)
+        hyps = [{"text": " ".join(self.words[w] for w in seq), "score": round(score, 4)}
+                for seq, score in nbest(lat, lc.nbest, lc.lm_scale, lc.nbest_beam)]
+        rec = {"id": cut_id, "text": " ".join(w["word"] for w in words), "nbest": hyps, "words": words,
+               "lattice_depth": round(len(lat.src) / max(lat.num_frames, 1), 2)}
+        other = self.align_to.get(cut_id) if self.align_to is not None else None
+        if other is not None:
+            other["words"] = self._aligned_words(other["text"].split(), lp, lat, post)
+        return rec
+
+    def _aligned_words(self, text: list[str], lp: np.ndarray, lat, post) -> list[dict]:
+        spans = align(lp, [self.sp.encode(w) for w in text]) if text else []
+        if spans is None:  # more pieces than frames allow: no times, no support from the lattice
+            self.unaligned += 1
+            return [{"word": w, "conf": 0.0, "start": 0.0, "end": 0.0} for w in text]
+        ids = [self.word_ids.get(w, 0) for w in text]
+        windows = search_windows([s for s, _ in spans], lat.num_frames, self.lc.tolerance)
+        return self._words(text, ids, windows, spans, lat, post)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> list[dict]:
+        logp, lens = self.model.batch_log_probs(batch)
+        logp, lens = logp.cpu().numpy(), lens.cpu().tolist()
+        return [self._record(cut_id, logp[i, : lens[i]]) for i, cut_id in enumerate(batch["cut_ids"])]
