@@ -78,7 +78,7 @@ class LatticeConfig:
     lm_order: int = 2  # word n-gram of the training transcripts (G)
     beam: float = 16.0
     lattice_beam: float = 8.0
-    lm_scale: float = 1.0  # weight of the graph (LM) cost against the CTC log-probs
+    lm_scale: float = 1.0  # weight of the graph (LM) cost against the CTC log-probs (decoded as 1 / acoustic scale)
     posterior_scale: float = 1.0  # < 1 flattens the posteriors that confidences come from
     nbest: int = 10
     nbest_beam: float = 6.0  # lattice arcs this much worse than the best path are left out of the n-best

@@ -42,18 +42,21 @@ class CTCLatticeFirstPass:
 
     def _record(self, cut_id: str, lp: np.ndarray) -> dict:
         lc = self.lc
-        lat = decode(lp, self.graph, lc.beam, lc.lattice_beam)
+        # The LM weight enters as 1 / acoustic scale, so that the search's beams see it too; lattice
+        # costs are then graph + acoustic / lm_scale.
+        lat = decode(lp, self.graph, lc.beam, lc.lattice_beam, acoustic_scale=1.0 / lc.lm_scale)
         if lat is None:
             log.warning("cut %s: no path survived the beam; empty hypothesis", cut_id)
             return {"id": cut_id, "text": "", "nbest": [{"text": "", "score": 0.0}], "words": []}
-        post, _ = arc_posteriors(lat, lc.lm_scale, lc.posterior_scale)
-        arcs, _, _, _ = best_path(lat, lc.lm_scale)
+        # Posteriors on lm_scale * graph + acoustic (log-probabilities at their own scale).
+        post, _ = arc_posteriors(lat, 1.0, lc.posterior_scale * lc.lm_scale)
+        arcs, _, _, _ = best_path(lat)
         spans = word_spans(lat, arcs)
         ids = [w for w, _, _ in spans]
         windows = search_windows([s for _, s, _ in spans], lat.num_frames, lc.tolerance)
         words = self._words([self.words[w] for w in ids], ids, windows, [(s, e) for _, s, e in spans], lat, post)
         hyps = [{"text": " ".join(self.words[w] for w in seq), "score": round(score, 4)}
-                for seq, score in nbest(lat, lc.nbest, lc.lm_scale, lc.nbest_beam)]
+                for seq, score in nbest(lat, lc.nbest, 1.0, lc.nbest_beam)]
         rec = {"id": cut_id, "text": " ".join(w["word"] for w in words), "nbest": hyps, "words": words,
                "lattice_depth": round(len(lat.src) / max(lat.num_frames, 1), 2)}
         other = self.align_to.get(cut_id) if self.align_to is not None else None

@@ -7,6 +7,7 @@ labels (p + 1) and disambiguation symbols after them, and writes word ids of ``w
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,12 @@ log = logging.getLogger(__name__)
 EPS = "<eps>"
 
 
+@functools.lru_cache(maxsize=4)
 def ctc_topo(num_classes: int):
     """H: one state per last emitted class (0: blank or start), all final.
 
     A class repeated without a blank between stays one symbol; after a blank it is a new one.
+    Built once per size (forced alignment composes it with every text); never modify it.
     """
     import kaldifst
 

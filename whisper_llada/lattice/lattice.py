@@ -262,22 +262,26 @@ def _split_paths(fst) -> list[tuple[list[int], float]]:
     return out
 
 
-def decode(log_probs: np.ndarray, graph, beam: float = 16.0, lattice_beam: float = 8.0) -> Optional[Lattice]:
+def decode(log_probs: np.ndarray, graph, beam: float = 16.0, lattice_beam: float = 8.0,
+           acoustic_scale: float = 1.0) -> Optional[Lattice]:
     """Lattice of one utterance's CTC log-probabilities (T, classes) over ``graph``; None when no
-    path survives the beam."""
+    path survives the beam. Acoustic costs are ``-acoustic_scale * log p`` (1 / the LM weight)."""
     import kaldi_decoder
 
     dec = kaldi_decoder.LatticeSimpleDecoder(graph, kaldi_decoder.LatticeSimpleDecoderConfig(beam=beam, lattice_beam=lattice_beam))
-    dec.decode(kaldi_decoder.DecodableCtc(np.ascontiguousarray(log_probs, dtype=np.float32)))
+    dec.decode(kaldi_decoder.DecodableCtc(np.ascontiguousarray(acoustic_scale * log_probs, dtype=np.float32)))
     ok, lat = dec.get_raw_lattice()
     if not ok or lat.num_states == 0:
         return None
     return Lattice.from_kaldi(lat)
 
 
-def align(log_probs: np.ndarray, word_pieces: Sequence[Sequence[int]], beam: float = 30.0) -> Optional[list[tuple[int, int]]]:
+def align(log_probs: np.ndarray, word_pieces: Sequence[Sequence[int]], beam: float = 1e4) -> Optional[list[tuple[int, int]]]:
     """Forced alignment of a piece sequence against CTC log-probs: (first, last) frame of each word,
-    or None when it cannot be aligned (e.g. more symbols than frames)."""
+    or None when it cannot be aligned (e.g. more symbols than frames).
+
+    The beam is wide: the graph is tiny, and a text the model finds unlikely must still reach
+    its end (with a narrow beam the decoder keeps a cheaper partial path instead)."""
     import kaldifst
 
     from whisper_llada.lattice.graph import ctc_topo
