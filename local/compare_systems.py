@@ -2,16 +2,18 @@
 """Compare systems: a table of every result (WER, RTF), and what one system fixed,
 introduced and left of another's errors.
 
-Reads  {exp_dir}/*/errs-*.txt, {firstpass_dir}/*/errs-*.txt; --a/--b: two recogs files
+Reads  {exp_dir}/*/errs-*.txt, {firstpass_dir}/*/errs-*.txt and stats-*.json; --a/--b: two recogs files
 Writes {output_dir}/report.txt, report.json (default: the first --exp-dir), and with --plot a PNG of
-       WER against RTF. A deliberation row also gets cascade_rtf: its RTF plus the first pass's.
+       WER against RTF. A deliberation row also gets cascade_rtf: its RTF plus the first pass's;
+       first passes with statistics (n-best oracle WER, confidence AUC, lattice depth) get a table.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-from whisper_llada.scoring.compare import add_cascade_rtf, collect_systems, compare_files, format_table, plot
+from whisper_llada.scoring.compare import (add_cascade_rtf, collect_systems, compare_files, first_pass_stats,
+                                           format_first_pass_stats, format_table, plot)
 from whisper_llada.utils.checkpoint_io import atomic_write_text
 from whisper_llada.utils.logging import setup_logger
 
@@ -42,6 +44,10 @@ def main() -> None:
     table = format_table(rows)
     keys = ("name", "kind", "settings", "test", "wer", "rtf", "cascade_rtf", "num_words")
     report = {"systems": [{k: r[k] for k in keys if k in r} for r in rows]}
+    stats = first_pass_stats(args.firstpass_dir) if args.firstpass_dir.is_dir() else {}
+    if stats:
+        report["first_pass_stats"] = stats
+        table += "\n\n" + format_first_pass_stats(stats)
     if args.a and args.b:
         cmp = compare_files(args.a, args.b, args.sclite_mode)
         t = cmp["totals"]

@@ -193,4 +193,6 @@ def test_embedded_recipe_in_miniature(tmp_path):
     assert all(s["test"] == "test-clean" and s["num_words"] > 0 and s["rtf"] > 0 for s in report["systems"])
     assert {s["name"].split("/")[0] for s in report["systems"] if s["kind"] == "first_pass"} == {"whisper", "ctc"}
     assert any(s["settings"].get("masking_type") == "first_pass" for s in report["systems"])
+    assert set(report["first_pass_stats"]) == {"whisper", "ctc"}
+    assert "n-best oracle" in (rdir / "exp/report.txt").read_text()
     assert (rdir / "exp/wer-vs-rtf.png").is_file()

@@ -87,6 +87,28 @@ def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list
     return rows
 
 
+def first_pass_stats(firstpass_dir: Path) -> dict:
+    """``{system: {part: stats}}`` from the ``stats-{part}.json`` the CTC first-pass stage writes."""
+    out: dict = {}
+    for path in sorted(Path(firstpass_dir).glob("*/stats-*.json")):
+        stats = json.loads(path.read_text())
+        stats.pop("reliability", None)
+        out.setdefault(path.parent.name, {})[path.stem[len("stats-"):]] = stats
+    return out
+
+
+def format_first_pass_stats(stats: dict) -> str:
+    def num(x, f="{:.2f}"):
+        return f.format(x) if x is not None else "-"
+
+    lines = [f"{'first pass':14s} {'test':12s} {'WER':>7s} {'n-best oracle':>13s} {'conf. AUC':>9s} {'lattice depth':>13s}"]
+    for system, parts in stats.items():
+        for part, s in parts.items():
+            lines.append(f"{system:14s} {part:12s} {s['wer']:7.2f} {s['nbest_oracle_wer']:13.2f} "
+                         f"{num(s.get('confidence_auc'), '{:.3f}'):>9s} {num(s.get('lattice_depth'), '{:.1f}'):>13s}")
+    return "\n".join(lines)
+
+
 def add_cascade_rtf(rows: list[dict]) -> list[dict]:
     """Give each deliberation row ``cascade_rtf``: its RTF plus that of the first pass it repairs
     (the system its settings name, else the one first pass of its test part; None when that is
