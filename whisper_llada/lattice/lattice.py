@@ -14,14 +14,6 @@ import numpy as np
 
 
 @dataclass
-class Word:
-    word: str
-    conf: float
-    start: int  # first frame
-    end: int  # last frame (inclusive)
-
-
-@dataclass
 class Lattice:
     """A raw lattice as arrays; states in topological order, ``time`` the frame each starts at."""
 
@@ -39,20 +31,11 @@ class Lattice:
 
     @classmethod
     def from_kaldi(cls, lat) -> "Lattice":
-        src, dst, il, ol, g, a, final = [], [], [], [], [], [], {}
-        for line in lat.to_str().strip().split("\n"):
-            f = line.split()
-            if len(f) >= 4:
-                w = f[4].split(",") if len(f) > 4 else ("0", "0")
-                src.append(int(f[0]))
-                dst.append(int(f[1]))
-                il.append(int(f[2]))
-                ol.append(int(f[3]))
-                g.append(float(w[0]))
-                a.append(float(w[1]))
-            elif f:
-                w = f[1].split(",") if len(f) > 1 else ("0", "0")
-                final[int(f[0])] = (float(w[0]), float(w[1]))
+        arcs, final = _read_fst_text(lat)
+        weights = [w.split(",") if w else ("0", "0") for *_, w in arcs]  # LatticeWeight: "graph,acoustic"
+        src, dst, il, ol = ([a[i] for a in arcs] for i in range(4))
+        g, a = [float(w[0]) for w in weights], [float(w[1]) for w in weights]
+        final = {s: tuple(map(float, w.split(","))) if w else (0.0, 0.0) for s, w in final.items()}
         n = max([lat.start + 1, *(s + 1 for s in src), *(d + 1 for d in dst), *(s + 1 for s in final)])
         out = cls(np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(il, dtype=np.int64),
                   np.array(ol, dtype=np.int64), np.array(g), np.array(a), lat.start, final, n)
@@ -94,6 +77,19 @@ class Lattice:
     @property
     def num_frames(self) -> int:
         return int(self.time.max()) if self.num_states else 0
+
+
+def _read_fst_text(fst) -> tuple[list[tuple[int, int, int, int, str]], dict[int, str]]:
+    """OpenFst's text form of ``fst``: arcs (src, dst, ilabel, olabel, weight text) and final
+    states (state -> weight text); an empty weight text stands for the semiring's one."""
+    arcs, final = [], {}
+    for line in fst.to_str().strip().split("\n"):
+        f = line.split()
+        if len(f) >= 4:
+            arcs.append((int(f[0]), int(f[1]), int(f[2]), int(f[3]), f[4] if len(f) > 4 else ""))
+        elif f:
+            final[int(f[0])] = f[1] if len(f) > 1 else ""
+    return arcs, final
 
 
 def _logsumexp(a: float, b: float) -> float:
@@ -240,14 +236,11 @@ def nbest(lat: Lattice, n: int, lm_scale: float = 1.0, beam: float = 6.0, max_st
 
 def _split_paths(fst) -> list[tuple[list[int], float]]:
     """The linear paths of a ``shortest_path`` result (each leaves the start by its own arc)."""
+    arc_list, final_text = _read_fst_text(fst)
     arcs: dict[int, list[tuple[int, int, float]]] = {}
-    finals: dict[int, float] = {}
-    for line in fst.to_str().strip().split("\n"):
-        f = line.split()
-        if len(f) >= 4:
-            arcs.setdefault(int(f[0]), []).append((int(f[1]), int(f[3]), float(f[4]) if len(f) > 4 else 0.0))
-        elif f:
-            finals[int(f[0])] = float(f[1]) if len(f) > 1 else 0.0
+    for src, dst, _, olabel, w in arc_list:
+        arcs.setdefault(src, []).append((dst, olabel, float(w or 0.0)))
+    finals = {s: float(w or 0.0) for s, w in final_text.items()}
     out = []
     for dst, label, w in arcs.get(fst.start, []):
         words, cost, s = ([label] if label else []), w, dst

@@ -91,29 +91,23 @@ def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_durat
     small models only: 30 s of LLaDA-8B tokens is 352 x 4096 floats (5.8 MB) a cut.
     """
     from lhotse import CutSet
+    from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
 
     from whisper_llada.data.dataset import audio_inputs, move_batch
 
     was_training = model.training
     model.eval()
-    by_length = sorted(cuts, key=lambda c: c.duration)  # little padding per batch
     cache: dict[str, torch.Tensor] = {}
-    i, bar = 0, tqdm(total=len(by_length), desc="caching audio tokens", leave=False)
-    while i < len(by_length):
-        j, seconds = i, 0.0
-        while j < len(by_length) and (j == i or seconds + by_length[j].duration <= max_duration):
-            seconds += by_length[j].duration
-            j += 1
-        batch = dataset[CutSet.from_cuts(by_length[i:j])]
-        bar.update(j - i)
-        i = j
+    # Batches of similar durations (little padding), as decoding makes them.
+    by_length = CutSet.from_cuts(cuts).sort_by_duration()
+    for cut_batch in tqdm(SimpleCutSampler(by_length, max_duration=max_duration), desc="caching audio tokens", leave=False):
+        batch = dataset[cut_batch]
         if not batch["cut_ids"]:
             continue
         tokens, mask = model.compress(*model.audio_tokens(**audio_inputs(move_batch(batch, device))))
         # Compression and the Q-Former pack each row's real tokens at its start.
         for row, cut_id in enumerate(batch["cut_ids"]):
             cache[cut_id] = tokens[row, : int(mask[row].sum())].float().cpu()
-    bar.close()
     model.train(was_training)
     return cache
