@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -111,6 +111,8 @@ class Plan:
     encoder_gib: tuple  # peak of the frozen encoder at batch 1 and 2
     train_gib: dict  # gradient checkpointing on/off -> peak at batch 1 and 2 (activations + grads)
     decode_gib: tuple  # one decoding step at batch 1 and 2
+    # On a CUDA device: (step, batch) -> the caching allocator's peak in GiB beyond the step's start.
+    allocator_gib: dict = field(default_factory=dict)
 
     @property
     def weights_gib(self) -> float:
@@ -142,33 +144,56 @@ def _build(cfg: ModelConfig, tokenizer, gradient_checkpointing: bool, device: st
         return build_model(cfg, tokenizer=tokenizer)
 
 
-def _encode(model, batch: int) -> tuple[tuple[torch.Tensor, torch.Tensor], float]:
+class _StepPeak:
+    """The tracker's peak of one step and, on a CUDA device, the caching allocator's: the bytes
+    allocated at its peak beyond those allocated when the step began (what the plan predicts)."""
+
+    def __init__(self, device: torch.device, allocator: Optional[dict], key: tuple):
+        self.cuda = device.type == "cuda"
+        self.allocator, self.key = allocator, key
+
+    def __enter__(self) -> PeakMemory:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        self.mem = PeakMemory().__enter__()
+        return self.mem
+
+    def __exit__(self, *exc) -> None:
+        self.mem.__exit__(*exc)
+        if self.cuda and self.allocator is not None and exc[0] is None:
+            torch.cuda.synchronize()
+            self.allocator[self.key] = (torch.cuda.max_memory_allocated() - self.base) / GIB
+
+
+def _encode(model, batch: int, allocator: Optional[dict] = None) -> tuple[tuple[torch.Tensor, torch.Tensor], float]:
     """The frozen encoder on a 30 s window (what every utterance gets): its output and peak bytes."""
     enc = model.encoder
     x = torch.zeros(batch, enc.config.num_mel_bins, 2 * enc.config.max_source_positions, device=model.device)
-    with PeakMemory() as mem, torch.no_grad():
+    with _StepPeak(model.device, allocator, ("encoder", batch)) as mem, torch.no_grad():
         frames = enc(x).last_hidden_state
     real = torch.full((batch,), enc.config.max_source_positions, device=model.device)
     return (frames, real), mem.peak
 
 
-def _train_step(model, batch: int) -> float:
+def _train_step(model, batch: int, allocator: Optional[dict] = None, name: str = "train") -> float:
     encoder_out, _ = _encode(model, batch)
     model.train()
-    with PeakMemory() as mem:
+    with _StepPeak(model.device, allocator, (name, batch)) as mem:
         out = model(["x"] * batch, encoder_out=encoder_out)
         out["loss"].backward()
     model.zero_grad(set_to_none=True)
     return mem.peak
 
 
-def _decode_step(model, batch: int, gen_len: int) -> float:
+def _decode_step(model, batch: int, gen_len: int, allocator: Optional[dict] = None) -> float:
     """One denoising step of the sampler on a fully masked response (every step costs the same)."""
     from whisper_llada.diffusion.sampling import _propose, _Runner
 
     encoder_out, _ = _encode(model, batch)
     model.eval()
-    with PeakMemory() as mem, torch.no_grad():
+    with _StepPeak(model.device, allocator, ("decode", batch)) as mem, torch.no_grad():
         prefix, mask, positions = model.prefix(encoder_out=encoder_out)
         run = _Runner(model.llm, prefix, mask, None, positions)
         x = torch.full((batch, gen_len), model.mask_id, dtype=torch.long, device=model.device)
@@ -194,19 +219,23 @@ def measure(cfg: ModelConfig, gen_len: int = 128, prompt_tokens: int = LLADA_PRO
     model = _build(cfg, tok, False, device)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     windows = model.qformer.cfg.num_windows(model.encoder.config.max_source_positions)
+    alloc: dict = {}
     plan = Plan(
         params=_components(model),
         trainable=sum(p.numel() for _, p in trainable),
         trainable_bytes=sum(p.numel() * p.element_size() for _, p in trainable),
         lora=sum(p.numel() for n, p in trainable if "lora_" in n),
         llm_tokens=prompt_tokens + windows * cfg.qformer.num_query + cfg.loss.response_length,
-        encoder_gib=tuple(_encode(model, b)[1] / GIB for b in (1, 2)),
+        encoder_gib=tuple(_encode(model, b, alloc)[1] / GIB for b in (1, 2)),
         train_gib={},
-        decode_gib=tuple(_decode_step(model, b, gen_len) / GIB for b in (1, 2)),
+        decode_gib=tuple(_decode_step(model, b, gen_len, alloc) / GIB for b in (1, 2)),
+        allocator_gib=alloc,
     )
-    plan.train_gib[False] = tuple(_train_step(model, b) / GIB for b in (1, 2))
+    plan.train_gib[False] = tuple(_train_step(model, b, alloc, "train") / GIB for b in (1, 2))
+    # Released before the second build: at full size on a GPU two models need not fit at once.
+    del model, trainable
     model = _build(cfg, tok, True, device)
-    plan.train_gib[True] = tuple(_train_step(model, b) / GIB for b in (1, 2))
+    plan.train_gib[True] = tuple(_train_step(model, b, alloc, "train-ckpt") / GIB for b in (1, 2))
     return plan
 
 
@@ -251,12 +280,30 @@ def format_plan(plan: Plan, gpu_gib: float, max_duration: float, min_duration: f
     return "\n".join(lines)
 
 
+def format_check(plan: Plan, device_plan: Plan, device: str) -> str:
+    """The meta plan beside the same steps run on ``device`` with random weights: the tracker's
+    peak there and, on CUDA, the caching allocator's (the figure a user's GPU would show)."""
+    steps = {"encoder": ("frozen encoder", lambda p: p.encoder_gib), "decode": ("decoding (one step)", lambda p: p.decode_gib),
+             "train": ("training, no checkpointing", lambda p: p.train_gib[False]),
+             "train-ckpt": ("training, gradient checkpointing", lambda p: p.train_gib[True])}
+    lines = [f"| step | batch | plan (meta) GiB | tracker on {device} GiB | allocator on {device} GiB |", "|---|---|---|---|---|"]
+    for key, (name, get) in steps.items():
+        for i, b in enumerate((1, 2)):
+            alloc = device_plan.allocator_gib.get((key, b))
+            lines.append(f"| {name} | {b} | {get(plan)[i]:.3f} | {get(device_plan)[i]:.3f} | "
+                         f"{'-' if alloc is None else f'{alloc:.3f}'} |")
+    return "\n".join(lines)
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="egs/librispeech/conf/whisper_llada.yaml",
                    help="recipe config; its Whisper and LLM directories' config.json give the shapes where present, "
                         "whisper-large-v3 and LLaDA-8B otherwise")
     p.add_argument("--gpu-gb", type=float, default=80.0, help="GPU memory in GB (10^9 bytes; an H100 has 80)")
+    p.add_argument("--device", default=None,
+                   help="also run the same steps on this device (e.g. cuda) with random weights at full size and "
+                        "print the measured peaks beside the plan; needs the memory of the model itself")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set model.lora.r=16")
     return p
@@ -273,3 +320,7 @@ def main(argv=None) -> None:
           f"(attention through SDPA's math path: an upper bound for flash kernels)", flush=True)
     plan = measure(model_cfg)
     print(format_plan(plan, args.gpu_gb * 1e9 / GIB, cfg.train.max_duration, cfg.train.min_duration, cfg.train.max_cuts))
+    if args.device:
+        name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
+        print(f"\nThe same steps on {args.device} ({name}), random weights:", flush=True)
+        print(format_check(plan, measure(model_cfg, device=args.device), args.device))
