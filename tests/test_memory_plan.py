@@ -84,3 +84,17 @@ def test_cli_on_a_recipe_config(capsys):
     main(["--config", "egs/librispeech/conf/smoke.yaml", "--set", "model.qformer.trim_to_audio=false", "--gpu-gb", "1"])
     out = capsys.readouterr().out
     assert "| Whisper encoder |" in out and "training, gradient checkpointing" in out and "| 0.5 |" in out
+
+
+def test_cli_device_check_prints_the_plan_beside_the_device(capsys):
+    main(["--config", "egs/librispeech/conf/smoke.yaml", "--set", "model.qformer.trim_to_audio=false", "--gpu-gb", "1",
+          "--device", "cpu"])
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1:-1] for line in out.split("The same steps on cpu")[1].splitlines() if line.startswith("| ")]
+    table = {(r[0].strip(), int(r[1])): (float(r[2]), float(r[3]), r[4].strip()) for r in rows[1:]}
+    assert len(table) == 8
+    # One decoding step has no attention over long inputs: the CPU's tensors are the plan's.
+    for b in (1, 2):
+        plan, cpu, alloc = table[("decoding (one step)", b)]
+        assert plan == pytest.approx(cpu, rel=0.02) and alloc == "-"  # no caching allocator on a CPU
+    assert table[("training, gradient checkpointing", 2)][1] > table[("training, gradient checkpointing", 1)][1]
