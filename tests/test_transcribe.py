@@ -122,3 +122,28 @@ def test_decode_config_list_and_suffixes():
         decode_configs([{"steps": 8}, {"steps": 8}], "x")
     with pytest.raises(ValueError, match=r"x\[0\]: unknown key"):
         decode_configs([{"stpes": 8}], "x")
+
+
+def test_prefix_cache_serves_every_setting_of_a_call(llada):
+    """The front end runs once per batch however many settings decode it, with the same output,
+    and each setting is charged the seconds that run took; a full cache stores nothing more."""
+    from whisper_llada.inference import PrefixCache
+
+    model, batch, texts = llada
+    batch = {**batch, "cut_ids": ["a", "b", "c", "d"]}
+    calls = []
+    real = model.batch_prefix
+    model.batch_prefix = lambda b: calls.append(1) or real(b)
+    try:
+        cache = PrefixCache()
+        first, s1 = cache.get(model, batch, "cpu")
+        again, s2 = cache.get(model, batch, "cpu")
+        assert len(calls) == 1 and again is first and s1 == s2 > 0
+        setting = DecodeConfig(mode="decoding", gen_len=24, steps=12, block_length=24)
+        assert model.transcribe({**batch, "prefix": first}, setting) == model.transcribe(batch, setting) == texts
+        full = PrefixCache(max_bytes=0)
+        full.get(model, batch, "cpu")
+        full.get(model, batch, "cpu")
+        assert len(calls) == 5 and not full.entries  # 1 + the two transcribes above + 2 uncached
+    finally:
+        model.batch_prefix = real

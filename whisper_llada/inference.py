@@ -45,15 +45,47 @@ def load_trained_model(cfg: RecipeConfig, paths: list[Path], device: str = "cpu"
     return model.to(device).eval()
 
 
+class PrefixCache:
+    """The LLM prefix (encoder, Q-Former, prompt) of each decoding batch, kept across the settings
+    of one call: it depends on the model and the batch only. Each entry keeps the seconds its
+    computation took, which every setting that reuses it adds to its own time, so RTFs still
+    count the front end. Entries stop being added beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = 2 * 2**30):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.entries: dict[tuple, tuple] = {}
+
+    def get(self, model, batch: dict, device) -> tuple[tuple, float]:
+        """(prefix, seconds it took to compute) of ``batch``, computed now or earlier."""
+        key = tuple(batch["cut_ids"])
+        if key in self.entries:
+            return self.entries[key]
+        t0 = time.perf_counter()
+        prefix = model.batch_prefix(batch)
+        _sync(device)
+        entry = (prefix, time.perf_counter() - t0)
+        size = sum(t.numel() * t.element_size() for t in prefix if t is not None)
+        if self.bytes + size <= self.max_bytes:
+            self.entries[key], self.bytes = entry, self.bytes + size
+        return entry
+
+
+def _sync(device) -> None:
+    if str(device) != "cpu" and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass: Optional[dict] = None,
-                device="cpu", strict: bool = False) -> tuple[list, dict]:
-    """Returns (results [(cut id, ref words, hyp words)], speed)."""
+                device="cpu", strict: bool = False, prefixes: Optional[PrefixCache] = None) -> tuple[list, dict]:
+    """Returns (results [(cut id, ref words, hyp words)], speed). ``prefixes`` shares the front
+    end's work between the settings of one call."""
     from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
 
     norm = get_normalizer(normalizer)
     ds = SpeechTextDataset(norm, strict=strict)
-    results, wall, audio, passes, n = [], 0.0, 0.0, 0, 0
+    results, wall, front, audio, passes, n = [], 0.0, 0.0, 0.0, 0, 0
+    prefixes = prefixes or PrefixCache(max_bytes=0)
     g = torch.Generator(device=device).manual_seed(0)
     # Batches of similar durations: less padding for the encoder, the Q-Former and every LLM pass
     # (results are written sorted by cut id, so the order does not show).
@@ -63,6 +95,8 @@ def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass:
         if not batch["cut_ids"]:
             continue
         stats: dict = {}
+        batch["prefix"], seconds = prefixes.get(model, batch, device)
+        front += seconds
         t0 = time.perf_counter()
         if setting.is_deliberation:
             recs = [first_pass[c] for c in batch["cut_ids"]]
@@ -72,16 +106,16 @@ def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass:
             hyps = model.deliberate(batch, [r["text"] for r in recs], setting, confidences=conf, stats=stats, generator=g)
         else:
             hyps = model.transcribe(batch, setting, stats=stats, generator=g)
-        if device != "cpu" and torch.cuda.is_available():
-            torch.cuda.synchronize()
-        wall += time.perf_counter() - t0
+        _sync(device)
+        wall += time.perf_counter() - t0 + seconds
         audio += sum(batch["durations"])
         passes += int(stats["forward_passes"].sum()) if "forward_passes" in stats else 0
         n += len(hyps)
         for cut_id, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps):
             results.append((cut_id, ref.split(), norm(hyp).split()))
     speed = {"num_utts": n, "audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
-             "rtf": round(wall / audio, 5) if audio else None, "forward_passes_per_utt": round(passes / max(n, 1), 2)}
+             "rtf": round(wall / audio, 5) if audio else None, "front_end_seconds": round(front, 3),
+             "forward_passes_per_utt": round(passes / max(n, 1), 2)}
     return results, speed
 
 
@@ -111,6 +145,7 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
     cfg.check_features()
     wers: dict = {}
     model = None
+    prefixes = PrefixCache()
     for part in parts:
         path = cfg.data.cuts_path(part)
         if not path.is_file():
@@ -134,7 +169,8 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
                     raise ValueError(f"{fp_path}: no record for {len(missing)} cuts (e.g. {missing[:3]}); "
                                      "is it from another recipe?")
             model = model or get_model()
-            results, speed = decode_part(model, cuts, setting, cfg.score.normalizer, first_pass, device, cfg.data.strict)
+            results, speed = decode_part(model, cuts, setting, cfg.score.normalizer, first_pass, device, cfg.data.strict,
+                                         prefixes)
             shown = {k: v for k, v in vars(setting).items() if v is not None}
             if setting.is_deliberation:
                 shown["first_pass"] = system

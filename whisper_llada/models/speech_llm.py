@@ -118,7 +118,10 @@ class SpeechLLM(nn.Module):
         return self.build_prefix(*self.compress(*self.audio_tokens(features, feature_lens, encoder_out)))
 
     def batch_prefix(self, batch: dict):
-        """Prefix of a decoding batch: ``{"features", "feature_lens"}`` or ``{"encoder_out"}`` (a cache)."""
+        """Prefix of a decoding batch: ``{"features", "feature_lens"}``, ``{"encoder_out"}`` (a cache),
+        or ``{"prefix"}``, this method's own output computed earlier."""
+        if batch.get("prefix") is not None:
+            return batch["prefix"]
         return self.prefix(**audio_inputs(move_batch(batch, self.device)))
 
     def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
