@@ -168,13 +168,20 @@ def test_audio_token_cache_gives_the_same_losses(recipe):
             "--set", "train.num_epochs=2", "--set", "train.frontend_epochs=1", "--set", "train.save_every_n=0",
             "--set", "model.loss.ctc_weight=0.5", "--set", "model.ctc_compress=true", "--device", "cpu"]
     plain = _losses(run(["python", *base, "--exp-dir", "exp/notokens"], rdir))
-    out = run(["python", *base, "--exp-dir", "exp/tokens", "--set", "train.cache_audio_tokens=true"], rdir)
-    assert "cached the frozen front end's audio tokens" in out
+    tokens = [*base, "--exp-dir", "exp/tokens", "--set", "train.cache_audio_tokens=true", "--set", "train.cache_encoder=true"]
+    out = run(["python", *tokens], rdir)
+    assert "cached the frozen front end's audio tokens" in out and "read from" not in out
     cached = _losses(out)
     assert plain.keys() == cached.keys() and len(plain) >= 4
     for b in plain:
         # The tokens were computed in other batches: float rounding, which training compounds.
         assert cached[b] == pytest.approx(plain[b], rel=1e-3), (b, plain, cached)
+    # They were stored under the front end's fingerprint: resuming the LLM epoch reads them.
+    assert len(list((rdir / "data/encoder_cache").glob("*/audio_tokens/*.pt"))) == 1
+    resumed = run(["python", *tokens, "--start-epoch", "2"], rdir)
+    assert "read from" in resumed
+    again = _losses(resumed)
+    assert again and all(again[b] == pytest.approx(cached[b], rel=1e-6) for b in again), (again, cached)
 
 
 def test_embedded_recipe_in_miniature(tmp_path):

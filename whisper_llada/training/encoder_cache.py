@@ -1,5 +1,5 @@
 """Frozen-part speed-ups: Whisper encoder outputs stored beside the cuts, and the audio tokens of
-a frozen front end held in memory.
+a frozen front end held in memory (and stored, so that a second model on that front end reuses them).
 
 Only the leading frames the Q-Former reads are stored (all of them when it keeps every
 window), losslessly in float32, so training on the cache gives the same loss as running
@@ -82,32 +82,57 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
     return CutSet.from_cuts(cached[c.id] for c in cut_list if c.id in cached)
 
 
+def frontend_fingerprint(model) -> str:
+    """A digest of the front end's weights (Q-Former, CTC head) and of how its tokens are made:
+    two models with the same fingerprint read the same audio tokens."""
+    import hashlib
+
+    h = hashlib.sha1(f"ctc_compress={model.cfg.ctc_compress}".encode())
+    for name, t in sorted(model.state_dict().items()):
+        if name.startswith(model.FRONTEND):
+            h.update(name.encode())
+            h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 @torch.no_grad()
-def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_duration: float) -> dict:
+def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_duration: float,
+                      store: Path | None = None) -> dict:
     """Cut id -> the audio tokens (n, D) the LLM reads, float32 on the CPU, for a frozen front end.
 
     Run once when the front end stops training: afterwards every LLM step would recompute the
     same tokens (the Q-Former is in eval mode, so deterministic). Held in memory, which suits
-    small models only: 30 s of LLaDA-8B tokens is 352 x 4096 floats (5.8 MB) a cut.
+    small models only: 30 s of LLaDA-8B tokens is 352 x 4096 floats (5.8 MB) a cut. With
+    ``store`` (a file named by ``frontend_fingerprint``), tokens found there are not computed
+    again, and those computed are added to it.
     """
     from lhotse import CutSet
     from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
 
     from whisper_llada.data.dataset import audio_inputs, move_batch
+    from whisper_llada.utils.checkpoint_io import atomic_torch_save
 
-    was_training = model.training
-    model.eval()
-    cache: dict[str, torch.Tensor] = {}
-    # Batches of similar durations (little padding), as decoding makes them.
-    by_length = CutSet.from_cuts(cuts).sort_by_duration()
-    for cut_batch in tqdm(SimpleCutSampler(by_length, max_duration=max_duration), desc="caching audio tokens", leave=False):
-        batch = dataset[cut_batch]
-        if not batch["cut_ids"]:
-            continue
-        tokens, mask = model.compress(*model.audio_tokens(**audio_inputs(move_batch(batch, device))))
-        # Compression and the Q-Former pack each row's real tokens at its start.
-        for row, cut_id in enumerate(batch["cut_ids"]):
-            cache[cut_id] = tokens[row, : int(mask[row].sum())].float().cpu()
-    model.train(was_training)
-    return cache
+    stored: dict[str, torch.Tensor] = torch.load(store, weights_only=True) if store and store.is_file() else {}
+    cut_list = list(cuts)
+    todo = [c for c in cut_list if c.id not in stored]
+    if todo:
+        was_training = model.training
+        model.eval()
+        # Batches of similar durations (little padding), as decoding makes them.
+        by_length = CutSet.from_cuts(todo).sort_by_duration()
+        for cut_batch in tqdm(SimpleCutSampler(by_length, max_duration=max_duration), desc="caching audio tokens",
+                              leave=False):
+            batch = dataset[cut_batch]
+            if not batch["cut_ids"]:
+                continue
+            tokens, mask = model.compress(*model.audio_tokens(**audio_inputs(move_batch(batch, device))))
+            # Compression and the Q-Former pack each row's real tokens at its start.
+            for row, cut_id in enumerate(batch["cut_ids"]):
+                stored[cut_id] = tokens[row, : int(mask[row].sum())].float().cpu()
+        model.train(was_training)
+        if store:
+            atomic_torch_save(stored, store)
+    elif store:
+        log.info("audio tokens of %d cuts read from %s", len(cut_list), store)
+    return {c.id: stored[c.id] for c in cut_list if c.id in stored}

@@ -153,13 +153,18 @@ class Trainer:
     def _cache_audio_tokens(self) -> None:
         """The frozen front end's tokens of every training and dev cut, computed once (each rank
         computes all of them: cheap next to an epoch, and no exchange is needed)."""
-        from whisper_llada.training.encoder_cache import audio_token_cache
+        from whisper_llada.training.encoder_cache import audio_token_cache, encoder_cache_dir, frontend_fingerprint
 
         t0 = time.time()
-        plain = SpeechTextDataset(encoder_cache=self.cfg.train.cache_encoder, strict=self.cfg.data.strict)
-        cache = {}
-        for cuts in (self.train_cuts, self.dev_cuts):
-            cache.update(audio_token_cache(self.model, cuts, plain, self.device, self.cfg.train.max_duration))
+        tc = self.cfg.train
+        # Stored beside the encoder cache, named by the front end's weights: the AR twin trained
+        # on this front end (train.frontend_from), or a resumed run, reads them instead.
+        store = None
+        if tc.cache_encoder:
+            store = encoder_cache_dir(self.cfg) / "audio_tokens" / f"{frontend_fingerprint(self.model)}.pt"
+        plain = SpeechTextDataset(encoder_cache=tc.cache_encoder, strict=self.cfg.data.strict)
+        cache = audio_token_cache(self.model, [*self.train_cuts, *self.dev_cuts], plain, self.device, tc.max_duration,
+                                  store if self.rank == 0 else None)
         self.dataset.token_cache = cache
         log.info("cached the frozen front end's audio tokens of %d cuts in %.1f s", len(cache), time.time() - t0)
 
