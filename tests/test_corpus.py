@@ -34,3 +34,16 @@ def test_build_corpus_holds_out_voices_and_sentences(tmp_path):
         assert all((s >= 9000) == (part == "test-clean") for s in speakers)  # test speakers are their own
     assert not texts["test-clean"] & (texts["train-clean-100"] | texts["dev-clean"])
     assert not set(TRAIN_VOICES) & set(TEST_VOICES)
+
+
+def test_breathy_voices_are_the_same_in_every_process():
+    """espeak-ng seeds its noise from the clock; the seed set per utterance makes the female
+    variants (breath noise) repeat across processes, so fresh corpora are identical."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from whisper_llada.data.espeak import ESpeak; e = ESpeak.get(); "
+            "print(*(hashlib.md5(e.synth('the human brain is a wonderful thing', voice=v, seed=7).tobytes()).hexdigest() "
+            "for v in ('en-us-nyc+f5', 'en-gb-x-rp+f3')))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0].split()) == 2

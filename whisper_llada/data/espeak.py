@@ -54,9 +54,15 @@ class ESpeak:
                 cls._instance = ESpeak()
             return cls._instance
 
-    def synth(self, text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50) -> np.ndarray:
-        """Float32 samples in [-1, 1] at ``self.sample_rate``."""
+    def synth(self, text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50, seed: int = 0) -> np.ndarray:
+        """Float32 samples in [-1, 1] at ``self.sample_rate``.
+
+        The library seeds its noise generator from the clock, so voices with breath noise (the
+        female variants) came out different in every process; ``seed`` is set before each
+        utterance, which makes a corpus built in the same order the same bit for bit.
+        """
         with self._lock:
+            self.lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"espeak-ng has no voice {voice!r}")
             self.lib.espeak_SetParameter(_PARAM["rate"], rate, 0)

@@ -7,6 +7,7 @@ stage runs the same code as on LibriSpeech itself.
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -53,7 +54,7 @@ def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]]
         d.mkdir(parents=True, exist_ok=True)
         flac = d / f"{utt_id}.flac"
         if not flac.exists():
-            wav = engine.synth(text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch)
+            wav = engine.synth(text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch, seed=zlib.crc32(utt_id.encode()))
             wav = librosa.resample(wav, orig_sr=engine.sample_rate, target_sr=sample_rate)
             atomic_write(flac, lambda tmp: sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate))
         trans.setdefault(d / f"{spk.id}-{chapter}.trans.txt", []).append(f"{utt_id} {text}")
