@@ -139,6 +139,8 @@ def test_prefix_cache_serves_every_setting_of_a_call(llada):
         first, s1 = cache.get(model, batch, "cpu")
         again, s2 = cache.get(model, batch, "cpu")
         assert len(calls) == 1 and again is first and s1 == s2 > 0
+        # Computed without autograd: a graph kept alive per batch made every later pass slower.
+        assert not any(t.requires_grad for t in first if t is not None)
         setting = DecodeConfig(mode="decoding", gen_len=24, steps=12, block_length=24)
         assert model.transcribe({**batch, "prefix": first}, setting) == model.transcribe(batch, setting) == texts
         full = PrefixCache(max_bytes=0)

@@ -61,7 +61,8 @@ class PrefixCache:
         if key in self.entries:
             return self.entries[key]
         t0 = time.perf_counter()
-        prefix = model.batch_prefix(batch)
+        with torch.no_grad():
+            prefix = model.batch_prefix(batch)
         _sync(device)
         entry = (prefix, time.perf_counter() - t0)
         size = sum(t.numel() * t.element_size() for t in prefix if t is not None)
