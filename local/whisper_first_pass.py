@@ -51,7 +51,8 @@ def main() -> None:
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
         results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records]
         suffix = f"beam-{cfg.firstpass.num_beams}"
-        header = f"Test: {part}\nSetting: {json.dumps({'num_beams': cfg.firstpass.num_beams})}\nSpeed: {json.dumps(speed)}"
+        setting = {"num_beams": cfg.firstpass.num_beams, "pad_seconds": cfg.firstpass.pad_seconds}
+        header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
         wer = write_results(out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header)
         write_records(out, records)
         logging.info("%s: %d records, 1-best WER %.2f%%", out, len(records), wer)

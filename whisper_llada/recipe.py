@@ -95,6 +95,10 @@ class FirstPassConfig:
     max_new_tokens: int = 128
     batch_size: int = 8
     language: Optional[str] = "en"
+    # None: Whisper's 30 s window, as it was trained. A number (CTranslate2 only): the encoder
+    # reads each batch's longest utterance plus this many seconds of silence, which ends the
+    # transcript as well (with no silence Whisper runs on; see egs/espeak_fortunes/conf).
+    pad_seconds: Optional[float] = None
     lattice: LatticeConfig = field(default_factory=LatticeConfig)
 
 

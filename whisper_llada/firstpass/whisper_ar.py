@@ -44,6 +44,9 @@ class WhisperFirstPass:
             self.decode = t.decode
         else:
             raise ValueError("firstpass.whisper: give path (a Whisper directory), ct2_path or config")
+        if cfg.pad_seconds is not None:
+            raise ValueError("firstpass.pad_seconds needs firstpass.whisper.ct2_path: transformers' Whisper "
+                             "accepts the 30 s window only")
         self.model.to(self.device).eval()
         self.frames = self.model.config.max_source_positions * 2
 
@@ -95,13 +98,15 @@ class CT2WhisperFirstPass:
             self.prompt += [special[f"<|{cfg.language or 'en'}|>"], special["<|transcribe|>"]]
         self.prompt.append(special["<|notimestamps|>"])
         self.frames = 3000
+        self.pad_frames = None if cfg.pad_seconds is None else int(round(cfg.pad_seconds * 100))
 
     def __call__(self, batch: dict) -> list[dict]:
         import ctranslate2
         import numpy as np
 
         cfg = self.cfg
-        x = pad_features(batch["features"], batch["feature_lens"], self.frames).float().cpu().numpy()
+        frames = window_frames(batch["feature_lens"], self.pad_frames, self.frames)
+        x = pad_features(batch["features"], batch["feature_lens"], frames).float().cpu().numpy()
         nbest = min(cfg.nbest, cfg.num_beams)
         res = self.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(x)),
                                   [self.prompt] * x.shape[0], beam_size=cfg.num_beams, num_hypotheses=nbest,
@@ -112,6 +117,15 @@ class CT2WhisperFirstPass:
                     for ids, sc in zip(r.sequences_ids, r.scores)]
             records.append({"id": cut_id, "text": hyps[0]["text"], "nbest": hyps})
         return records
+
+
+def window_frames(feature_lens: torch.Tensor, pad_frames: Optional[int], full: int = 3000) -> int:
+    """Encoder input frames for a batch: the full window, or the longest utterance plus
+    ``pad_frames`` of silence (even, as the stride-2 convolution wants; at most ``full``)."""
+    if pad_frames is None:
+        return full
+    n = int(feature_lens.max()) + pad_frames
+    return min(full, n + n % 2)
 
 
 def make_first_pass(cfg: FirstPassConfig, fallback_tokenizer=None, device="cpu"):
@@ -126,12 +140,15 @@ def run_first_pass(decoder: Callable[[dict], list[dict]], cuts, batch_size: int,
     """Records of every cut and the speed (audio seconds, wall seconds, RTF)."""
     import time
 
+    from lhotse import CutSet
     from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
 
     norm = normalize or (lambda s: s)
     ds = SpeechTextDataset()
     out, wall, audio = [], 0.0, 0.0
+    # Batches of similar durations: a trimmed window then pads little, and beams end together.
+    cuts = CutSet.from_cuts(cuts).sort_by_duration()
     for cut_batch in tqdm(SimpleCutSampler(cuts, max_cuts=batch_size), desc="first pass"):
         batch = ds[cut_batch]
         if not batch["cut_ids"]:
