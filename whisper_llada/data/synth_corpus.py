@@ -35,8 +35,8 @@ def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]]
 
     Files that already exist are kept, so an interrupted run resumes.
     """
+    import librosa
     import soundfile as sf
-    import soxr
 
     from whisper_llada.data.espeak import ESpeak
 
@@ -55,7 +55,7 @@ def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]]
         flac = d / f"{utt_id}.flac"
         if not flac.exists():
             wav = engine.synth(text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch, seed=zlib.crc32(utt_id.encode()))
-            wav = soxr.resample(wav, engine.sample_rate, sample_rate, quality="HQ")
+            wav = librosa.resample(wav, orig_sr=engine.sample_rate, target_sr=sample_rate)
             atomic_write(flac, lambda tmp: sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate))
         trans.setdefault(d / f"{spk.id}-{chapter}.trans.txt", []).append(f"{utt_id} {text}")
         n += 1
