@@ -15,7 +15,7 @@ from whisper_llada.utils.logging import setup_logger
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dl-dir", type=Path, required=True)
-    p.add_argument("--num-train", type=int, default=3000)
+    p.add_argument("--num-train", type=int, default=2500)
     p.add_argument("--num-dev", type=int, default=100)
     p.add_argument("--num-test", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
