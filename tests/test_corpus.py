@@ -47,3 +47,20 @@ def test_breathy_voices_are_the_same_in_every_process():
             "for v in ('en-us-nyc+f5', 'en-gb-x-rp+f3')))")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)]
     assert runs[0] == runs[1] and len(runs[0].split()) == 2
+
+
+def test_test_and_dev_audio_do_not_depend_on_the_training_size(tmp_path):
+    """espeak-ng's output depends on what it spoke before, so test and dev are spoken first, with
+    their own speaker draws: a smaller --num-train leaves them bit for bit the same."""
+    import hashlib
+    import subprocess
+    import sys
+
+    trees = {}
+    for n in (4, 9):
+        code = f"from whisper_llada.data.espeak_corpus import build_corpus; build_corpus({str(tmp_path / str(n))!r}, {n}, 2, 3)"
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        root = tmp_path / str(n) / "LibriSpeech"
+        trees[n] = {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+                    for part in ("test-clean", "dev-clean") for p in sorted((root / part).rglob("*")) if p.is_file()}
+    assert trees[4] == trees[9] and sum(k.endswith(".flac") for k in trees[4]) == 5
