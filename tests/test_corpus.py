@@ -49,18 +49,25 @@ def test_breathy_voices_are_the_same_in_every_process():
     assert runs[0] == runs[1] and len(runs[0].split()) == 2
 
 
-def test_test_and_dev_audio_do_not_depend_on_the_training_size(tmp_path):
-    """espeak-ng's output depends on what it spoke before, so test and dev are spoken first, with
-    their own speaker draws: a smaller --num-train leaves them bit for bit the same."""
+def test_corpus_audio_does_not_depend_on_training_size_or_interruption(tmp_path):
+    """espeak-ng's output depends on what it spoke before. Test and dev are spoken first, with
+    their own speaker draws, so a smaller --num-train leaves them bit for bit the same; a resumed
+    build replays the history and writes the files an uninterrupted one writes."""
     import hashlib
     import subprocess
     import sys
 
-    trees = {}
-    for n in (4, 9):
-        code = f"from whisper_llada.data.espeak_corpus import build_corpus; build_corpus({str(tmp_path / str(n))!r}, {n}, 2, 3)"
+    def build(root, n):
+        code = f"from whisper_llada.data.espeak_corpus import build_corpus; build_corpus({str(root)!r}, {n}, 2, 3)"
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        root = tmp_path / str(n) / "LibriSpeech"
-        trees[n] = {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-                    for part in ("test-clean", "dev-clean") for p in sorted((root / part).rglob("*")) if p.is_file()}
-    assert trees[4] == trees[9] and sum(k.endswith(".flac") for k in trees[4]) == 5
+        return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+                for p in sorted((root / "LibriSpeech").rglob("*.flac"))}
+
+    small, full = build(tmp_path / "small", 4), build(tmp_path / "full", 9)
+    held_out = {k: v for k, v in full.items() if "/train-clean-100/" not in k}
+    assert {k: v for k, v in small.items() if "/train-clean-100/" not in k} == held_out and len(held_out) == 5
+    # An interrupted build: one test and two training files missing, then the stage runs again.
+    gone = sorted(k for k in full if "/test-clean/" in k)[:1] + sorted(k for k in full if "/train-clean-100/" in k)[-2:]
+    for k in gone:
+        (tmp_path / "full" / k).unlink()
+    assert build(tmp_path / "full", 9) == full and len(full) == 14

@@ -33,7 +33,8 @@ def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]]
                utts_per_chapter: int = 50) -> int:
     """Synthesise ``(speaker, text)`` pairs into ``root/LibriSpeech/part``; returns the utterance count.
 
-    Files that already exist are kept, so an interrupted run resumes.
+    Files that already exist are kept, so an interrupted run resumes (writing the same audio as
+    an uninterrupted run, when the parts are built in the same order in a fresh process).
     """
     import librosa
     import soundfile as sf
@@ -53,8 +54,10 @@ def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]]
         d = base / str(spk.id) / str(chapter)
         d.mkdir(parents=True, exist_ok=True)
         flac = d / f"{utt_id}.flac"
+        # Spoken even when the file exists: espeak-ng's output depends on what it spoke before,
+        # so a resumed build must replay the history to write the files an uninterrupted one would.
+        wav = engine.synth(text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch, seed=zlib.crc32(utt_id.encode()))
         if not flac.exists():
-            wav = engine.synth(text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch, seed=zlib.crc32(utt_id.encode()))
             wav = librosa.resample(wav, orig_sr=engine.sample_rate, target_sr=sample_rate)
             atomic_write(flac, lambda tmp: sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate))
         trans.setdefault(d / f"{spk.id}-{chapter}.trans.txt", []).append(f"{utt_id} {text}")
