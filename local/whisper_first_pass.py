@@ -48,7 +48,6 @@ def main() -> None:
             decoder = make_first_pass(cfg.firstpass, tok, args.device)
         cuts = filter_cuts(load_manifest_lazy(cfg.data.cuts_path(part)), need_text=False, where=part)
         records, speed = run_first_pass(decoder, cuts, cfg.firstpass.batch_size, norm)
-        records.sort(key=lambda r: r["id"])  # decoded by duration; stored by id
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
         results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records]
         suffix = f"beam-{cfg.firstpass.num_beams}"

@@ -66,12 +66,12 @@ def compute_whisper_fbank(recordings: Path, supervisions: Path, out_cuts: Path, 
             continue
         cuts_in = storage_dir / f"todo.{j}.jsonl.gz"
         split.to_file(cuts_in)
-        jobs.append((str(cuts_in), str(storage_dir / f"feats-{j}"), str(out), num_mel_bins, 1 if len(splits) > 1 else 0))
+        jobs.append((str(cuts_in), str(storage_dir / f"feats-{j}"), str(out), num_mel_bins))
     if len(jobs) > 1:
         with ProcessPoolExecutor(len(jobs)) as ex:
-            counts = list(ex.map(_job, jobs))
-    else:
-        counts = [_job(j) for j in jobs]
+            counts = list(ex.map(_job, [(*j, 1) for j in jobs]))
+    else:  # one job left (or resumed): it keeps all of torch's threads
+        counts = [_job((*j, 0)) for j in jobs]
     failed = sum(f for _, f in counts)
     merged = CutSet.from_cuts(c for j in range(len(splits)) for c in CutSet.from_file(storage_dir / f"cuts.{j}.jsonl.gz"))
     atomic_to_file(merged, out_cuts)

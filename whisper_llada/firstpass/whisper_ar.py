@@ -137,7 +137,7 @@ def make_first_pass(cfg: FirstPassConfig, fallback_tokenizer=None, device="cpu")
 
 def run_first_pass(decoder: Callable[[dict], list[dict]], cuts, batch_size: int,
                    normalize: Optional[Callable[[str], str]] = None) -> tuple[list[dict], dict]:
-    """Records of every cut and the speed (audio seconds, wall seconds, RTF)."""
+    """Records of every cut, in cut-id order, and the speed (audio seconds, wall seconds, RTF)."""
     import time
 
     from lhotse import CutSet
@@ -166,6 +166,7 @@ def run_first_pass(decoder: Callable[[dict], list[dict]], cuts, batch_size: int,
                 r["words"] = [{**w, "word": piece} for w in r["words"] for piece in norm(w["word"]).split()]
                 r["text"] = " ".join(w["word"] for w in r["words"])
             out.append(r)
+    out.sort(key=lambda r: r["id"])  # decoded by duration, returned by id
     speed = {"num_utts": len(out), "audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
              "rtf": round(wall / audio, 5) if audio else None}
     return out, speed
