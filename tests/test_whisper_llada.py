@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -125,7 +124,7 @@ def test_encoder_from_hf_directory(tmp_path, sp_model):
 
 
 def test_config_errors_name_the_key(sp_model):
-    with pytest.raises(ValueError, match=r"conf.yaml.qformer: unknown key\(s\) \['num_qeury'\]"):
+    with pytest.raises(ValueError, match=r"conf.yaml: qformer: unknown key\(s\) \['num_qeury'\]"):
         from_dict(ModelConfig, {"qformer": {"num_qeury": 4}}, "conf.yaml")
     with pytest.raises(ValueError, match="exactly one of path and config"):
         from_dict(ModelConfig, {"llm": {"config": {}}}, "conf.yaml")
@@ -175,7 +174,8 @@ def test_ar_twin_padded_batch_equals_rows_alone(sp_model):
 
 @pytest.mark.parametrize("arch", ["whisper_llada", "whisper_llama"])
 def test_overfits_a_handful_of_utterances(sp_model, arch):
-    """The whole stack learns: training loss falls by an order of magnitude within a minute."""
+    """The whole stack learns: training loss falls by an order of magnitude within 400 steps (no wall-clock
+    bound: speed is the benchmarks' business, and a loaded machine would fail it)."""
     model = build(sp_model, arch=arch, qformer={"num_layers": 1, "hidden_size": 32, "num_heads": 2,
                                                "intermediate_size": 64, "trim_to_audio": True, "dropout": 0.0})
     feats, lens, texts = fake_batch(4, seed=3)
@@ -188,7 +188,7 @@ def test_overfits_a_handful_of_utterances(sp_model, arch):
             g = torch.Generator().manual_seed(123)
             return sum(model(texts, feats, lens, generator=g)["loss"].item() for _ in range(8)) / 8
 
-    start_loss, t0 = eval_loss(), time.time()
+    start_loss = eval_loss()
     enc = model.run_encoder(feats, lens)  # frozen encoder: compute once
     model.train()
     for step in range(400):
@@ -200,7 +200,6 @@ def test_overfits_a_handful_of_utterances(sp_model, arch):
         model.train()
     final = eval_loss()
     assert final < start_loss / 10, (start_loss, final, step)
-    assert time.time() - t0 < 60
 
 
 def test_audio_window_encoder_rows_independent_and_close_to_alone(sp_model):
@@ -222,7 +221,7 @@ def test_config_numbers_written_without_a_dot():
 
     cfg = from_dict(TrainConfig, {"lr": "3e-4", "warmup_steps": "1e3"}, "x")
     assert cfg.lr == 3e-4 and cfg.warmup_steps == 1000
-    with pytest.raises(ValueError, match=r"x.lr: 'fast' is not a float"):
+    with pytest.raises(ValueError, match=r"x: lr: 'fast' is not a float"):
         from_dict(TrainConfig, {"lr": "fast"}, "x")
 
 

@@ -188,16 +188,20 @@ def _train_step(model, batch: int, allocator: Optional[dict] = None, name: str =
 
 
 def _decode_step(model, batch: int, gen_len: int, allocator: Optional[dict] = None) -> float:
-    """One denoising step of the sampler on a fully masked response (every step costs the same)."""
-    from whisper_llada.diffusion.sampling import _propose, _Runner
+    """One denoising step of the sampler on a fully masked response (every step costs the same),
+    through the denoiser decoding uses: with ``prefix_attends_response`` false, the prefix's cache
+    is filled first and the step runs the response alone."""
+    from whisper_llada.diffusion.sampling import _propose
+    from whisper_llada.diffusion.settings import DecodeConfig
 
     encoder_out, _ = _encode(model, batch)
     model.eval()
     with _StepPeak(model.device, allocator, ("decode", batch)) as mem, torch.no_grad():
         prefix, mask, positions = model.prefix(encoder_out=encoder_out)
-        run = _Runner(model.llm, prefix, mask, None, positions)
+        den = model.denoiser(DecodeConfig(cache="auto"))
+        state = den.prefill(prefix, mask, positions)
         x = torch.full((batch, gen_len), model.mask_id, dtype=torch.long, device=model.device)
-        logits = run(torch.arange(batch), x, torch.ones_like(x, dtype=torch.bool))
+        logits = den.response_logits(state, x, torch.ones_like(x, dtype=torch.bool))
         _propose(logits, "low_confidence", 0.0, None)
     return mem.peak
 

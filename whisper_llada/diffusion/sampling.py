@@ -2,21 +2,27 @@
 
 ``generate`` unmasks an all-mask response (pure diffusion or semi-autoregressive blocks);
 ``deliberate`` re-masks part of a first-pass hypothesis and re-predicts it. With
-temperature 0 each row gets the tokens the paper's batch-1 code gives; rows of a batch
-never influence each other (left-padded prefixes, right-padded responses, per-row
-schedules), and a forward pass runs only on the rows that still have work.
+temperature 0 and the fixed commit rule each row gets the tokens the paper's batch-1 code
+gives; rows of a batch never influence each other (left-padded prefixes, right-padded
+responses, per-row schedules and canvas lengths), and a pass runs only on the rows that
+still have work.
 
-The model is anything that takes ``inputs_embeds`` and ``attention_mask``, returns
-``.logits`` and has ``get_input_embeddings()``.
+The model is called only through a ``Denoiser`` (``whisper_llada.diffusion.denoiser``):
+``prefill`` once, ``response_logits`` every step. A plain LM module is wrapped in the
+recomputing one.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from whisper_llada.diffusion.commit import CommitRule
+from whisper_llada.diffusion.denoiser import Denoiser, PrefixState, sequence_positions
+
+__all__ = ["generate", "deliberate", "num_transfer_tokens", "sequence_positions"]
 
 REMASKING = ("low_confidence", "random")
 MASKING_TYPES = ("low_confidence", "random", "given")
@@ -37,51 +43,36 @@ def num_transfer_tokens(num_masked: torch.Tensor, steps: torch.Tensor | int) -> 
     return out * (i < steps_t[:, None]).long()
 
 
-def _accepts_logits_to_keep(model) -> bool:
-    target = getattr(model, "get_base_model", lambda: model)()
-    params = inspect.signature(target.forward).parameters
-    return "logits_to_keep" in params
-
-
-def sequence_positions(prefix_positions: torch.Tensor, n: int) -> torch.Tensor:
-    """Position ids (B, P + n) of a prefix followed by ``n`` response positions, which continue
-    from the last prefix position + 1, + 2, ... (as ``transformers``' ``generate`` continues them)."""
-    after = prefix_positions[:, -1:] + 1 + torch.arange(n, device=prefix_positions.device)
-    return torch.cat([prefix_positions, after], dim=1)
+def as_denoiser(model) -> Denoiser:
+    return model if isinstance(model, Denoiser) else Denoiser(model)
 
 
 class _Runner:
-    """Runs the model on a subset of rows and returns logits over the response positions.
+    """Calls the denoiser on a subset of rows and counts, per row, passes and the sequence
+    positions they ran (the prefix's too when it is recomputed)."""
 
-    With ``prefix_positions`` (B, P) the model gets explicit position ids, the response
-    continuing from the last prefix position; without, the model's own (0..T-1).
-    """
-
-    def __init__(self, model, prefix: torch.Tensor, prefix_mask: torch.Tensor, stats: Optional[dict],
-                 prefix_positions: Optional[torch.Tensor] = None):
-        self.model, self.prefix, self.prefix_mask = model, prefix, prefix_mask
-        self.prefix_positions = prefix_positions
-        self.embed = model.get_input_embeddings()
-        self.keep_arg = _accepts_logits_to_keep(model)
-        self.stats = stats
-        self.passes = torch.zeros(prefix.shape[0], dtype=torch.long)
+    def __init__(self, denoiser: Denoiser, state: PrefixState, stats: Optional[dict]):
+        self.denoiser, self.state, self.stats = denoiser, state, stats
+        B = state.embeds.shape[0]
+        self.passes = torch.zeros(B, dtype=torch.long)
+        self.positions = torch.zeros(B, dtype=torch.long)
         self.calls = 0
 
     def __call__(self, rows: torch.Tensor, x: torch.Tensor, resp_mask: torch.Tensor) -> torch.Tensor:
-        L = x.shape[1]
-        emb = torch.cat([self.prefix[rows], self.embed(x[rows]).to(self.prefix.dtype)], dim=1)
-        mask = torch.cat([self.prefix_mask[rows], resp_mask[rows]], dim=1)
-        kwargs = {"logits_to_keep": L} if self.keep_arg else {}
-        if self.prefix_positions is not None:
-            kwargs["position_ids"] = sequence_positions(self.prefix_positions[rows], L)
-        logits = self.model(inputs_embeds=emb, attention_mask=mask, **kwargs).logits[:, -L:]
+        n = self.denoiser.positions_per_pass(self.state, rows, x.shape[1])
+        logits = self.denoiser.response_logits(self.state, x, resp_mask, rows)
         self.passes[rows.cpu()] += 1
+        self.positions[rows.cpu()] += n
         self.calls += 1
         return logits
+
+    def invalidate(self) -> None:
+        self.denoiser.invalidate(self.state)
 
     def report(self) -> None:
         if self.stats is not None:
             self.stats["forward_passes"] = self.stats.get("forward_passes", 0) + self.passes
+            self.stats["positions"] = self.stats.get("positions", 0) + self.positions
             self.stats["model_calls"] = self.stats.get("model_calls", 0) + self.calls
 
 
@@ -96,7 +87,7 @@ def _propose(logits: torch.Tensor, remasking: str, temperature: float, generator
     if remasking == "low_confidence":
         conf = torch.gather(F.softmax(logits.float(), dim=-1), -1, x0[..., None]).squeeze(-1)
     else:
-        conf = torch.rand(x0.shape, device=x0.device, generator=generator)
+        conf = torch.rand(x0.shape, dtype=torch.float32, device=x0.device, generator=generator)
     return x0, conf
 
 
@@ -112,42 +103,55 @@ def _denoise(
     temperature: float,
     generator,
     eos_id: Optional[int] = None,
+    rule: CommitRule = CommitRule(),
 ) -> torch.Tensor:
-    """Commit ``schedule[:, i]`` masked tokens of ``window`` per step, most confident first.
+    """Commit masked tokens of ``window``, most confident first: ``schedule[:, i]`` at step i
+    (the fixed rule), or as many as ``rule`` finds sure (the threshold rule, until none is left).
 
     With ``eos_id``, a committed EOS turns every later position into EOS.
     """
     L = x.shape[1]
     pos = torch.arange(L, device=x.device)
-    for i in range(schedule.shape[1]):
+    i = 0
+    while True:
         open_ = (x == mask_id) & window
-        # More scheduled than open can only follow an EOS fill; the paper's topk then picks
-        # unmasked positions, which changes nothing.
-        k = torch.minimum(schedule[:, i], open_.sum(1))
-        rows = (k > 0).nonzero().squeeze(1)
+        if rule.adaptive:
+            want = open_.sum(1)
+        elif i < schedule.shape[1]:
+            # More scheduled than open can only follow an EOS fill; the paper's topk then picks
+            # unmasked positions, which changes nothing.
+            want = torch.minimum(schedule[:, i], open_.sum(1))
+        else:
+            break
+        i += 1
+        rows = (want > 0).nonzero().squeeze(1)
         if rows.numel() == 0:
+            if rule.adaptive:
+                break
             continue  # the paper's code still runs the model here, to no effect
         logits = run(rows, x, resp_mask)
         x0, conf = _propose(logits, remasking, temperature, generator)
         conf = conf.masked_fill(~open_[rows], float("-inf"))
+        k = rule.count(conf, open_[rows], want[rows])
         order = torch.argsort(conf, dim=1, descending=True, stable=True)
         rank = torch.empty_like(order).scatter_(1, order, pos.expand_as(order))
-        take = rank < k[rows, None]
+        take = rank < k[:, None]
         xr = torch.where(take, x0, x[rows])
         if eos_id is not None:
             eos_hit = take & (x0 == eos_id)
             first = torch.where(eos_hit.any(1), eos_hit.int().argmax(1), L)
-            xr = torch.where(pos[None, :] >= first[:, None], torch.full_like(xr, eos_id), xr)
+            # Only the canvas (resp_mask) turns to EOS; positions past a row's length stay as they are.
+            fill = (pos[None, :] >= first[:, None]) & resp_mask[rows]
+            xr = torch.where(fill, torch.full_like(xr, eos_id), xr)
         x[rows] = xr
     return x
 
 
-def _prefix_mask(prefix_embeds: torch.Tensor, prefix_mask: Optional[torch.Tensor]) -> torch.Tensor:
-    if prefix_mask is None:
-        return torch.ones(prefix_embeds.shape[:2], dtype=torch.bool, device=prefix_embeds.device)
-    if prefix_mask.shape != prefix_embeds.shape[:2]:
-        raise ValueError(f"prefix_mask {tuple(prefix_mask.shape)} does not match prefix_embeds {tuple(prefix_embeds.shape[:2])}")
-    return prefix_mask.to(torch.bool)
+def _rule(commit: CommitRule | str, threshold: float, remasking: str) -> CommitRule:
+    rule = commit if isinstance(commit, CommitRule) else CommitRule(commit, threshold)
+    if rule.adaptive and remasking != "low_confidence":
+        raise ValueError(f"the threshold commit rule reads the model's confidence: remasking must be low_confidence, not {remasking!r}")
+    return rule
 
 
 @torch.no_grad()
@@ -156,9 +160,9 @@ def generate(
     prefix_embeds: torch.Tensor,
     *,
     prefix_mask: Optional[torch.Tensor] = None,
-    gen_length: int = 128,
+    gen_length: int | torch.Tensor = 128,
     steps: int = 128,
-    block_length: int = 128,
+    block_length: Optional[int] = 128,
     remasking: str = "low_confidence",
     temperature: float = 0.0,
     mask_id: int,
@@ -166,49 +170,69 @@ def generate(
     generator: Optional[torch.Generator] = None,
     stats: Optional[dict] = None,
     prefix_positions: Optional[torch.Tensor] = None,
+    commit: CommitRule | str = "fixed",
+    threshold: float = 0.9,
 ) -> torch.Tensor:
-    """Unmask a response of ``gen_length`` tokens; returns (B, gen_length), EOS-filled after the first EOS.
+    """Unmask a response of ``gen_length`` tokens; returns (B, max length), EOS after the first EOS.
 
-    ``block_length == gen_length`` is pure diffusion; shorter blocks are decoded left to
-    right (semi-autoregressive) with ``steps // num_blocks`` steps each. ``stats``, if
-    given, receives ``forward_passes`` per row and ``model_calls``. ``prefix_positions``
-    (B, P), if given, are the prefix's position ids; the response continues from the last.
+    ``model``: a ``Denoiser``, or an LM module (then recomputed every step). ``block_length ==
+    gen_length`` (or None) is pure diffusion; shorter blocks are decoded left to right
+    (semi-autoregressive) with ``steps // num_blocks`` steps each. ``gen_length`` may be a tensor
+    (B,) of per-row canvas lengths (pure diffusion only; a row takes ``min(steps, its length)``
+    steps). ``commit``: ``fixed`` (the paper) or ``threshold`` (``threshold`` = tau). ``stats``,
+    if given, receives ``forward_passes`` and ``positions`` per row and ``model_calls``.
+    ``prefix_positions`` (B, P), if given, are the prefix's position ids; the response continues
+    from the last.
     """
     if remasking not in REMASKING:
         raise ValueError(f"remasking {remasking!r}: expected one of {REMASKING}")
-    if gen_length <= 0 or block_length <= 0 or steps <= 0:
-        raise ValueError(f"gen_length ({gen_length}), block_length ({block_length}) and steps ({steps}) must be positive")
-    if gen_length % block_length:
-        raise ValueError(f"gen_length {gen_length} is not a multiple of block_length {block_length}")
-    num_blocks = gen_length // block_length
-    if steps % num_blocks:
-        raise ValueError(f"steps {steps} is not a multiple of the number of blocks {num_blocks} (gen_length / block_length)")
+    rule = _rule(commit, threshold, remasking)
     B = prefix_embeds.shape[0]
     device = prefix_embeds.device
-    run = _Runner(model, prefix_embeds, _prefix_mask(prefix_embeds, prefix_mask), stats, prefix_positions)
-    x = torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)
-    resp_mask = torch.ones_like(x, dtype=torch.bool)
-    pos = torch.arange(gen_length, device=device)
+    lengths = torch.as_tensor(gen_length, device=device).long().expand(B) if B else torch.zeros(0, dtype=torch.long)
+    per_row = torch.is_tensor(gen_length) and gen_length.dim() > 0
+    L = int(lengths.max()) if B else int(gen_length if not per_row else 0)
+    if block_length is None or per_row:
+        if per_row and block_length is not None and block_length < L:
+            raise ValueError("per-row canvas lengths (gen_len auto) decode by pure diffusion: block_length must be null")
+        block_length = L
+    if (B and int(lengths.min()) <= 0) or block_length <= 0 or steps <= 0:
+        raise ValueError(f"gen_length ({gen_length}), block_length ({block_length}) and steps ({steps}) must be positive")
+    if L % block_length:
+        raise ValueError(f"gen_length {L} is not a multiple of block_length {block_length}")
+    num_blocks = L // block_length
+    if steps % num_blocks:
+        raise ValueError(f"steps {steps} is not a multiple of the number of blocks {num_blocks} (gen_length / block_length)")
+    den = as_denoiser(model)
+    run = _Runner(den, den.prefill(prefix_embeds, prefix_mask, prefix_positions), stats)
+    pos = torch.arange(L, device=device)
+    resp_mask = pos[None, :] < lengths[:, None]
+    x = torch.where(resp_mask, torch.full((B, L), mask_id, dtype=torch.long, device=device),
+                    torch.full((B, L), eos_id, dtype=torch.long, device=device))
+    row_steps = torch.minimum(lengths, torch.tensor(steps // num_blocks, device=device)) if per_row else steps // num_blocks
     for b in range(num_blocks):
         start, end = b * block_length, (b + 1) * block_length
         # A row whose EOS filled this block has no masks left in it: its steps are skipped.
         in_block = ((x == mask_id) & (pos >= start) & (pos < end)).sum(1)
-        schedule = num_transfer_tokens(in_block, steps // num_blocks)
-        window = (pos < end).expand(B, -1)
+        schedule = num_transfer_tokens(in_block, row_steps)
+        window = (pos < end).expand(B, -1) & resp_mask
+        if b:
+            run.invalidate()  # an approximate cache is refreshed at every block
         x = _denoise(run, x, resp_mask, window, schedule, mask_id=mask_id, remasking=remasking,
-                     temperature=temperature, generator=generator, eos_id=eos_id)
+                     temperature=temperature, generator=generator, eos_id=eos_id, rule=rule)
     run.report()
     return x
 
 
-def _responses(hyps: Sequence[Sequence[int]], pad_id: int, eos_id: int, pad_to: Optional[int], device):
+def _responses(hyps: Sequence[Sequence[int]], pad_id: int, eos_id: int, pad_to, device):
     """Right-padded responses: tokens (B, L), positions the model sees, positions that may change.
 
-    With ``pad_to``, each hypothesis is followed by EOS up to ``pad_to`` tokens (seen, never
-    masked), the layout a model trained on EOS-padded responses knows.
+    With ``pad_to`` (one length, or one per row), each hypothesis is followed by EOS up to
+    ``pad_to`` tokens (seen, never masked), the layout a model trained on EOS-padded responses knows.
     """
     lens = [len(h) for h in hyps]
-    seen = [max(n, pad_to or 0) if n else 0 for n in lens]
+    targets = list(pad_to) if isinstance(pad_to, (list, tuple)) else [pad_to or 0] * len(hyps)
+    seen = [max(n, t or 0) if n else 0 for n, t in zip(lens, targets)]
     L = max([1, *seen])
     x = torch.full((len(hyps), L), pad_id, dtype=torch.long, device=device)
     visible = torch.zeros_like(x, dtype=torch.bool)
@@ -246,7 +270,7 @@ def _choose_masks(
     if masking_type == "given":
         if confidences is None or len(confidences) != B:
             raise ValueError("masking_type='given' needs one list of confidences per hypothesis")
-        score = torch.full((B, L), float("inf"), device=x.device)
+        score = torch.full((B, L), float("inf"), dtype=torch.float32, device=x.device)
         for i, c in enumerate(confidences):
             n = int(real[i].sum())
             if len(c) != n:
@@ -256,11 +280,12 @@ def _choose_masks(
     else:
         # The paper scores each first-pass token by one pass over an all-pad response.
         rows = (num > 0).nonzero().squeeze(1)
-        score = torch.full((B, L), float("inf"), device=x.device)
+        score = torch.full((B, L), float("inf"), dtype=torch.float32, device=x.device)
         if rows.numel():
             logits = run(rows, torch.full_like(x, pad_id), visible)
             probs = F.softmax(logits.float(), dim=-1)
             score[rows] = torch.gather(probs, -1, x[rows, :, None]).squeeze(-1).masked_fill(~real[rows], float("inf"))
+            run.invalidate()  # that pass saw an all-pad response: an approximate cache must not keep it
     order = torch.argsort(score, dim=1, stable=True)  # lowest first
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=x.device).expand_as(order))
     return (rank < num[:, None]) & real
@@ -284,10 +309,12 @@ def deliberate(
     mask_id: int,
     eos_id: int,
     pad_id: int,
-    pad_to: Optional[int] = None,
+    pad_to: Optional[int | Sequence[int]] = None,
     generator: Optional[torch.Generator] = None,
     stats: Optional[dict] = None,
     prefix_positions: Optional[torch.Tensor] = None,
+    commit: CommitRule | str = "fixed",
+    threshold: float = 0.9,
 ) -> list[list[int]]:
     """Re-mask part of each first-pass hypothesis and re-predict it; lengths are kept.
 
@@ -296,8 +323,8 @@ def deliberate(
     ``min(steps, #masked)`` steps. ``mode="semi_ar"``: for each of ``num_chunks`` chunks
     in turn (the last takes the rest), mask the whole chunk and denoise it in
     ``steps // num_chunks`` steps. ``pad_to`` appends unmaskable EOS up to that many
-    tokens (the paper: None, the response is the hypothesis alone). ``prefix_positions``
-    as in ``generate``.
+    tokens, one length or one per row (the paper: None, the response is the hypothesis alone).
+    ``model``, ``commit``, ``threshold``, ``stats`` and ``prefix_positions`` as in ``generate``.
     """
     if mode not in ("diffusion", "semi_ar"):
         raise ValueError(f"mode {mode!r}: expected 'diffusion' or 'semi_ar'")
@@ -314,10 +341,12 @@ def deliberate(
     if len(hyps) != prefix_embeds.shape[0]:
         raise ValueError(f"{len(hyps)} hypotheses for a batch of {prefix_embeds.shape[0]}")
     device = prefix_embeds.device
-    run = _Runner(model, prefix_embeds, _prefix_mask(prefix_embeds, prefix_mask), stats, prefix_positions)
+    rule = _rule(commit, threshold, remasking)
+    den = as_denoiser(model)
+    run = _Runner(den, den.prefill(prefix_embeds, prefix_mask, prefix_positions), stats)
     x, visible, real = _responses(hyps, pad_id, eos_id, pad_to, device)
     lens = real.sum(1)
-    common = dict(mask_id=mask_id, remasking=remasking, temperature=temperature, generator=generator)
+    common = dict(mask_id=mask_id, remasking=remasking, temperature=temperature, generator=generator, rule=rule)
     if mode == "diffusion":
         num = (lens.double() * mask_ratio).long()  # int(L * mask_ratio), as the paper
         chosen = _choose_masks(run, x, visible, real, num, masking_type, confidences, pad_id, generator)
@@ -332,6 +361,8 @@ def deliberate(
             end = lens if c == num_chunks - 1 else chunk * (c + 1)
             in_chunk = (pos >= start[:, None]) & (pos < end[:, None]) & real
             x = x.masked_fill(in_chunk, mask_id)
+            if c:
+                run.invalidate()  # an approximate cache is refreshed at every chunk
             schedule = num_transfer_tokens(in_chunk.sum(1), steps // num_chunks)
             x = _denoise(run, x, visible, real, schedule, **common)
     run.report()

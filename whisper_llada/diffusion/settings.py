@@ -7,8 +7,10 @@ files of different settings never collide.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
+from whisper_llada.diffusion.commit import RULES
+from whisper_llada.diffusion.denoiser import CACHES
 from whisper_llada.utils.config import from_dict
 
 MODES = ("decoding", "diffusion_deliberation", "semi_ar_deliberation", "autoregressive")
@@ -19,8 +21,23 @@ MASKING = ("low_confidence", "random", "first_pass")
 class DecodeConfig:
     mode: str = "decoding"
     steps: int = 128
-    gen_len: int = 128
+    # Canvas length. auto: per row, from its CTC-compressed audio tokens or its duration times the
+    # training transcripts' token rate (decoding; pure diffusion), or from the hypothesis
+    # (deliberation: its length + len_margin EOS), plus len_margin.
+    gen_len: Union[int, str] = 128
     block_length: int = 128  # == gen_len: pure diffusion; shorter: semi-autoregressive blocks
+    len_margin: int = 4  # gen_len auto: positions beyond the estimate
+    len_scale: float = 1.0  # gen_len auto: canvas per CTC-compressed audio token
+    token_rate: Optional[str] = None  # gen_len auto: token_rate.json (default: beside the BPE model)
+    # Commit rule: fixed (the paper: a block's masks spread evenly over its steps) or threshold
+    # (every masked position with confidence >= threshold, at least one a step; steps unused).
+    commit: str = "fixed"
+    threshold: float = 0.9
+    # Prefix keys and values: auto (cached exactly when the model's prefix does not attend to the
+    # response, else recomputed), none, exact, or approximate (a bidirectional model's prefix cache
+    # reused for cache_refresh steps and refreshed at every block; Fast-dLLM).
+    cache: str = "auto"
+    cache_refresh: int = 4
     remasking: str = "low_confidence"  # or random
     temperature: float = 0.0
     mask_ratio: float = 0.3  # diffusion deliberation
@@ -42,6 +59,14 @@ class DecodeConfig:
             raise ValueError(f"mode {self.mode!r}: expected one of {MODES}")
         if self.masking_type not in MASKING:
             raise ValueError(f"masking_type {self.masking_type!r}: expected one of {MASKING}")
+        if isinstance(self.gen_len, str) and self.gen_len != "auto":
+            raise ValueError(f"gen_len {self.gen_len!r}: expected a number of tokens or auto")
+        if self.commit not in RULES:
+            raise ValueError(f"commit {self.commit!r}: expected one of {RULES}")
+        if self.cache not in CACHES:
+            raise ValueError(f"cache {self.cache!r}: expected one of {CACHES}")
+        if self.gen_len == "auto" and self.mode == "autoregressive":
+            raise ValueError("gen_len auto is for diffusion decoding and deliberation; give the AR twin a number")
 
     @property
     def is_deliberation(self) -> bool:
@@ -53,8 +78,11 @@ class DecodeConfig:
         if self.mode == "autoregressive":
             return f"greedy-len-{self.gen_len}" if self.num_beams == 1 else f"beam-{self.num_beams}-len-{self.gen_len}"
         if self.mode == "decoding":
-            kind = "diffusion" if self.block_length == self.gen_len else f"semi-ar-block-{self.block_length}"
+            kind = ("diffusion" if self.gen_len == "auto" or self.block_length == self.gen_len
+                    else f"semi-ar-block-{self.block_length}")
             s = f"{kind}-gen-{self.gen_len}-steps-{self.steps}"
+            if self.commit == "threshold":
+                s = f"{kind}-gen-{self.gen_len}-threshold-{self.threshold:g}"
         elif self.mode == "diffusion_deliberation":
             s = f"delib-{self.masking_type}-ratio-{self.mask_ratio:g}-steps-{self.steps}"
         else:
@@ -63,6 +91,14 @@ class DecodeConfig:
             s += f"-on-{self.first_pass}"
         if self.is_deliberation and not self.eos_pad:
             s += "-no-eos-pad"
+        if self.is_deliberation and self.gen_len == "auto":
+            s += "-len-auto"
+        if self.is_deliberation and self.commit == "threshold":
+            s += f"-threshold-{self.threshold:g}"
+        if self.cache == "approximate":
+            s += f"-approx-cache-{self.cache_refresh}"
+        elif self.cache == "none":
+            s += "-no-cache"
         if self.remasking != "low_confidence":
             s += f"-remask-{self.remasking}"
         if self.temperature:

@@ -91,6 +91,11 @@ class ModelConfig:
     # a monotonic-alignment prior that lets a from-scratch LLM learn to read CTC-compressed audio
     # tokens in a few hundred steps instead of thousands (not for a pretrained LLaDA).
     positions: str = "sequential"
+    # Whether prompt and audio positions attend to the response (true: the paper's fully
+    # bidirectional LLaDA). false: they never see it, in training as in decoding, so decoding
+    # computes their keys and values once per utterance and every step runs only the response
+    # (an exact cache; the decode settings' ``cache``).
+    prefix_attends_response: bool = True
 
     def __post_init__(self):
         if self.arch not in ("whisper_llada", "whisper_llama", "whisper_ctc"):

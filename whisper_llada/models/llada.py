@@ -167,13 +167,20 @@ class LLaDABlock(nn.Module):
         self.up_proj = nn.Linear(cfg.d_model, cfg.mlp_hidden_size, bias=bias)
         self.ff_out = nn.Linear(cfg.mlp_hidden_size, cfg.d_model, bias=bias)
 
-    def forward(self, x, cos, sin, attn_bias):
+    def forward(self, x, cos, sin, attn_bias, past: Optional[tuple] = None, keep: int = 0):
+        """One block; ``past`` = (k, v) of earlier positions that these queries also attend to.
+
+        Returns x, or (x, (k, v) of the first ``keep`` positions) when ``keep`` > 0 (a cache).
+        """
         B, T, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(h).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         v = self.v_proj(h).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        kept = (k[:, :, :keep], v[:, :, :keep]) if keep else None
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         if self.n_kv != self.n_heads:
             rep = self.n_heads // self.n_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -181,16 +188,22 @@ class LLaDABlock(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=False)
         x = x + self.attn_out(a.transpose(1, 2).reshape(B, T, -1))
         h = self.ff_norm(x)
-        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+        x = x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+        return (x, kept) if keep else x
 
 
 @dataclass
 class LMOutput:
     logits: torch.Tensor
+    # Per block (k, v) of the first ``keep_kv`` positions (after RoPE, before GQA repetition).
+    past_key_values: Optional[list] = None
 
 
 class LLaDAModelLM(nn.Module):
     """LLaDA with the hub's module tree: ``model.transformer.{wte,blocks,ln_f,ff_out}``."""
+
+    # forward takes past_key_values / keep_kv / prefix_length (whisper_llada.diffusion.denoiser).
+    supports_prefix_cache = True
 
     def __init__(self, config: LLaDAConfig):
         super().__init__()
@@ -238,41 +251,74 @@ class LLaDAModelLM(nn.Module):
         attention_mask: Optional[torch.Tensor] = None,
         logits_to_keep: int = 0,
         position_ids: Optional[torch.Tensor] = None,
+        past_key_values: Optional[list] = None,
+        past_mask: Optional[torch.Tensor] = None,
+        keep_kv: int = 0,
+        prefix_length: int = 0,
         **_: Any,
     ) -> LMOutput:
         """Logits (B, T, V), or of the last ``logits_to_keep`` positions only (0 = all).
 
         Decoding needs only the response positions; skipping the head elsewhere saves
-        most of its cost with a 126k vocabulary.
+        most of its cost with a 126k vocabulary. ``past_key_values`` (from ``keep_kv`` of an
+        earlier call) are keys and values of positions before these, with their key-padding
+        ``past_mask`` (B, P); the new positions attend to them and to themselves.
+        ``prefix_length`` P > 0: the first P positions do not attend to the later ones (a
+        prefix that never sees the response, so its keys and values can be cached exactly).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
         tr = self.model.transformer
         x = tr.wte(input_ids) if inputs_embeds is None else inputs_embeds
         B, T, _ = x.shape
-        if T > self.config.max_sequence_length:
-            raise ValueError(f"sequence of {T} tokens exceeds max_sequence_length {self.config.max_sequence_length}")
+        P = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        if P + T > self.config.max_sequence_length:
+            raise ValueError(f"sequence of {P + T} tokens exceeds max_sequence_length {self.config.max_sequence_length}")
         if position_ids is not None and position_ids.shape != (B, T):
             raise ValueError(f"position_ids {tuple(position_ids.shape)} do not match the input ({B}, {T})")
+        if P and position_ids is None:
+            position_ids = torch.arange(P, P + T, device=x.device).expand(B, -1)
         cos, sin = self.rotary.cos_sin(T, x.device, position_ids)
-        attn_bias = None
-        if attention_mask is not None:
-            # Key-padding mask: padded keys are invisible to every query, so a
-            # padded row computes exactly what it computes alone.
-            keep = attention_mask.to(torch.bool).view(B, 1, 1, T)
-            attn_bias = torch.zeros(B, 1, 1, T, dtype=x.dtype, device=x.device)
-            attn_bias = attn_bias.masked_fill(~keep, torch.finfo(x.dtype).min)
-        for block in tr.blocks:
+        attn_bias = self._attn_bias(B, T, x, attention_mask, past_mask if P else None, prefix_length)
+        kept = [] if keep_kv else None
+        for i, block in enumerate(tr.blocks):
+            past = None if past_key_values is None else past_key_values[i]
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, cos, sin, attn_bias, use_reentrant=False)
+                out = checkpoint(block, x, cos, sin, attn_bias, past, keep_kv, use_reentrant=False)
             else:
-                x = block(x, cos, sin, attn_bias)
+                out = block(x, cos, sin, attn_bias, past, keep_kv)
+            if keep_kv:
+                x, kv = out
+                kept.append(kv)
+            else:
+                x = out
         if logits_to_keep > 0:
             x = x[:, -logits_to_keep:]
         x = tr.ln_f(x)
         head = tr.wte.weight if self.config.weight_tying else tr.ff_out.weight
         logits = F.linear(x, head, None if self.config.weight_tying else tr.ff_out.bias)
-        return LMOutput(logits=logits)
+        return LMOutput(logits=logits, past_key_values=kept)
+
+    @staticmethod
+    def _attn_bias(B: int, T: int, x: torch.Tensor, attention_mask, past_mask, prefix_length: int):
+        """Additive attention bias: padded keys (``past_mask`` then ``attention_mask``) hidden
+        from every query, so a padded row computes exactly what it computes alone; with
+        ``prefix_length`` P, the first P queries also do not see the keys after them."""
+        if attention_mask is None and past_mask is None and not prefix_length:
+            return None
+        keys = []
+        if past_mask is not None:
+            keys.append(past_mask.to(torch.bool))
+        keys.append(torch.ones(B, T, dtype=torch.bool, device=x.device) if attention_mask is None
+                    else attention_mask.to(torch.bool))
+        keep = torch.cat(keys, dim=1).view(B, 1, 1, -1)
+        if prefix_length:
+            S = keep.shape[-1]
+            q = torch.arange(T, device=x.device)[:, None] + (S - T)
+            k = torch.arange(S, device=x.device)[None, :]
+            keep = keep & ~((q < prefix_length) & (k >= prefix_length))[None, None]
+        bias = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
+        return bias.masked_fill(~keep, torch.finfo(x.dtype).min)
 
     # --- hub format ----------------------------------------------------------------
     @classmethod

@@ -10,8 +10,9 @@ from typing import Optional, Sequence
 
 import torch
 
+from whisper_llada.diffusion.denoiser import Denoiser, make_denoiser
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
-from whisper_llada.diffusion.sampling import deliberate, generate, sequence_positions
+from whisper_llada.diffusion.sampling import deliberate, generate
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
@@ -37,17 +38,20 @@ class WhisperLLaDA(SpeechLLM):
             rows.append(ids + [self.eos_id] * (L - len(ids)))
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
+    def denoiser(self, cfg: Optional[DecodeConfig] = None) -> Denoiser:
+        """How the samplers, the loss and scoring call the LLM: recomputing, or with the prefix
+        cache a decode setting asks for (``cache``, ``cache_refresh``)."""
+        if cfg is None:
+            return make_denoiser(self.llm, prefix_attends_response=self.cfg.prefix_attends_response, cache="none")
+        return make_denoiser(self.llm, prefix_attends_response=self.cfg.prefix_attends_response,
+                             cache=cfg.cache, refresh=cfg.cache_refresh)
+
     def logits(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, response: torch.Tensor,
                prefix_positions: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits over the response block (B, L, V) for a (possibly masked) response."""
-        x = torch.cat([prefix, self.embed_tokens(response)], dim=1)
-        mask = torch.cat([prefix_mask, torch.ones_like(response, dtype=torch.bool)], dim=1)
-        L = response.shape[1]
-        # Only the response's logits: the prefix's would cost (P x vocab) for nothing.
-        kw = {"logits_to_keep": L}
-        if prefix_positions is not None:
-            kw["position_ids"] = sequence_positions(prefix_positions, L)
-        return self.llm(inputs_embeds=x, attention_mask=mask, **kw).logits[:, -L:]
+        den = self.denoiser()
+        state = den.prefill(prefix, prefix_mask, prefix_positions)
+        return den.response_logits(state, response, torch.ones_like(response, dtype=torch.bool))
 
     def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],
              texts: Sequence[str], generator: Optional[torch.Generator] = None) -> dict:
@@ -65,10 +69,28 @@ class WhisperLLaDA(SpeechLLM):
         if cfg.mode != "decoding":
             raise ValueError(f"transcribe() takes mode 'decoding', not {cfg.mode!r}")
         prefix, mask, positions = self.batch_prefix(batch)
-        ids = generate(self.llm, prefix, prefix_mask=mask, prefix_positions=positions, gen_length=cfg.gen_len, steps=cfg.steps,
-                       block_length=cfg.block_length, remasking=cfg.remasking, temperature=cfg.temperature,
-                       mask_id=self.mask_id, eos_id=self.eos_id, generator=generator, stats=stats)
+        if cfg.gen_len == "auto":
+            gen_len, block = self.canvas_lengths(batch, mask, cfg), None
+        else:
+            gen_len, block = cfg.gen_len, cfg.block_length
+        ids = generate(self.denoiser(cfg), prefix, prefix_mask=mask, prefix_positions=positions, gen_length=gen_len,
+                       steps=cfg.steps, block_length=block, remasking=cfg.remasking, temperature=cfg.temperature,
+                       mask_id=self.mask_id, eos_id=self.eos_id, generator=generator, stats=stats,
+                       commit=cfg.commit, threshold=cfg.threshold)
         return [self.tokenizer.decode(row) for row in ids.tolist()]
+
+    def canvas_lengths(self, batch: dict, prefix_mask: torch.Tensor, cfg: DecodeConfig) -> torch.Tensor:
+        """Per-row canvas for ``gen_len: auto``: the number of CTC-compressed audio tokens (about one
+        per text token) when the model reads them, else the duration times the training
+        transcripts' token rate (the lang stage's ``token_rate.json``); plus ``len_margin``."""
+        cap = self.cfg.loss.response_length
+        if self.cfg.ctc_compress:
+            n_audio = prefix_mask.sum(1) - len(self.prompt_ids)
+            est = n_audio.float() * cfg.len_scale
+        else:
+            rate = token_rate(self.cfg, cfg)
+            est = torch.tensor(batch["durations"], dtype=torch.float32, device=prefix_mask.device) * rate
+        return (est.ceil().long() + cfg.len_margin).clamp(min=2, max=cap)
 
     @torch.no_grad()
     def deliberate(self, batch: dict, first_pass_texts: Sequence[str], cfg: DecodeConfig,
@@ -79,12 +101,37 @@ class WhisperLLaDA(SpeechLLM):
             raise ValueError(f"deliberate() takes a deliberation mode, not {cfg.mode!r}")
         prefix, mask, positions = self.batch_prefix(batch)
         hyps = [self.tokenizer.encode(t) for t in first_pass_texts]
-        out = deliberate(self.llm, prefix, hyps, prefix_mask=mask, prefix_positions=positions,
+        pad_to = None
+        if cfg.eos_pad:
+            # gen_len auto: each hypothesis keeps len_margin EOS after it, not the whole training block.
+            pad_to = ([len(h) + cfg.len_margin for h in hyps] if cfg.gen_len == "auto"
+                      else self.cfg.loss.response_length)
+        out = deliberate(self.denoiser(cfg), prefix, hyps, prefix_mask=mask, prefix_positions=positions,
                          mode="diffusion" if cfg.mode == "diffusion_deliberation" else "semi_ar",
                          mask_ratio=cfg.mask_ratio, confidences=confidences,
                          masking_type="given" if cfg.masking_type == "first_pass" else cfg.masking_type,
                          num_chunks=cfg.num_chunks, steps=cfg.steps, remasking=cfg.remasking,
                          temperature=cfg.temperature, mask_id=self.mask_id, eos_id=self.eos_id,
-                         pad_id=self.tokenizer.pad_id, pad_to=self.cfg.loss.response_length if cfg.eos_pad else None,
-                         generator=generator, stats=stats)
+                         pad_id=self.tokenizer.pad_id, pad_to=pad_to, generator=generator, stats=stats,
+                         commit=cfg.commit, threshold=cfg.threshold)
         return [self.tokenizer.decode(row) for row in out]
+
+
+def token_rate(model_cfg, cfg: DecodeConfig) -> float:
+    """Tokens per second of speech that bounds the training transcripts (``gen_len: auto``)."""
+    import json
+    from pathlib import Path
+
+    path = Path(cfg.token_rate) if cfg.token_rate else None
+    if path is None and model_cfg.tokenizer.type == "sentencepiece" and model_cfg.tokenizer.path:
+        path = Path(model_cfg.tokenizer.path).parent / "token_rate.json"
+    if path is None:
+        raise ValueError("gen_len auto without CTC-compressed audio tokens needs a token rate: set the decode "
+                         "setting's token_rate to a token_rate.json (the lang stage writes one for BPE)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the token rate that gen_len auto needs is missing; the lang stage "
+                                "(local/prepare_lang.py) writes it beside bpe.model")
+    try:
+        return float(json.loads(path.read_text())["tokens_per_second"])
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a token-rate file ({e}); rerun the lang stage to rewrite it") from e
