@@ -42,7 +42,8 @@ def main() -> None:
     out_dir = args.output_dir or args.exp_dir[0]
     rows = add_cascade_rtf(rows)
     table = format_table(rows)
-    keys = ("name", "kind", "settings", "test", "wer", "rtf", "cascade_rtf", "num_words")
+    keys = ("name", "kind", "settings", "test", "wer", "rtf", "cascade_rtf", "num_words", "utts_scored", "utts_in_part",
+            "left_out")
     report = {"systems": [{k: r[k] for k in keys if k in r} for r in rows]}
     stats = first_pass_stats(args.firstpass_dir) if args.firstpass_dir.is_dir() else {}
     if stats:

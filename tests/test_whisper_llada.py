@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_WHISPER, fake_batch, tiny_model_config
+from whisper_llada.data.audio import Audio
 from whisper_llada.models import build_model
 from whisper_llada.models.config import ModelConfig
 from whisper_llada.utils.config import from_dict
@@ -20,9 +21,9 @@ def build(sp_model, arch="whisper_llada", seed=0, **kw):
 def test_prefix_layout_left_padded(sp_model):
     model = build(sp_model)
     feats, lens, _ = fake_batch(3)
-    prefix, mask, _ = model.prefix(feats, lens)
+    prefix, mask, _ = model.prefix(Audio.features(feats, lens))
     n_prompt = len(model.prompt_ids)
-    n_audio = model.audio_tokens(feats, lens)[1].sum(1)
+    n_audio = model.audio_tokens(Audio.features(feats, lens))[1].sum(1)
     assert mask.sum(1).tolist() == (n_audio + n_prompt).tolist()
     # Padding is on the left and every row ends with its audio tokens.
     for row in mask:
@@ -38,13 +39,13 @@ def test_prefix_layout_left_padded(sp_model):
 def test_padded_batch_equals_rows_alone(sp_model):
     model = build(sp_model)
     feats, lens, texts = fake_batch(3, seed=4)
-    prefix, mask, _ = model.prefix(feats, lens)
+    prefix, mask, _ = model.prefix(Audio.features(feats, lens))
     resp = model.response_ids(texts)
     resp[:, ::3] = model.mask_id
     batch = model.logits(prefix, mask, resp)
     for i in range(3):
         n = int(lens[i])
-        p1, m1, _ = model.prefix(feats[i : i + 1, :n], lens[i : i + 1])
+        p1, m1, _ = model.prefix(Audio.features(feats[i : i + 1, :n], lens[i : i + 1]))
         alone = model.logits(p1, m1, resp[i : i + 1])
         torch.testing.assert_close(batch[i], alone[0], atol=1e-4, rtol=1e-4)
 
@@ -70,9 +71,9 @@ def test_prompt_and_audio_never_masked(sp_model):
         seen["ids"] = kwargs["inputs_embeds"]
 
     handle = model.llm.register_forward_pre_hook(spy, with_kwargs=True)
-    model(texts, feats, lens, generator=torch.Generator().manual_seed(0))
+    model(texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0))
     handle.remove()
-    prefix, _, _ = model.prefix(feats, lens)
+    prefix, _, _ = model.prefix(Audio.features(feats, lens))
     torch.testing.assert_close(seen["ids"][:, : prefix.shape[1]], prefix)
 
 
@@ -94,7 +95,7 @@ def test_lora_trains_only_adapters(sp_model):
     feats, lens, texts = fake_batch(2)
     for _ in range(2):  # lora_B starts at zero: the second step moves lora_A too
         opt.zero_grad()
-        model(texts, feats, lens)["loss"].backward()
+        model(texts, Audio.features(feats, lens))["loss"].backward()
         opt.step()
     for n, p in model.named_parameters():
         moved = not torch.equal(before[n], p.detach())
@@ -136,7 +137,7 @@ def test_both_loss_weightings_run(sp_model):
     feats, lens, texts = fake_batch(2)
     for weighting in ("plain", "llada"):
         model = build(sp_model, loss={"response_length": 24, "weighting": weighting})
-        out = model(texts, feats, lens, generator=torch.Generator().manual_seed(0))
+        out = model(texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0))
         assert torch.isfinite(out["loss"]) and out["num_utts"] == 2
 
 
@@ -147,10 +148,10 @@ def test_ar_twin_cached_equals_uncached(sp_model):
     model.train()
     for _ in range(15):  # a little training so greedy output is not a constant
         opt.zero_grad()
-        model(texts, feats, lens)["loss"].backward()
+        model(texts, Audio.features(feats, lens))["loss"].backward()
         opt.step()
     model.eval()
-    prefix, mask, _ = model.prefix(feats, lens)
+    prefix, mask, _ = model.prefix(Audio.features(feats, lens))
     cached, _ = model.generate_ids(prefix, mask, max_new_tokens=12, use_cache=True)
     uncached, _ = model.generate_ids(prefix, mask, max_new_tokens=12, use_cache=False)
     assert torch.equal(cached, uncached)
@@ -163,10 +164,10 @@ def test_ar_twin_cached_equals_uncached(sp_model):
 def test_ar_twin_padded_batch_equals_rows_alone(sp_model):
     model = build(sp_model, arch="whisper_llama")
     feats, lens, _ = fake_batch(3, seed=6)
-    prefix, mask, _ = model.prefix(feats, lens)
+    prefix, mask, _ = model.prefix(Audio.features(feats, lens))
     batch, _ = model.generate_ids(prefix, mask, max_new_tokens=6)
     for i in range(3):
-        p1, m1, _ = model.prefix(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])
+        p1, m1, _ = model.prefix(Audio.features(feats[i : i + 1, : int(lens[i])], lens[i : i + 1]))
         alone, _ = model.generate_ids(p1, m1, max_new_tokens=6)
         n = alone.shape[1]
         assert batch[i, :n].tolist() == alone[0].tolist()
@@ -186,14 +187,14 @@ def test_overfits_a_handful_of_utterances(sp_model, arch):
         model.eval()
         with torch.no_grad():
             g = torch.Generator().manual_seed(123)
-            return sum(model(texts, feats, lens, generator=g)["loss"].item() for _ in range(8)) / 8
+            return sum(model(texts, Audio.features(feats, lens), generator=g)["loss"].item() for _ in range(8)) / 8
 
     start_loss = eval_loss()
     enc = model.run_encoder(feats, lens)  # frozen encoder: compute once
     model.train()
     for step in range(400):
         opt.zero_grad()
-        model(texts, encoder_out=enc)["loss"].backward()
+        model(texts, Audio.frames(*enc))["loss"].backward()
         opt.step()
         if step % 50 == 49 and eval_loss() < start_loss / 10:
             break
@@ -212,7 +213,7 @@ def test_audio_window_encoder_rows_independent_and_close_to_alone(sp_model):
         n = alone.shape[1]
         torch.testing.assert_close(frames[i, :n], alone[0], atol=1e-5, rtol=1e-4)
     # The whole model trains on it.
-    out = model(fake_batch(3)[2], feats, lens)
+    out = model(fake_batch(3)[2], Audio.features(feats, lens))
     assert torch.isfinite(out["loss"])
 
 
@@ -228,8 +229,8 @@ def test_config_numbers_written_without_a_dot():
 def test_ctc_auxiliary_loss(sp_model):
     model = build(sp_model, loss={"response_length": 24, "ctc_weight": 0.5})
     feats, lens, texts = fake_batch(2)
-    out = model(texts, feats, lens, generator=torch.Generator().manual_seed(0))
-    plain = build(sp_model, loss={"response_length": 24})(texts, feats, lens, generator=torch.Generator().manual_seed(0))
+    out = model(texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0))
+    plain = build(sp_model, loss={"response_length": 24})(texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0))
     assert out["ctc_loss"] > 0
     torch.testing.assert_close(out["loss"], plain["loss"] + 0.5 * out["ctc_loss"])
     assert any(n.startswith("ctc_head.") for n in model.trainable_state_dict())
@@ -266,14 +267,14 @@ def test_ctc_compressed_prefix_matches_rows_alone(sp_model):
     with torch.no_grad():  # a CTC head that emits a label on every token: nothing is dropped
         model.ctc_head.bias.fill_(0).index_fill_(0, torch.tensor([model.tokenizer.mask_id]), -100.0)
     feats, lens, texts = fake_batch(3)
-    prefix, mask, _ = model.prefix(feats, lens)
-    raw = model.audio_tokens(feats, lens)[1].sum(1)
+    prefix, mask, _ = model.prefix(Audio.features(feats, lens))
+    raw = model.audio_tokens(Audio.features(feats, lens))[1].sum(1)
     n = mask.sum(1) - len(model.prompt_ids)
     assert (n >= 1).all() and (n <= raw).all()
     for i in range(3):
-        p1, m1, _ = model.prefix(feats[i : i + 1, : lens[i]], lens[i : i + 1])
+        p1, m1, _ = model.prefix(Audio.features(feats[i : i + 1, : lens[i]], lens[i : i + 1]))
         torch.testing.assert_close(p1[0], prefix[i, prefix.shape[1] - p1.shape[1] :], atol=1e-5, rtol=1e-5)
-    out = model(texts, feats, lens)
+    out = model(texts, Audio.features(feats, lens))
     out["loss"].backward()
     assert model.qformer.proj.weight.grad.abs().sum() > 0
 
@@ -283,7 +284,7 @@ def test_aligned_positions_layout_and_padding(sp_model):
 
     model = build(sp_model, positions="aligned")
     feats, lens, texts = fake_batch(3, seed=4)
-    prefix, mask, pos = model.prefix(feats, lens)
+    prefix, mask, pos = model.prefix(Audio.features(feats, lens))
     n_p = len(model.prompt_ids)
     emb = model.embed_tokens(model.prompt_ids)
     for i in range(3):
@@ -299,7 +300,7 @@ def test_aligned_positions_layout_and_padding(sp_model):
     batch = model.logits(prefix, mask, resp, pos)
     assert (batch - model.logits(prefix, mask, resp)).abs().max() > 1e-4  # positions are used
     for i in range(3):
-        p1, m1, q1 = model.prefix(feats[i : i + 1, : lens[i]], lens[i : i + 1])
+        p1, m1, q1 = model.prefix(Audio.features(feats[i : i + 1, : lens[i]], lens[i : i + 1]))
         torch.testing.assert_close(batch[i], model.logits(p1, m1, resp[i : i + 1], q1)[0], atol=1e-4, rtol=1e-4)
 
 
@@ -309,12 +310,12 @@ def test_ar_twin_aligned_positions_generate_as_trained(sp_model):
 
     model = build(sp_model, arch="whisper_llama", positions="aligned")
     feats, lens, _ = fake_batch(3, seed=6)
-    prefix, mask, pos = model.prefix(feats, lens)
+    prefix, mask, pos = model.prefix(Audio.features(feats, lens))
     cached, _ = model.generate_ids(prefix, mask, pos, max_new_tokens=5, use_cache=True)
     uncached, _ = model.generate_ids(prefix, mask, pos, max_new_tokens=5, use_cache=False)
     assert torch.equal(cached, uncached)
     for i in range(3):
-        p1, m1, q1 = model.prefix(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])
+        p1, m1, q1 = model.prefix(Audio.features(feats[i : i + 1, : int(lens[i])], lens[i : i + 1]))
         seq: list[int] = []
         with torch.no_grad():
             for _ in range(5):
@@ -334,7 +335,7 @@ def test_two_stage_training(sp_model):
     feats, lens, texts = fake_batch(2)
     keys = set(model.trainable_state_dict())
     model.set_stage(frontend_only=True)  # stage 1: the front end alone, with CTC
-    out = model(texts, feats, lens)
+    out = model(texts, Audio.features(feats, lens))
     torch.testing.assert_close(out["loss"], out["ctc_loss"])
     out["loss"].backward()
     assert model.qformer.proj.weight.grad is not None and model.ctc_head.weight.grad is not None
@@ -342,7 +343,7 @@ def test_two_stage_training(sp_model):
     model.zero_grad(set_to_none=True)
     model.set_stage(frontend_only=False)  # stage 2: the LLM on the frozen front end
     assert not model.qformer.training and model.llm.training
-    out = model(texts, feats, lens)
+    out = model(texts, Audio.features(feats, lens))
     assert "ctc_loss" not in out
     out["loss"].backward()
     assert all(p.grad is None for p in model.qformer.parameters())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -29,12 +30,18 @@ def read_records(path: str | Path) -> dict[str, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: first-pass records not found (run the first-pass stage)")
     out = {}
-    with gzip.open(path, "rt") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                r = json.loads(line)
-                out[r["id"]] = r
-                r["text"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{n}: not a first-pass record ({e})") from e
+    n = 0
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    r = json.loads(line)
+                    out[r["id"]] = r
+                    r["text"]
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise ValueError(f"{path}:{n}: not a first-pass record ({e}); delete the file and rerun the "
+                                     "first-pass stage") from e
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:  # truncated or not gzip at all
+        raise ValueError(f"{path}: cannot read these first-pass records after line {n} ({type(e).__name__}: {e}); "
+                         "the file is truncated or damaged: delete it and rerun the first-pass stage") from e
     return out

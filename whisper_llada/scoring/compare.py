@@ -15,7 +15,8 @@ from typing import Optional
 
 import kaldialign
 
-from whisper_llada.scoring.wer import EPS, Result, read_recogs
+from whisper_llada.scoring.wer import EPS, Result, read_errs_accounting, read_recogs
+from whisper_llada.utils.checkpoint_io import atomic_write
 
 KINDS = {"decoding": "decoding", "diffusion_deliberation": "deliberation", "semi_ar_deliberation": "deliberation",
          "autoregressive": "autoregressive"}
@@ -67,10 +68,14 @@ def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list
         sources += [(p, "first_pass") for p in sorted(Path(firstpass_dir).glob("*/errs-*.txt"))]
     for path, kind in sources:
         lines = path.read_text().splitlines()
-        wer = float(lines[0].split("=")[1])
-        words = int(re.search(r"over (\d+) reference words", lines[1]).group(1))
+        try:
+            wer = float(lines[0].split("=")[1])
+            words = int(re.search(r"over (\d+) reference words", lines[1]).group(1))
+        except (IndexError, ValueError, AttributeError):
+            raise ValueError(f"{path}: not an errs file of this project's scoring (damaged? delete it and rerun "
+                             "the stage that wrote it)") from None
         settings, speed, test = {}, {}, None
-        for line in lines[2:8]:
+        for line in lines[2:12]:
             key, _, value = line.partition(": ")
             if key == "Setting":
                 settings = json.loads(value)
@@ -83,7 +88,7 @@ def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list
             raise ValueError(f"{path}: no 'Test:' line; not written by this project's scoring")
         rows.append({"name": f"{path.parent.name}/{name[len(test) + 1:]}", "kind": kind, "settings": settings,
                      "test": test, "wer": wer, "rtf": speed.get("rtf"), "num_words": words,
-                     "recogs": str(path.parent / ("recogs-" + name + ".txt"))})
+                     "recogs": str(path.parent / ("recogs-" + name + ".txt")), **read_errs_accounting(path, lines)})
     return rows
 
 
@@ -130,10 +135,18 @@ def format_table(rows: list[dict]) -> str:
     def num(x):
         return f"{x:.4f}" if x is not None else "-"
 
-    out = [f"{'system':70s} {'kind':14s} {'test':12s} {'WER':>7s} {'RTF':>8s} {'+1st pass':>9s}"]
+    # The name column is as wide as the longest name: a system name is never cut short.
+    w = max([len("system")] + [len(r["name"]) for r in rows])
+    out = [f"{'system':{w}s} {'kind':14s} {'test':12s} {'WER':>7s} {'RTF':>8s} {'+1st pass':>9s} {'scored':>11s}"]
     for r in sorted(rows, key=lambda r: (r["test"], r["wer"])):
         cascade = num(r["cascade_rtf"]) if "cascade_rtf" in r else ""
-        out.append(f"{r['name'][:70]:70s} {r['kind']:14s} {r['test']:12s} {r['wer']:7.2f} {num(r['rtf']):>8s} {cascade:>9s}")
+        scored = f"{r['utts_scored']}/{r['utts_in_part']}" if r.get("utts_in_part") is not None else "-"
+        out.append(f"{r['name']:{w}s} {r['kind']:14s} {r['test']:12s} {r['wer']:7.2f} {num(r['rtf']):>8s} {cascade:>9s} "
+                   f"{scored:>11s}")
+    left = [(r, u) for r in rows for u in r.get("left_out", [])]
+    if left:
+        out += ["", "Utterances left out of a WER above (scored / in the part):"]
+        out += [f"{r['name']} {r['test']}: {u['id']}: {u['reason']}" for r, u in left]
     return "\n".join(out)
 
 
@@ -149,14 +162,16 @@ def plot(rows: list[dict], path: Path) -> None:
         pts = [r for r in rows if r["kind"] == kind and r["rtf"] is not None]
         if pts:
             ax.scatter([r["rtf"] for r in pts], [r["wer"] for r in pts], marker=m, label=kind)
+            for r in pts:  # each point says which system and test part it is
+                ax.annotate(f"{r['name']} ({r['test']})", (r["rtf"], r["wer"]), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("real-time factor")
     ax.set_ylabel("WER (%)")
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
 
 

@@ -73,12 +73,100 @@ def load_model_state(model, state: dict, source: str, prefixes: Optional[tuple[s
     model.load_state_dict(state, strict=False)  # the frozen rest comes from the base models
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, sampler=None,
-                    restore_rng_of_rank: Optional[int] = None) -> dict:
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read; the message names the file and what to do."""
+
+
+def read_checkpoint(path, mmap: bool = False) -> dict:
+    """The checkpoint's dict; a missing, truncated or foreign file raises an error that names it.
+
+    ``mmap``: tensors stay on disk until used (cheap when only ``params`` is wanted).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    except Exception as e:  # torch reports a truncated zip as RuntimeError, pickles as anything
+        raise CheckpointError(f"{path}: cannot read this checkpoint ({type(e).__name__}: {e}); it is truncated or "
+                              "damaged: delete it (training resumes from the newest readable one before it) or "
+                              "decode another epoch") from e
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no 'model' entry)")
+    return obj
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two nested config dicts."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{k}.")
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def check_same_model_config(path, saved: Optional[dict], current: dict) -> None:
+    """Refuse to resume a checkpoint trained with another model config, naming the differences;
+    other sections (e.g. train.num_epochs) may change between runs and are only reported."""
+    if not saved:
+        log.warning("%s: records no config (older checkpoint); cannot check it against the current one", path)
+        return
+    model_diff = config_differences(saved.get("model", {}), current.get("model", {}), "model.")
+    if model_diff:
+        raise ValueError(f"{path}: was trained with another model config; differences (checkpoint -> now): "
+                         + "; ".join(model_diff) + ". Use the config it was trained with, or a new --exp-dir.")
+    rest = config_differences({k: v for k, v in saved.items() if k not in ("model", "source")},
+                              {k: v for k, v in current.items() if k not in ("model", "source")})
+    if rest:
+        log.warning("%s: resuming with changed settings (checkpoint -> now): %s", path, "; ".join(rest))
+
+
+def progress(obj: dict, path: Path) -> tuple[int, int]:
+    """How far training had got: (batches done, 1 for an end-of-epoch checkpoint): the later, the larger."""
+    return int(obj.get("params", {}).get("batch_idx_train", 0)), int(path.name.startswith("epoch-"))
+
+
+def find_resume_point(exp_dir) -> Optional[Path]:
+    """The checkpoint (``epoch-N.pt`` or ``checkpoint-B.pt``) of ``exp_dir`` that got furthest among
+    those that read; an unreadable one is skipped with a warning that names it."""
+    best, best_key = None, None
+    for p in sorted([*Path(exp_dir).glob("epoch-*.pt"), *batch_checkpoints(exp_dir)]):
+        try:
+            key = progress(read_checkpoint(p, mmap=True), p)
+        except (CheckpointError, OSError) as e:
+            log.warning("%s; skipped when looking for the checkpoint to resume from", e)
+            continue
+        if best_key is None or key > best_key:
+            best, best_key = p, key
+    return best
+
+
+def supersede_later_checkpoints(exp_dir, batch_idx: int, epoch_done: int) -> list[Path]:
+    """Rename checkpoints that a run starting after batch ``batch_idx`` (epoch ``epoch_done`` complete)
+    does not continue to ``*.superseded``: neither ``keep_last_k`` nor a later resume may take them
+    for this run's."""
+    moved = []
+    for p in batch_checkpoints(exp_dir):
+        if int(re.findall(r"\d+", p.name)[-1]) > batch_idx:
+            moved.append(p)
+    for p in Path(exp_dir).glob("epoch-*.pt"):
+        if int(re.findall(r"\d+", p.name)[-1]) > epoch_done:
+            moved.append(p)
+    for p in sorted(moved):
+        target = p.with_name(p.name + ".superseded")
+        p.replace(target)
+        log.warning("%s: from a run that this one does not continue (it starts after batch %d); renamed to %s",
+                    p, batch_idx, target.name)
+    return moved
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, sampler=None,
+                    restore_rng_of_rank: Optional[int] = None) -> dict:
+    path = Path(path)
+    obj = read_checkpoint(path)
     load_model_state(model, obj["model"], str(path))
     for name, thing in (("optimizer", optimizer), ("scheduler", scheduler), ("grad_scaler", scaler), ("sampler", sampler)):
         if thing is not None and name in obj:
@@ -96,7 +184,7 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
     for p in paths:
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p}: checkpoint not found (needed for averaging)")
-        state = torch.load(p, map_location="cpu", weights_only=False)["model"]
+        state = read_checkpoint(p)["model"]
         if avg is None:
             avg = {k: v.double() if v.is_floating_point() else v.clone() for k, v in state.items()}
         else:
@@ -106,7 +194,7 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
                 else:
                     avg[k] = v.clone()
     assert avg is not None
-    ref = torch.load(paths[-1], map_location="cpu", weights_only=False)["model"]
+    ref = state  # the last one's dtypes
     return {k: (v / len(paths)).to(ref[k].dtype) if ref[k].is_floating_point() else v for k, v in avg.items()}
 
 
