@@ -12,11 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-from whisper_llada.scoring.compare import (add_cascade_rtf, collect_systems, compare_files, first_pass_stats,
-                                           format_first_pass_stats, format_table, plot)
-from whisper_llada.utils.checkpoint_io import atomic_write_text
-from whisper_llada.utils.logging import setup_logger
-
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,6 +27,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
+    from whisper_llada.scoring.compare import (add_cascade_rtf, collect_systems, compare_files, first_pass_stats,
+                                               format_first_pass_stats, format_table, plot)
+    from whisper_llada.utils.checkpoint_io import atomic_write_text
+    from whisper_llada.utils.logging import setup_logger
+
     setup_logger()
     rows = []
     for i, exp in enumerate(args.exp_dir):

@@ -1,34 +1,39 @@
 #!/usr/bin/env python3
-"""Print values of a recipe config (defaults filled in) for shell recipes.
+"""Print values of a recipe config (defaults and base: files filled in) for shell recipes.
 
 Usage: config_value.py CONFIG KEY [KEY ...]   e.g. data.train_parts train.num_epochs
-Lists print space-separated, one key a line.
+One key a line: lists space-separated, sections as JSON (which --set KEY=VALUE reads back), null as "".
 """
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
-
-from whisper_llada.recipe import load_recipe_config
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", type=Path)
     p.add_argument("keys", nargs="+")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return p
 
 
 def main() -> None:
     args = get_parser().parse_args()
-    cfg = load_recipe_config(args.config)
+    from whisper_llada.recipe import load_recipe_config
+
+    cfg = load_recipe_config(args.config, args.overrides)
     for key in args.keys:
         node = cfg
         for part in key.split("."):
             node = node[part] if isinstance(node, dict) else getattr(node, part)
         if dataclasses.is_dataclass(node):
             node = dataclasses.asdict(node)
-        print(" ".join(map(str, node)) if isinstance(node, list) else node)
+        if isinstance(node, dict):
+            print(json.dumps(node))
+        else:
+            print(" ".join(map(str, node)) if isinstance(node, list) else "" if node is None else node)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,6 @@ files that exist are kept, so an interrupted run resumes.
 import argparse
 from pathlib import Path
 
-from whisper_llada.data.espeak_corpus import build_corpus
-from whisper_llada.utils.logging import setup_logger
-
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,6 +21,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
+    from whisper_llada.data.espeak_corpus import build_corpus
+    from whisper_llada.utils.logging import setup_logger
+
     setup_logger()
     done = args.dl_dir / "LibriSpeech" / ".corpus.done"
     if done.is_file():

@@ -41,3 +41,45 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> str:
     if p.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{out[-4000:]}")
     return out
+
+
+def make_kaldi_corpus(root: Path, parts: dict[str, int], seed: int = 5) -> dict[str, list[tuple]]:
+    """Kaldi data directories ``root/{part}`` (wav.scp, segments, text, utt2spk) of espeak-ng speech:
+    each recording holds two utterances with silence around them, so only ``segments`` tells them
+    apart. ``parts``: utterances per part (even). Returns part -> [(utt id, rec id, start, end, text)]."""
+    import numpy as np
+    import soundfile as sf
+
+    from whisper_llada.data.espeak import ESpeak
+
+    engine = ESpeak.get()
+    sents = make_sentences(sum(parts.values()), seed=seed)
+    rate, out, k = 16000, {}, 0
+    for part, n in parts.items():
+        d = root / part
+        d.mkdir(parents=True)
+        (d / "audio").mkdir()
+        rows, wav_scp = [], []
+        for r in range(n // 2):
+            rec_id, spk = f"{part}-rec{r}", f"spk{r % 2}"
+            pieces, t = [np.zeros(int(0.4 * rate), np.float32)], 0.4
+            for j in range(2):
+                text = sents[k]
+                k += 1
+                speech = engine.synth(text.lower(), voice="en-us" if r % 2 else "en+f3", seed=k)
+                import librosa
+
+                speech = librosa.resample(speech, orig_sr=engine.sample_rate, target_sr=rate).astype(np.float32)
+                start, end = t, t + len(speech) / rate
+                rows.append((f"{spk}-{rec_id}-{j}", rec_id, round(start, 3), round(end, 3), text))
+                pieces += [speech, np.zeros(int(0.6 * rate), np.float32)]
+                t = end + 0.6
+            wav = d / "audio" / f"{rec_id}.wav"
+            sf.write(wav, np.concatenate(pieces), rate)
+            wav_scp.append(f"{rec_id} {wav}")
+        (d / "wav.scp").write_text("\n".join(wav_scp) + "\n")
+        (d / "segments").write_text("".join(f"{u} {r} {s:.3f} {e:.3f}\n" for u, r, s, e, _ in rows))
+        (d / "text").write_text("".join(f"{u} {t}\n" for u, _, _, _, t in rows))
+        (d / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u, *_ in rows))
+        out[part] = rows
+    return out

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from recipe_utils import ROOT, make_corpus, make_workspace, run
+from recipe_utils import make_corpus, make_workspace, run
 from whisper_llada.scoring.wer import error_counts, read_recogs
 
 pytestmark = pytest.mark.slow
@@ -21,8 +21,7 @@ def recipe(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ws")
     rdir = make_workspace(tmp)
     make_corpus(tmp / "dl")
-    out = run(["./run.sh", "--dl-dir", str(tmp / "dl"), "--config", "conf/smoke.yaml", "--ctc-config", "conf/smoke_ctc.yaml",
-               "--vocab-size", "60", "--stage", "1", "--nj", "2"], rdir)
+    out = run(["./run.sh", "--dl-dir", str(tmp / "dl"), "--config", "conf/smoke.yaml", "--stage", "1", "--nj", "2"], rdir)
     return rdir, out
 
 
@@ -59,7 +58,7 @@ def test_rerun_skips_every_stage(recipe):
     rdir, _ = recipe
     before = {p: p.stat().st_mtime_ns for p in rdir.rglob("*") if p.is_file() and "report" not in p.name and "png" not in p.name}
     out = run(["./run.sh", "--dl-dir", str(rdir.parent.parent / "dl"), "--config", "conf/smoke.yaml",
-               "--ctc-config", "conf/smoke_ctc.yaml", "--vocab-size", "60", "--stage", "1", "--stop-stage", "9"], rdir)
+               "--stage", "1", "--stop-stage", "9"], rdir)
     assert out.count("already exists - skipping") >= 10, out
     after = {p: p.stat().st_mtime_ns for p in before}
     changed = [str(p) for p in before if after[p] != before[p] and "/log/" not in str(p)]
@@ -189,10 +188,8 @@ def test_embedded_recipe_in_miniature(tmp_path):
     import json
 
     rdir = make_workspace(tmp_path, "espeak_fortunes")
-    (rdir.parent / "librispeech").mkdir()
-    (rdir.parent / "librispeech" / "run.sh").symlink_to(ROOT / "egs/librispeech/run.sh")
-    out = run(["./run.sh", "--config", "conf/mini.yaml", "--ctc-config", "conf/mini_ctc.yaml", "--twin-config", "conf/mini_twin.yaml", "--num-train", "12",
-               "--num-dev", "2", "--num-test", "3", "--vocab-size", "60"], rdir, timeout=900)
+    out = run(["./run.sh", "--config", "conf/mini.yaml", "--twin-config", "conf/mini_twin.yaml", "--num-train", "12",
+               "--num-dev", "2", "--num-test", "3"], rdir, timeout=900)
     assert "Stage 12: report" in out
     report = json.loads((rdir / "exp/report.json").read_text())
     kinds = {s["kind"] for s in report["systems"]}

