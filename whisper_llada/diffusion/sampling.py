@@ -57,6 +57,9 @@ class _Runner:
         self.passes = torch.zeros(B, dtype=torch.long)
         self.positions = torch.zeros(B, dtype=torch.long)
         self.calls = 0
+        if denoiser.cache == "exact":  # prefill ran one pass over each row's prefix
+            self.passes += 1
+            self.positions += state.length
 
     def __call__(self, rows: torch.Tensor, x: torch.Tensor, resp_mask: torch.Tensor) -> torch.Tensor:
         n = self.denoiser.positions_per_pass(self.state, rows, x.shape[1])
