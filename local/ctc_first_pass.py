@@ -73,13 +73,14 @@ def main() -> None:
     from whisper_llada.firstpass.whisper_ar import run_first_pass
     from whisper_llada.inference import checkpoint_paths, load_trained_model
     from whisper_llada.lattice.stats import first_pass_stats, plot_reliability
+    from whisper_llada.models.registry import CTC, get_arch
     from whisper_llada.recipe import load_recipe_config
     from whisper_llada.scoring.wer import write_results
     from whisper_llada.utils.checkpoint_io import atomic_write_text
 
     cfg = load_recipe_config(args.config, args.overrides)
-    if cfg.model.arch != "whisper_ctc":
-        raise SystemExit(f"{args.config}: model.arch is {cfg.model.arch!r}, not whisper_ctc")
+    if get_arch(cfg.model.arch).objective != CTC:
+        raise SystemExit(f"{args.config}: model.arch is {cfg.model.arch!r}, not a CTC recogniser")
     norm = get_normalizer(cfg.score.normalizer)
     lc = cfg.firstpass.lattice
     model = graph = None

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from whisper_llada.checkpoint.ct2_whisper import convert_ct2_whisper, read_ct2_model
+from whisper_llada.data.audio import Audio
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_first_pass_on_a_trimmed_window(converted, tmp_path):
     feats = [torch.from_numpy(WhisperFbank(WhisperFbankConfig(num_filters=80)).extract(w, 16000))
              for w in _speech_in_a_fresh_process(tmp_path, refs)]
     lens = torch.tensor([len(f) for f in feats])
-    batch = {"features": torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), "feature_lens": lens,
+    batch = {"audio": Audio.features(torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lens),
              "cut_ids": ["a", "b", "c"]}
     longest = int(lens.max())
     assert window_frames(lens, 400) == longest + 400 + longest % 2 < 3000

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import fake_batch, make_sentences, tiny_model_config
+from whisper_llada.data.audio import Audio
 from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
 from whisper_llada.lattice.graph import build_graph, read_words
 from whisper_llada.lattice.stats import first_pass_stats, roc_auc
@@ -30,13 +31,13 @@ def trained(sp_model, tmp_path_factory):
     model.train()
     for _ in range(250):
         opt.zero_grad()
-        loss = model(texts, encoder_out=enc)["loss"]
+        loss = model(texts, Audio.frames(*enc))["loss"]
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     d = tmp_path_factory.mktemp("ctc")
     graph = build_graph(make_sentences(400), model.tokenizer.sp, d / "lang", d / "lm", order=2)
-    batch = {"features": feats, "feature_lens": lens, "cut_ids": [f"c{i}" for i in range(4)]}
+    batch = {"audio": Audio.features(feats, lens), "cut_ids": [f"c{i}" for i in range(4)]}
     return model.eval(), graph, read_words(d / "lang/words.txt"), batch, texts, losses
 
 
@@ -46,7 +47,8 @@ def test_ctc_model_learns_and_rows_are_independent(trained):
     assert set(model.trainable_state_dict()) and not any(k.startswith("encoder.") for k in model.trainable_state_dict())
     with torch.no_grad():
         lp, lens = model.batch_log_probs(batch)
-        one, n1 = model.log_probs(batch["features"][1:2, : batch["feature_lens"][1]], batch["feature_lens"][1:2])
+        audio = batch["audio"]
+        one, n1 = model.log_probs(Audio.features(audio.data[1:2, : audio.lens[1]], audio.lens[1:2]))
     assert lp.shape[-1] == model.tokenizer.num_pieces + 1 and int(n1[0]) == int(lens[1])
     torch.testing.assert_close(one[0], lp[1, : lens[1]], atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(lp.exp().sum(-1).numpy(), 1.0, atol=1e-4)

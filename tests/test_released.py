@@ -7,6 +7,7 @@ import torch
 
 from conftest import fake_batch, tiny_model_config
 from whisper_llada.checkpoint.released import import_released_checkpoint
+from whisper_llada.data.audio import Audio
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models import build_model
 from whisper_llada.training.checkpoint import average_checkpoints, load_model_state
@@ -56,7 +57,7 @@ def test_import_maps_every_weight_and_reports_the_rest(sp_model, tmp_path):
     load_model_state(fresh, average_checkpoints([tmp_path / "released.pt"]), "released.pt")
     feats, lens, _ = fake_batch(2)
     cfg = DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8)
-    batch = {"features": feats, "feature_lens": lens}
+    batch = {"audio": Audio.features(feats, lens)}
     assert fresh.transcribe(batch, cfg) == model.transcribe(batch, cfg)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from whisper_llada.data.audio import Audio
 from whisper_llada.data.tokenizer import HFChatTokenizer, SentencePieceTokenizer, build_tokenizer, TokenizerConfig
 
 
@@ -98,7 +99,7 @@ def test_model_from_llada_hub_directory(tmp_path):
         v["audio:"], v["<|eot_id|>"], v["<|start_header_id|>"], v["assistant"], v["<|end_header_id|>"]]
     assert (model.mask_id, model.eos_id) == (v["<|mdm_mask|>"], v["<|endoftext|>"])
     feats, lens, _ = fake_batch(2)
-    texts = model.transcribe({"features": feats, "feature_lens": lens}, DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8))
+    texts = model.transcribe({"audio": Audio.features(feats, lens)}, DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8))
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
-    loss = model(["hello world", "world"], feats, lens)["loss"]
+    loss = model(["hello world", "world"], Audio.features(feats, lens))["loss"]
     assert torch.isfinite(loss)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import fake_batch, tiny_model_config
+from whisper_llada.data.audio import Audio
 from whisper_llada.diffusion.settings import DecodeConfig, decode_configs
 from whisper_llada.models import build_model
 
@@ -23,9 +24,9 @@ def overfit(sp_model, arch, steps=600, seed=0):
     model.train()
     for _ in range(steps):
         opt.zero_grad()
-        model(texts, encoder_out=enc, generator=g)["loss"].backward()
+        model(texts, Audio.frames(*enc), generator=g)["loss"].backward()
         opt.step()
-    return model.eval(), {"features": feats, "feature_lens": lens}, texts
+    return model.eval(), {"audio": Audio.features(feats, lens)}, texts
 
 
 @pytest.fixture(scope="module")

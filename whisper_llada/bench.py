@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from whisper_llada.data.audio import Audio
 from whisper_llada.diffusion.sampling import deliberate, generate
 from whisper_llada.models.build import build_model
 from whisper_llada.models.config import ModelConfig
+from whisper_llada.models.registry import get_arch
 from whisper_llada.utils.config import from_dict
 
 SIZES = {
@@ -66,11 +68,7 @@ class EndsAt(nn.Module):
 
 def _configs(size: str, arch: str, tok: _VocabTokenizer, trim: bool) -> ModelConfig:
     (d, layers, heads, mlp, vocab), (wd, wl, wh), (qh, ql, qheads) = SIZES[size]
-    if arch == "whisper_llada":
-        llm = dict(d_model=d, n_layers=layers, n_heads=heads, mlp_hidden_size=mlp, vocab_size=vocab, max_sequence_length=4096)
-    else:
-        llm = dict(hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                   intermediate_size=mlp, vocab_size=vocab, max_position_embeddings=4096)
+    llm = get_arch(arch).shape_config(d, layers, heads, mlp, vocab, 4096)
     whisper = dict(d_model=wd, encoder_layers=wl, encoder_attention_heads=wh, encoder_ffn_dim=4 * wd,
                    decoder_layers=1, decoder_attention_heads=wh, decoder_ffn_dim=4 * wd, num_mel_bins=80)
     return from_dict(ModelConfig, {
@@ -134,7 +132,7 @@ def run(args) -> list[Row]:
                 stats.clear()
                 for i in range(0, args.num_utts, bs):
                     sl = slice(i, i + bs)
-                    batch = {"features": feats[sl], "feature_lens": lens[sl]}
+                    batch = {"audio": Audio.features(feats[sl], lens[sl])}
                     with torch.no_grad():
                         if s["kind"] == "ar":
                             from transformers import GenerationConfig

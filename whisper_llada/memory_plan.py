@@ -18,8 +18,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from whisper_llada.bench import _VocabTokenizer
+from whisper_llada.data.audio import Audio
 from whisper_llada.models.build import build_model
 from whisper_llada.models.config import ModelConfig
+from whisper_llada.models.registry import get_arch
 
 GIB = 2**30
 
@@ -181,7 +183,7 @@ def _train_step(model, batch: int, allocator: Optional[dict] = None, name: str =
     encoder_out, _ = _encode(model, batch)
     model.train()
     with _StepPeak(model.device, allocator, (name, batch)) as mem:
-        out = model(["x"] * batch, encoder_out=encoder_out)
+        out = model(["x"] * batch, Audio.frames(*encoder_out))
         out["loss"].backward()
     model.zero_grad(set_to_none=True)
     return mem.peak
@@ -197,7 +199,7 @@ def _decode_step(model, batch: int, gen_len: int, allocator: Optional[dict] = No
     encoder_out, _ = _encode(model, batch)
     model.eval()
     with _StepPeak(model.device, allocator, ("decode", batch)) as mem, torch.no_grad():
-        prefix, mask, positions = model.prefix(encoder_out=encoder_out)
+        prefix, mask, positions = model.prefix(Audio.frames(*encoder_out))
         den = model.denoiser(DecodeConfig(cache="auto"))
         state = den.prefill(prefix, mask, positions)
         x = torch.full((batch, gen_len), model.mask_id, dtype=torch.long, device=model.device)
@@ -212,8 +214,8 @@ def measure(cfg: ModelConfig, gen_len: int = 128, prompt_tokens: int = LLADA_PRO
 
     ``device`` "meta" allocates nothing; a real device gives the same figures at its own cost
     (how the tests check the meta figures)."""
-    if cfg.arch != "whisper_llada":
-        raise ValueError(f"the memory plan is for whisper_llada, not {cfg.arch!r}")
+    if get_arch(cfg.arch).llm_family != "llada":
+        raise ValueError(f"the memory plan is for an arch on native LLaDA (whisper_llada), not {cfg.arch!r}")
     if cfg.qformer.trim_to_audio or cfg.whisper.window != "full" or cfg.ctc_compress:
         # Token counts would depend on each utterance's audio; the plan is for the paper's layout.
         raise ValueError("the memory plan needs qformer.trim_to_audio false, whisper.window full and no ctc_compress")

@@ -1,8 +1,8 @@
 """lhotse dataset and cut filtering for training and decoding.
 
-A batch is ``{"features" (B, T, F), "feature_lens", "texts", "cut_ids", "durations"}``, or
-``"encoder_out"`` instead of features when Whisper encoder outputs were cached, or
-``"audio_tokens"`` when a frozen front end's outputs are held in ``token_cache``.
+A batch is ``{"audio", "texts", "cut_ids", "durations"}``; its ``Audio`` (``data.audio``) holds
+log-mel features, or Whisper encoder frames when they were cached, or audio tokens when a
+frozen front end's outputs are held in ``token_cache``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections import Counter
 from typing import Callable, Optional
 
 import torch
+
+from whisper_llada.data.audio import Audio
 
 log = logging.getLogger(__name__)
 
@@ -70,34 +72,20 @@ class SpeechTextDataset(torch.utils.data.Dataset):
             "durations": [c.duration for c in kept],
         }
         if self.token_cache is not None:
-            out["audio_tokens"] = (x, torch.tensor(lens))
+            out["audio"] = Audio.tokens(x, torch.tensor(lens))
         elif self.encoder_cache:
-            out["encoder_out"] = (x.float(), torch.tensor(lens))
+            out["audio"] = Audio.frames(x.float(), torch.tensor(lens))
         else:
-            out["features"], out["feature_lens"] = x, torch.tensor(lens)
+            out["audio"] = Audio.features(x, torch.tensor(lens))
         return out
 
 
 def move_batch(batch: dict, device) -> dict:
-    """The batch with its tensors (features or cached encoder output) on ``device``."""
+    """The batch with its audio on ``device``."""
     out = dict(batch)
-    if "features" in out:
-        out["features"], out["feature_lens"] = out["features"].to(device), out["feature_lens"].to(device)
-    for key in ("encoder_out", "audio_tokens"):
-        if key in out:
-            out[key] = tuple(t.to(device) for t in out[key])
+    if "audio" in out:
+        out["audio"] = out["audio"].to(device)
     return out
-
-
-def audio_inputs(batch: dict) -> dict:
-    """The model's audio keyword arguments for a batch: cached audio tokens or encoder output, or features."""
-    if "audio_tokens" in batch:
-        return {"audio_tokens": batch["audio_tokens"]}
-    if "encoder_out" in batch:
-        return {"encoder_out": batch["encoder_out"]}
-    if "features" not in batch or "feature_lens" not in batch:
-        raise ValueError("a batch needs 'features' and 'feature_lens' (or 'encoder_out')")
-    return {"features": batch["features"], "feature_lens": batch["feature_lens"]}
 
 
 def filter_cuts(cuts, *, max_duration: float = MAX_WHISPER_SECONDS, min_duration: float = 0.0,

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
+from whisper_llada.data.audio import FEATURES
 from whisper_llada.data.dataset import SpeechTextDataset
 from whisper_llada.models.whisper_encoder import pad_features
 from whisper_llada.recipe import FirstPassConfig
@@ -53,7 +54,8 @@ class WhisperFirstPass:
     @torch.no_grad()
     def __call__(self, batch: dict) -> list[dict]:
         cfg = self.cfg
-        x = pad_features(batch["features"], batch["feature_lens"], self.frames).to(self.device)
+        audio = batch["audio"].expect(FEATURES, who="the Whisper first pass")
+        x = pad_features(audio.data, audio.lens, self.frames).to(self.device)
         nbest = min(cfg.nbest, cfg.num_beams)
         kw = dict(num_beams=cfg.num_beams, num_return_sequences=nbest, max_new_tokens=cfg.max_new_tokens,
                   return_dict_in_generate=True, output_scores=True)
@@ -105,8 +107,9 @@ class CT2WhisperFirstPass:
         import numpy as np
 
         cfg = self.cfg
-        frames = window_frames(batch["feature_lens"], self.pad_frames, self.frames)
-        x = pad_features(batch["features"], batch["feature_lens"], frames).float().cpu().numpy()
+        audio = batch["audio"].expect(FEATURES, who="the Whisper first pass")
+        frames = window_frames(audio.lens, self.pad_frames, self.frames)
+        x = pad_features(audio.data, audio.lens, frames).float().cpu().numpy()
         nbest = min(cfg.nbest, cfg.num_beams)
         res = self.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(x)),
                                   [self.prompt] * x.shape[0], beam_size=cfg.num_beams, num_hypotheses=nbest,

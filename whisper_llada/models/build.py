@@ -1,7 +1,7 @@
-"""Builds Whisper-LLaDA or its autoregressive twin from a ``ModelConfig``.
+"""Builds the model a ``ModelConfig`` names (``model.arch``, looked up in ``models.registry``).
 
 Loads (or makes) the encoder, tokenizer and LLM, attaches LoRA through ``peft`` and sets
-which parameters train.
+which parameters train. The LLM builders of native LLaDA and of the Llama twin live here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import nn
 from whisper_llada.data.tokenizer import TextTokenizer, build_tokenizer
 from whisper_llada.models.config import LoRAConfig, ModelConfig
 from whisper_llada.models.qformer import WindowQFormer
+from whisper_llada.models.registry import get_arch
 from whisper_llada.models.speech_llm import SpeechLLM
 from whisper_llada.models.whisper_encoder import load_whisper_encoder
 
@@ -30,7 +31,7 @@ def apply_lora(llm: nn.Module, cfg: LoRAConfig) -> nn.Module:
     return get_peft_model(llm, lora)
 
 
-def _llada(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:
+def build_llada(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:
     from whisper_llada.models.llada import LLaDAConfig, LLaDAModelLM
 
     if cfg.llm.path is not None:
@@ -45,7 +46,7 @@ def _llada(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn
     return LLaDAModelLM.from_config(LLaDAConfig.from_dict(fields, source="model.llm.config"), dtype=dtype)
 
 
-def _llama(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:
+def build_llama(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if cfg.llm.path is not None:
@@ -59,6 +60,16 @@ def _llama(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn
         **cfg.llm.config,
     }
     return LlamaForCausalLM(LlamaConfig(**fields)).to(dtype)
+
+
+def llada_shape(width: int, layers: int, heads: int, ffn: int, vocab: int, max_len: int) -> dict:
+    return dict(d_model=width, n_layers=layers, n_heads=heads, mlp_hidden_size=ffn, vocab_size=vocab,
+                max_sequence_length=max_len)
+
+
+def llama_shape(width: int, layers: int, heads: int, ffn: int, vocab: int, max_len: int) -> dict:
+    return dict(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                intermediate_size=ffn, vocab_size=vocab, max_position_embeddings=max_len)
 
 
 def llm_width(llm: nn.Module) -> int:
@@ -81,15 +92,11 @@ def build_model(cfg: ModelConfig, tokenizer: TextTokenizer | None = None) -> Spe
 
 
 def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> SpeechLLM:
-    from whisper_llada.models.whisper_llada import WhisperLLaDA
-    from whisper_llada.models.whisper_llama import WhisperLLaMA
-
+    arch = get_arch(cfg.arch)
     encoder = load_whisper_encoder(cfg.whisper.path, cfg.whisper.config)
-    if cfg.arch == "whisper_ctc":
-        from whisper_llada.models.whisper_ctc import WhisperCTC
-
-        return WhisperCTC(cfg, encoder, tokenizer)
-    llm = (_llada if cfg.arch == "whisper_llada" else _llama)(cfg, tokenizer, dtype)
+    if not arch.reads_llm:
+        return arch.model_cls()(cfg, encoder, tokenizer)
+    llm = arch.build_llm(cfg, tokenizer, dtype)
     if llm.get_input_embeddings().weight.shape[0] < tokenizer.vocab_size:
         where = cfg.llm.path or "model.llm.config"
         raise ValueError(f"{where}: LLM embeds {llm.get_input_embeddings().weight.shape[0]} ids but the tokenizer uses {tokenizer.vocab_size}")
@@ -101,5 +108,4 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
     else:
         llm.requires_grad_(cfg.llm.train == "full")
     qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm))
-    cls = WhisperLLaDA if cfg.arch == "whisper_llada" else WhisperLLaMA
-    return cls(cfg, encoder, qformer, llm, tokenizer)
+    return arch.model_cls()(cfg, encoder, qformer, llm, tokenizer)

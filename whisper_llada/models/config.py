@@ -10,6 +10,7 @@ from typing import Optional
 
 from whisper_llada.data.tokenizer import TokenizerConfig
 from whisper_llada.models.qformer import QFormerConfig
+from whisper_llada.models.registry import CTC, get_arch
 
 
 @dataclass
@@ -70,7 +71,7 @@ class CTCHeadConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "whisper_llada"  # whisper_llada | whisper_llama (the autoregressive twin) | whisper_ctc (first pass)
+    arch: str = "whisper_llada"  # a name of models/registry.py: whisper_llada, whisper_llama (the AR twin), whisper_ctc, ...
     prompt: str = "Transcribe the audio:"
     # Parts built from a config (not loaded) are initialised from this seed, so a frozen
     # random encoder or LLM is the same in training and decoding.
@@ -98,15 +99,14 @@ class ModelConfig:
     prefix_attends_response: bool = True
 
     def __post_init__(self):
-        if self.arch not in ("whisper_llada", "whisper_llama", "whisper_ctc"):
-            raise ValueError(f"arch {self.arch!r}: expected whisper_llada, whisper_llama or whisper_ctc")
+        arch = get_arch(self.arch)
         if self.llm.train not in ("lora", "full", "frozen"):
             raise ValueError(f"llm.train {self.llm.train!r}: expected lora, full or frozen")
         if (self.whisper.path is None) == (self.whisper.config is None):
             raise ValueError("whisper: give exactly one of path and config")
-        if self.arch == "whisper_ctc":
+        if arch.objective == CTC:
             if self.tokenizer.type != "sentencepiece":
-                raise ValueError("whisper_ctc reads BPE pieces: tokenizer.type must be sentencepiece")
+                raise ValueError(f"{self.arch} reads BPE pieces: tokenizer.type must be sentencepiece")
         elif (self.llm.path is None) == (self.llm.config is None):
             raise ValueError("llm: give exactly one of path and config")
         if self.positions not in ("sequential", "aligned"):

@@ -1,8 +1,8 @@
-"""The audio front end shared by Whisper-LLaDA and its autoregressive twin.
+"""The audio-conditioned LLM shared by Whisper-LLaDA, its autoregressive twin and any other LLM backend.
 
-Frozen Whisper encoder -> window-level Q-Former -> audio tokens, placed after the chat
-prompt as ``[prompt][audio tokens]``, rows left-padded so every response starts at the
-same position.
+Frozen Whisper encoder (``FrozenWhisperFrontEnd``) -> window-level Q-Former -> audio tokens, placed
+after the chat prompt as ``[prompt][audio tokens]``, rows left-padded so every response starts at
+the same position. Subclasses give the training ``loss`` and the decoding.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from whisper_llada.data.dataset import audio_inputs, move_batch
+from whisper_llada.data.audio import TOKENS, Audio
 from whisper_llada.data.tokenizer import TextTokenizer
 from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.ctc_compress import ctc_compress
+from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 from whisper_llada.models.qformer import WindowQFormer
-from whisper_llada.models.whisper_encoder import run_frozen_encoder
 
 
 def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[torch.Tensor] = None):
@@ -33,15 +33,12 @@ def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[tor
     return embeds, torch.gather(mask, 1, order), torch.gather(positions, 1, order)
 
 
-class SpeechLLM(nn.Module):
+class SpeechLLM(FrozenWhisperFrontEnd):
     def __init__(self, cfg: ModelConfig, encoder: nn.Module, qformer: WindowQFormer, llm: nn.Module, tokenizer: TextTokenizer):
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = encoder
+        super().__init__(cfg, encoder)
         self.qformer = qformer
         self.llm = llm
         self.tokenizer = tokenizer
-        self.encoder.requires_grad_(False)
         self.register_buffer("prompt_ids", torch.tensor(tokenizer.prompt_ids(cfg.prompt), dtype=torch.long), persistent=False)
         # Auxiliary CTC over the audio tokens; the mask id, never a target, is the blank.
         self.ctc_head = nn.Linear(qformer.proj.out_features, tokenizer.vocab_size) if cfg.loss.ctc_weight > 0 else None
@@ -51,36 +48,16 @@ class SpeechLLM(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.encoder.eval()  # frozen: no dropout, whatever the mode
         if self.frontend_frozen:
             self.qformer.eval()
         return self
 
-    @property
-    def device(self) -> torch.device:
-        return self.prompt_ids.device
-
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids)
 
-    def frames_needed(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
-        """Leading encoder frames per row that the model reads (what an encoder cache holds)."""
-        return self.cfg.qformer.frames_needed(real_frames, total_frames)
-
-    def run_encoder(self, features: torch.Tensor, feature_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, F) log-mel -> encoder frames (B, 1500, C) and the number of real frames per row."""
-        return run_frozen_encoder(self.encoder, self.cfg.whisper.window, features, feature_lens, self.frames_needed)
-
-    def audio_tokens(
-        self,
-        features: Optional[torch.Tensor] = None,
-        feature_lens: Optional[torch.Tensor] = None,
-        encoder_out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Audio tokens (B, A, D) and mask (B, A); ``encoder_out`` may come from a cache."""
-        if encoder_out is None:
-            encoder_out = self.run_encoder(features, feature_lens)
-        frames, real = encoder_out
+    def audio_tokens(self, audio: Audio) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Q-Former's audio tokens (B, A, D) and mask (B, A) of features or cached encoder frames."""
+        frames, real = self.encoder_output(audio)
         tokens, mask = self.qformer(frames, real.to(frames.device), total_frames=self.encoder.config.max_source_positions)
         return tokens.to(self.embed_tokens(self.prompt_ids[:1]).dtype), mask
 
@@ -113,16 +90,23 @@ class SpeechLLM(nn.Module):
         pos = pos[None].expand(B, -1).masked_fill(~mask, 0)
         return left_align(torch.cat([audio, prompt], dim=1), mask, pos)
 
-    def prefix(self, features=None, feature_lens=None, encoder_out=None):
+    def llm_audio(self, audio: Audio) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio tokens the LLM reads and their mask: made by the front end (``compress``
+        included), or as the audio-token cache holds them."""
+        if audio.kind == TOKENS:
+            return audio.data.to(self.embed_tokens(self.prompt_ids[:1]).dtype), audio.mask
+        return self.compress(*self.audio_tokens(audio))
+
+    def prefix(self, audio: Audio):
         """``build_prefix`` of the audio: (embeddings, mask, position ids or None)."""
-        return self.build_prefix(*self.compress(*self.audio_tokens(features, feature_lens, encoder_out)))
+        return self.build_prefix(*self.llm_audio(audio))
 
     def batch_prefix(self, batch: dict):
-        """Prefix of a decoding batch: ``{"features", "feature_lens"}``, ``{"encoder_out"}`` (a cache),
-        or ``{"prefix"}``, this method's own output computed earlier."""
+        """Prefix of a decoding batch: of its ``"audio"``, or its ``"prefix"``, this method's own output
+        computed earlier."""
         if batch.get("prefix") is not None:
             return batch["prefix"]
-        return self.prefix(**audio_inputs(move_batch(batch, self.device)))
+        return self.prefix(batch["audio"].to(self.device))
 
     def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
         out = []
@@ -133,33 +117,21 @@ class SpeechLLM(nn.Module):
             out.append(ids)
         return out
 
-    def forward(
-        self,
-        texts: Sequence[str],
-        features: Optional[torch.Tensor] = None,
-        feature_lens: Optional[torch.Tensor] = None,
-        encoder_out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-        generator: Optional[torch.Generator] = None,
-        audio_tokens: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-    ) -> dict:
-        """Training loss for a batch: features (or cached encoder output) and transcripts.
-
-        ``audio_tokens`` (B, A, D) with lengths (B,): what the frozen front end gave these cuts
-        (``compress`` included), cached by the trainer."""
-        if audio_tokens is not None:
+    def forward(self, texts: Sequence[str], audio: Audio, generator: Optional[torch.Generator] = None) -> dict:
+        """Training loss for a batch: its audio (features, cached encoder frames, or the cached
+        audio tokens of a frozen front end) and transcripts."""
+        if audio.kind == TOKENS:
             if not self.frontend_frozen:
                 raise ValueError("cached audio tokens stand for a frozen front end (train.frontend_epochs or frontend_from)")
-            tokens, lens = audio_tokens
-            mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lens[:, None]
-            return self.loss(*self.build_prefix(tokens.to(self.embed_tokens(self.prompt_ids[:1]).dtype), mask), texts, generator)
+            return self.loss(*self.prefix(audio), texts, generator)
         with torch.no_grad() if self.frontend_frozen else nullcontext():
-            audio, audio_mask = self.audio_tokens(features, feature_lens, encoder_out)
+            tokens, tokens_mask = self.audio_tokens(audio)
         if self.ctc_only:
-            ctc = self.ctc_loss(audio, audio_mask, texts)
+            ctc = self.ctc_loss(tokens, tokens_mask, texts)
             return {"loss": ctc, "ctc_loss": ctc, "num_utts": len(texts)}
-        out = self.loss(*self.build_prefix(*self.compress(audio, audio_mask)), texts, generator)
+        out = self.loss(*self.build_prefix(*self.compress(tokens, tokens_mask)), texts, generator)
         if self.ctc_head is not None and not self.frontend_frozen:
-            out["ctc_loss"] = self.ctc_loss(audio, audio_mask, texts)
+            out["ctc_loss"] = self.ctc_loss(tokens, tokens_mask, texts)
             out["loss"] = out["loss"] + self.cfg.loss.ctc_weight * out["ctc_loss"]
         return out
 
@@ -193,7 +165,3 @@ class SpeechLLM(nn.Module):
              texts: Sequence[str], generator: Optional[torch.Generator]) -> dict:
         raise NotImplementedError
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what training changes: the Q-Former, projection and LoRA (or full LLM) weights."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in names}

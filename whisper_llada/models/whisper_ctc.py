@@ -12,17 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from whisper_llada.data.dataset import audio_inputs, move_batch
+from whisper_llada.data.audio import TOKENS, Audio
 from whisper_llada.models.config import ModelConfig
-from whisper_llada.models.speech_llm import SpeechLLM
-from whisper_llada.models.whisper_encoder import run_frozen_encoder
+from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 
 
-class WhisperCTC(nn.Module):
+class WhisperCTC(FrozenWhisperFrontEnd):
     def __init__(self, cfg: ModelConfig, encoder: nn.Module, tokenizer):
-        super().__init__()
-        self.cfg, self.encoder, self.tokenizer = cfg, encoder, tokenizer
-        self.encoder.requires_grad_(False)
+        super().__init__(cfg, encoder)
+        self.tokenizer = tokenizer
         h = cfg.ctc
         self.proj_in = nn.Linear(encoder.config.d_model, h.d_model)
         layer = nn.TransformerEncoderLayer(h.d_model, h.num_heads, h.ffn_dim, h.dropout, activation="gelu",
@@ -30,32 +28,15 @@ class WhisperCTC(nn.Module):
         self.layers = nn.TransformerEncoder(layer, h.num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(h.d_model)
         self.out = nn.Linear(h.d_model, self.num_classes)
-        self.register_buffer("_device", torch.zeros(0), persistent=False)
 
     @property
     def num_classes(self) -> int:
         return self.tokenizer.num_pieces + 1
 
-    @property
-    def device(self) -> torch.device:
-        return self._device.device
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.encoder.eval()
-        return self
-
-    def frames_needed(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
-        # The Q-Former's geometry: a recipe whose two configs share it shares one encoder cache
-        # (which holds at least the real frames; the rest is masked here).
-        return self.cfg.qformer.frames_needed(real_frames, total_frames)
-
-    def run_encoder(self, features: torch.Tensor, feature_lens: torch.Tensor):
-        return run_frozen_encoder(self.encoder, self.cfg.whisper.window, features, feature_lens, self.frames_needed)
-
-    def log_probs(self, features=None, feature_lens=None, encoder_out=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_probs(self, audio: Audio) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T', classes) CTC log-probabilities and the frames per row (T' = frames / stride)."""
-        frames, real = encoder_out if encoder_out is not None else self.run_encoder(features, feature_lens)
+        # The encoder cache holds at least the real frames of each row; the rest is masked here.
+        frames, real = self.encoder_output(audio)
         s = self.cfg.ctc.frame_stride
         real = real.to(frames.device)
         T = int(real.max())
@@ -71,14 +52,13 @@ class WhisperCTC(nn.Module):
         return F.log_softmax(self.out(self.norm(h)).float(), dim=-1), lens
 
     def batch_log_probs(self, batch: dict):
-        return self.log_probs(**audio_inputs(move_batch(batch, self.device)))
+        return self.log_probs(batch["audio"].to(self.device))
 
-    def forward(self, texts: Sequence[str], features=None, feature_lens=None, encoder_out=None,
-                generator: Optional[torch.Generator] = None, audio_tokens=None) -> dict:
+    def forward(self, texts: Sequence[str], audio: Audio, generator: Optional[torch.Generator] = None) -> dict:
         """CTC loss (mean over utterances of the per-utterance loss / target length)."""
-        if audio_tokens is not None:
-            raise ValueError("whisper_ctc has no audio-token cache (train.cache_audio_tokens is for LLM stages)")
-        logp, lens = self.log_probs(features, feature_lens, encoder_out)
+        if audio.kind == TOKENS:
+            raise ValueError(f"{self.cfg.arch} has no audio-token cache (train.cache_audio_tokens is for LLM stages)")
+        logp, lens = self.log_probs(audio)
         ids = [[p + 1 for p in self.tokenizer.encode(t)] for t in texts]
         for t, i in zip(texts, ids):
             if not i:
@@ -87,5 +67,3 @@ class WhisperCTC(nn.Module):
         loss = F.ctc_loss(logp.transpose(0, 1), targets, lens, torch.tensor([len(r) for r in ids], device=logp.device),
                           blank=0, reduction="mean", zero_infinity=True)
         return {"loss": loss, "num_utts": len(texts)}
-
-    trainable_state_dict = SpeechLLM.trainable_state_dict

@@ -65,7 +65,7 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
                     batch = ds[chunk]
                     if not batch["cut_ids"]:
                         continue
-                    frames, real = model.run_encoder(batch["features"].to(device), batch["feature_lens"].to(device))
+                    frames, real = model.encoder_output(batch["audio"].to(device))
                     need = model.frames_needed(real, total)
                     by_id = {c.id: c for c in chunk}
                     for j, cut_id in enumerate(batch["cut_ids"]):
@@ -110,7 +110,6 @@ def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_durat
     from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
 
-    from whisper_llada.data.dataset import audio_inputs, move_batch
     from whisper_llada.utils.checkpoint_io import atomic_torch_save
 
     stored: dict[str, torch.Tensor] = torch.load(store, weights_only=True) if store and store.is_file() else {}
@@ -126,7 +125,7 @@ def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_durat
             batch = dataset[cut_batch]
             if not batch["cut_ids"]:
                 continue
-            tokens, mask = model.compress(*model.audio_tokens(**audio_inputs(move_batch(batch, device))))
+            tokens, mask = model.compress(*model.audio_tokens(batch["audio"].to(device)))
             # Compression and the Q-Former pack each row's real tokens at its start.
             for row, cut_id in enumerate(batch["cut_ids"]):
                 stored[cut_id] = tokens[row, : int(mask[row].sum())].float().cpu()

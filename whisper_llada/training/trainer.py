@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from whisper_llada.data.dataset import SpeechTextDataset, audio_inputs, filter_cuts, move_batch
+from whisper_llada.data.dataset import SpeechTextDataset, filter_cuts, move_batch
 from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.models.build import build_model
 from whisper_llada.recipe import RecipeConfig
@@ -48,7 +48,10 @@ def load_cuts(cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_du
             raise FileNotFoundError(f"{path}: cut manifest of part {part!r} not found (run the features stage)")
         sets.append(load_manifest_lazy(path))
     cuts = CutSet.mux(*sets) if len(sets) > 1 else sets[0]
-    max_tokens = cfg.model.loss.response_length if cfg.model.arch == "whisper_llada" else None
+    from whisper_llada.models.registry import get_arch
+
+    # A masked-diffusion response block is a fixed length: longer transcripts cannot be trained.
+    max_tokens = cfg.model.loss.response_length if get_arch(cfg.model.arch).is_diffusion else None
     return filter_cuts(cuts, tokenizer=tokenizer, max_tokens=max_tokens, normalize=get_normalizer(cfg.data.normalizer),
                        min_duration=min_duration, where=where, strict=cfg.data.strict)
 
@@ -180,7 +183,7 @@ class Trainer:
                 continue
             batch = move_batch(batch, self.device)
             with self._autocast():
-                loss = self.model(batch["texts"], generator=g, **audio_inputs(batch))["loss"]
+                loss = self.model(batch["texts"], batch["audio"], generator=g)["loss"]
             tot += loss.float() * len(batch["cut_ids"])
             n += len(batch["cut_ids"])
         if self.world > 1:
@@ -227,7 +230,7 @@ class Trainer:
                     continue
                 batch = move_batch(batch, self.device)
                 with self._autocast():
-                    out = self.ddp(batch["texts"], **audio_inputs(batch))
+                    out = self.ddp(batch["texts"], batch["audio"])
                 loss = out["loss"]
                 self.scaler.scale(loss / tc.accum_grad).backward()
                 losses.append(float(loss.detach()))
