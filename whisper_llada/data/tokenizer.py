@@ -76,7 +76,8 @@ class SentencePieceTokenizer(TextTokenizer):
 
 
 class HFChatTokenizer(TextTokenizer):
-    """LLaDA's own tokenizer directory: chat template, ``<|mdm_mask|>`` and ``<|endoftext|>``."""
+    """A Hugging Face tokenizer directory: LLaDA's (chat template, ``<|mdm_mask|>``, ``<|endoftext|>``) or a
+    masked LM's (``[MASK]``, ``[SEP]``, ``[PAD]`` named in the tokenizer config; no chat template)."""
 
     def __init__(self, path: str | Path, mask_token: str, eos_token: str, pad_token: Optional[str] = None):
         from transformers import AutoTokenizer
@@ -106,7 +107,9 @@ class HFChatTokenizer(TextTokenizer):
 
     def prompt_ids(self, task: str) -> list[int]:
         if not getattr(self.tok, "chat_template", None):
-            raise ValueError(f"{self.path}: tokenizer has no chat template")
+            # An encoder-only masked LM (BERT family, arch whisper_hf_mlm) has no chat turns: the task
+            # in its own special tokens ([CLS] task [SEP]), as it read text in pretraining.
+            return list(self.tok.encode(task, add_special_tokens=True))
         out = self.tok.apply_chat_template([{"role": "user", "content": task}], add_generation_prompt=True, tokenize=True)
         if hasattr(out, "keys"):  # transformers may return a BatchEncoding
             out = out["input_ids"]

@@ -65,6 +65,9 @@ ARCHS: dict[str, Arch] = {a.name: a for a in (
          "the autoregressive twin: transformers' Llama, causal"),
     Arch("whisper_ctc", "whisper_llada.models.whisper_ctc:WhisperCTC", CTC,
          about="the first-pass CTC recogniser: transformer layers on the frozen encoder"),
+    Arch("whisper_hf_mlm", "whisper_llada.models.whisper_llada:WhisperLLaDA", MASKED_DIFFUSION,
+         "whisper_llada.models.hf_masked_lm:build_hf_masked_lm", "whisper_llada.models.hf_masked_lm:hf_masked_lm_shape",
+         "hf_masked_lm", "a Hugging Face AutoModelForMaskedLM (BERT, RoBERTa, ModernBERT...) as the diffusion LM"),
 )}
 
 
