@@ -4,7 +4,8 @@ trainable parameter it did not fill.
 
 The release holds only trainable weights under ``model``: the Q-Former as ``adapter.bert.*``
 (BLIP-2 names, which ours keep), ``speech_query_tokens``, ``linear_proj.*`` and the LLaDA LoRA
-weights as ``llada.base_model.model.*`` (peft names, which ours keep under ``llm.``).
+weights as ``llada.base_model.model.*`` (peft names, which ours keep under ``llm.``); the full
+layout is in docs/models.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Reads and writes hub-format directories (``config.json`` + safetensors, sharded or
 not) with the hub's weight names, so no ``trust_remote_code`` is needed. Unlike the
-hub's modelling code it honours a key-padding ``attention_mask``.
+hub's modelling code it honours a key-padding ``attention_mask``. LLaDA-8B's shape, block,
+weight names and token ids: docs/models.md.
 """
 
 from __future__ import annotations
