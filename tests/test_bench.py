@@ -1,22 +1,32 @@
-"""The decoding benchmark runs and counts forward passes as the strategies imply."""
+"""The decoding benchmark runs, counts forward passes and positions as the strategies imply, and checks
+that the exact prefix cache changes no token."""
 
 from __future__ import annotations
 
 from whisper_llada import bench
 
 
-def test_bench_counts(capsys):
+def test_bench_counts():
     args = bench.get_parser().parse_args(
-        ["--num-utts", "2", "--seconds", "2", "--tokens", "5", "--gen-len", "16", "--batch-sizes", "1", "2"])
+        ["--num-utts", "2", "--seconds", "2", "--tokens", "5", "--gen-len", "16", "--batch-sizes", "2",
+         "--only", "diffusion steps", "delib random 0.3", "delib low-conf 0.3", "len auto steps 4"])
     rows = bench.run(args)
     by = {(r.name, r.batch): r for r in rows}
-    assert len(rows) == 20
-    for b in (1, 2):
+    for b in (2,):
         # EOS is committed first (it is certain), then one token per step.
         assert by[("diffusion steps 16", b)].passes_per_utt == 6
         assert by[("diffusion steps 4", b)].passes_per_utt == 3  # 16 masks over 4 steps: EOS fill empties the rest
         assert by[("AR twin greedy (KV cache)", b)].passes_per_utt == 6
         assert by[("delib random 0.3", b)].passes_per_utt == 1  # int(5 * 0.3) = 1 token, one step
         assert by[("delib low-conf 0.3", b)].passes_per_utt == 2  # plus the scoring pass
-    table = bench.format_table(rows)
-    assert table.count("\n") == 21 and "| 1.00 |" in table
+        # canvas of 5 + 4 positions over min(4, 9) steps: EOS fills the tail after the 4 first commits at most
+        auto = by[("diffusion len auto steps 4", b)]
+        assert auto.passes_per_utt <= 4 and by[("diffusion steps 4", b)].positions_per_pass > auto.positions_per_pass
+        cached = by[("diffusion len auto steps 4 exact cache (prefix-blind)", b)]
+        blind = by[("diffusion len auto steps 4 no cache (prefix-blind)", b)]
+        # the same tokens; one pass more (the prefill), each later one over the 9 response positions alone
+        assert cached.tokens == blind.tokens and cached.passes_per_utt == blind.passes_per_utt + 1
+        P = blind.positions_per_pass - 9
+        assert cached.positions_per_utt == P + 9 * blind.passes_per_utt < blind.positions_per_utt
+    table = bench.format_table(rows, 16)
+    assert "| 1.00 |" in table and "DIFFER" not in table and "identical to no cache" in table

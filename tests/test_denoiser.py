@@ -163,3 +163,22 @@ def test_training_loss_of_a_prefix_blind_model_is_the_masked_full_pass(sp_model)
     out = model(texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0))
     out["loss"].backward()
     assert any(p.grad is not None for p in model.qformer.parameters())
+
+
+def test_gen_len_auto_canvas_from_duration_and_a_missing_token_rate_is_named(sp_model, tmp_path):
+    import json
+
+    from tests.test_whisper_llada import build
+    from whisper_llada.data.lang import token_rate
+    from whisper_llada.diffusion.settings import DecodeConfig
+
+    model = build(sp_model)  # reads audio tokens as they are: the canvas comes from the duration
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    with pytest.raises(FileNotFoundError, match="token_rate.json.*lang stage"):
+        model.canvas_lengths({"durations": [1.0, 2.5]}, mask, DecodeConfig(gen_len="auto"))
+    rate = token_rate([10, 30, 20], [2.0, 3.0, 4.0], quantile=1.0)
+    assert rate["tokens_per_second"] == 10.0 and rate["mean"] == 6.6667
+    path = tmp_path / "token_rate.json"
+    path.write_text(json.dumps(rate))
+    got = model.canvas_lengths({"durations": [1.0, 2.5]}, mask, DecodeConfig(gen_len="auto", token_rate=str(path), len_margin=3))
+    assert got.tolist() == [13, 24]  # ceil(10 t) + 3, at most response_length (24)

@@ -12,12 +12,13 @@ import os
 import platform
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
 
 from whisper_llada.data.audio import Audio
-from whisper_llada.diffusion.sampling import deliberate, generate
+from whisper_llada.diffusion import deliberate, generate, make_denoiser
 from whisper_llada.models.build import build_model
 from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.registry import get_arch
@@ -28,6 +29,8 @@ SIZES = {
     "tiny": ((256, 4, 4, 688, 2000), (384, 4, 6), (256, 1, 4)),
     "small": ((768, 12, 12, 2048, 32000), (512, 6, 8), (768, 2, 12)),
     "llada-1b": ((2048, 16, 16, 5632, 126464), (768, 12, 12), (768, 2, 12)),
+    # LLaDA-8B and whisper-large-v3 (a GPU's job); the AR twin gets the same shapes
+    "llada-8b": ((4096, 32, 32, 12288, 126464), (1280, 32, 20), (768, 2, 12)),
 }
 
 
@@ -46,17 +49,24 @@ class _VocabTokenizer:
 
 
 class EndsAt(nn.Module):
-    """Wraps a masked-diffusion LM so its response ends with EOS from position ``length`` on."""
+    """Wraps a masked-diffusion LM so its response ends with EOS from position ``length`` on.
+
+    Passes the prefix-cache arguments through, so cached and recomputing denoisers see one model.
+    """
 
     def __init__(self, lm: nn.Module, length: int, eos_id: int):
         super().__init__()
         self.lm, self.length, self.eos_id = lm, length, eos_id
+        self.supports_prefix_cache = getattr(lm, "supports_prefix_cache", False)
 
     def get_input_embeddings(self):
         return self.lm.get_input_embeddings()
 
-    def forward(self, inputs_embeds, attention_mask=None, logits_to_keep: int = 0):
-        out = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, logits_to_keep=logits_to_keep)
+    def forward(self, inputs_embeds, attention_mask=None, logits_to_keep: int = 0, position_ids=None,
+                past_key_values=None, past_mask=None, keep_kv: int = 0, prefix_length: int = 0):
+        out = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, logits_to_keep=logits_to_keep,
+                      position_ids=position_ids, past_key_values=past_key_values, past_mask=past_mask,
+                      keep_kv=keep_kv, prefix_length=prefix_length)
         logits = out.logits
         L = logits_to_keep or logits.shape[1]
         resp = logits[:, -L:]
@@ -70,9 +80,11 @@ def _configs(size: str, arch: str, tok: _VocabTokenizer, trim: bool) -> ModelCon
     (d, layers, heads, mlp, vocab), (wd, wl, wh), (qh, ql, qheads) = SIZES[size]
     llm = get_arch(arch).shape_config(d, layers, heads, mlp, vocab, 4096)
     whisper = dict(d_model=wd, encoder_layers=wl, encoder_attention_heads=wh, encoder_ffn_dim=4 * wd,
-                   decoder_layers=1, decoder_attention_heads=wh, decoder_ffn_dim=4 * wd, num_mel_bins=80)
+                   decoder_layers=1, decoder_attention_heads=wh, decoder_ffn_dim=4 * wd,
+                   num_mel_bins=128 if wd >= 1280 else 80)
     return from_dict(ModelConfig, {
-        "arch": arch, "whisper": {"config": whisper},
+        # trimmed: the encoder reads the audio's frames only, as the embedded recipe (whisper.window audio)
+        "arch": arch, "whisper": {"config": whisper, "window": "audio" if trim else "full"},
         "qformer": {"hidden_size": qh, "num_layers": ql, "num_heads": qheads, "intermediate_size": 4 * qh, "trim_to_audio": trim},
         "llm": {"config": llm, "train": "frozen"}, "tokenizer": {"path": "-"},
     }, f"bench:{size}")
@@ -83,16 +95,57 @@ class Row:
     name: str
     batch: int
     passes_per_utt: float
-    tokens_per_pass: float
+    positions_per_pass: float
     rtf: float
+    tokens: Optional[list] = None  # output ids per utterance (checks that caches change nothing)
+    llm_rtf: float = 0.0  # the LLM's part alone: the front end (encoder, Q-Former) left out
+
+    @property
+    def positions_per_utt(self) -> float:
+        return self.passes_per_utt * self.positions_per_pass
 
 
-def _time(fn, reps: int) -> float:
+def _time(fn, reps: int, sync) -> float:
     fn()  # warm-up
+    sync()
     t0 = time.perf_counter()
     for _ in range(reps):
         fn()
+    sync()
     return (time.perf_counter() - t0) / reps
+
+
+def strategies(L: int, T: int, margin: int) -> list[tuple[str, dict]]:
+    """(name, how) of every benchmarked setting: the paper's, then the fast ones."""
+    auto = T + margin  # gen_len auto: the canvas a transcript of T tokens gets from its audio
+    return [
+        (f"diffusion steps {L}", dict(kind="gen", steps=L, block=L)),
+        (f"diffusion steps {L // 2}", dict(kind="gen", steps=L // 2, block=L)),
+        (f"diffusion steps {L // 4}", dict(kind="gen", steps=L // 4, block=L)),
+        (f"semi-AR block {L // 4} steps {L}", dict(kind="gen", steps=L, block=L // 4)),
+        (f"semi-AR block {L // 16} steps {L}", dict(kind="gen", steps=L, block=L // 16)),
+        ("delib low-conf 0.3", dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3)),
+        ("delib random 0.3", dict(kind="delib", mode="diffusion", masking="random", ratio=0.3)),
+        ("delib low-conf 0.5", dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.5)),
+        ("delib semi-AR 4 chunks", dict(kind="delib", mode="semi_ar", masking="random", ratio=0.3)),
+        # fast settings: the canvas sized per row, the prefix cached, parallel commits
+        (f"diffusion len auto steps {L // 4}", dict(kind="gen", steps=L // 4, len=auto)),
+        (f"diffusion len auto steps {L // 4} approx cache 4", dict(kind="gen", steps=L // 4, len=auto, cache="approximate")),
+        (f"diffusion len auto steps {L // 4} exact cache (prefix-blind)", dict(kind="gen", steps=L // 4, len=auto, cache="exact")),
+        (f"diffusion len auto steps {L // 16} exact cache (prefix-blind)", dict(kind="gen", steps=L // 16, len=auto, cache="exact")),
+        (f"diffusion len auto threshold 0.9 exact cache (prefix-blind)",
+         dict(kind="gen", steps=L, len=auto, cache="exact", commit="threshold")),
+        (f"diffusion len auto steps {L // 4} no cache (prefix-blind)", dict(kind="gen", steps=L // 4, len=auto, cache="blind")),
+        (f"diffusion steps {L // 4} exact cache (prefix-blind)", dict(kind="gen", steps=L // 4, block=L, cache="exact")),
+        (f"diffusion steps {L // 4} no cache (prefix-blind)", dict(kind="gen", steps=L // 4, block=L, cache="blind")),
+        ("delib low-conf 0.3 len auto exact cache (prefix-blind)",
+         dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3, len=auto, cache="exact")),
+        ("delib random 0.3 len auto exact cache (prefix-blind)",
+         dict(kind="delib", mode="diffusion", masking="random", ratio=0.3, len=auto, cache="exact")),
+        ("delib low-conf 0.3 len auto no cache (prefix-blind)",
+         dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3, len=auto, cache="blind")),
+        ("AR twin greedy (KV cache)", dict(kind="ar")),
+    ]
 
 
 def run(args) -> list[Row]:
@@ -104,32 +157,44 @@ def run(args) -> list[Row]:
     llama = build_model(_configs(args.size, "whisper_llama", tok, not args.full_windows), tokenizer=tok).to(args.device, dtype).eval()
     g = torch.Generator().manual_seed(0)
     frames = int(args.seconds * 100)
-    feats = torch.randn(args.num_utts, frames, 80, generator=g).to(args.device)
+    mels = llada.encoder.config.num_mel_bins
+    feats = torch.randn(args.num_utts, frames, mels, generator=g).to(args.device)
     lens = torch.full((args.num_utts,), frames, device=args.device)
-    T, L = args.tokens, args.gen_len
+    T, L, margin = args.tokens, args.gen_len, args.len_margin
     hyps = torch.randint(0, vocab - 2, (args.num_utts, T), generator=g).tolist()
     oracle = EndsAt(llada.llm, T, tok.eos_id)
     audio_s = args.num_utts * args.seconds
+    names = [n for n, _ in strategies(L, T, margin)]
+    chosen = strategies(L, T, margin)
+    if args.only:
+        chosen = [(n, s) for n, s in chosen if any(o in n for o in args.only) or s["kind"] == "ar"]
+        if len(chosen) < 2:
+            raise SystemExit(f"--only {args.only}: matches none of {names}")
 
-    strategies = [
-        (f"diffusion steps {L}", dict(kind="gen", steps=L, block=L)),
-        (f"diffusion steps {L // 2}", dict(kind="gen", steps=L // 2, block=L)),
-        (f"diffusion steps {L // 4}", dict(kind="gen", steps=L // 4, block=L)),
-        (f"semi-AR block {L // 4} steps {L}", dict(kind="gen", steps=L, block=L // 4)),
-        (f"semi-AR block {L // 16} steps {L}", dict(kind="gen", steps=L, block=L // 16)),
-        ("delib low-conf 0.3", dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3)),
-        ("delib random 0.3", dict(kind="delib", mode="diffusion", masking="random", ratio=0.3)),
-        ("delib low-conf 0.5", dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.5)),
-        ("delib semi-AR 4 chunks", dict(kind="delib", mode="semi_ar", masking="random", ratio=0.3)),
-        ("AR twin greedy (KV cache)", dict(kind="ar")),
-    ]
+    def sync():
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+
     rows: list[Row] = []
     for bs in args.batch_sizes:
-        for name, s in strategies:
+        for name, s in chosen:
             stats: dict = {}
+            outputs: list = []
+            front = [0.0]
+
+            def prefix_of(model, batch):
+                # timed apart, so the LLM's share of the time can be shown without the front end
+                sync()
+                t0 = time.perf_counter()
+                out = model.batch_prefix(batch)
+                sync()
+                front[0] += time.perf_counter() - t0
+                return out
 
             def once():
                 stats.clear()
+                outputs.clear()
+                front[0] = 0.0
                 for i in range(0, args.num_utts, bs):
                     sl = slice(i, i + bs)
                     batch = {"audio": Audio.features(feats[sl], lens[sl])}
@@ -137,42 +202,68 @@ def run(args) -> list[Row]:
                         if s["kind"] == "ar":
                             from transformers import GenerationConfig
 
-                            prefix, mask, pos = llama.batch_prefix(batch)
+                            prefix, mask, pos = prefix_of(llama, batch)
                             gen = GenerationConfig(min_new_tokens=T + 1, max_new_tokens=T + 1, do_sample=False,
                                                    eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
                             llama.llm.generate(inputs_embeds=prefix, attention_mask=mask.long(), generation_config=gen,
                                                **({} if pos is None else {"position_ids": pos}))
-                            stats["passes"] = stats.get("passes", 0) + (T + 1) * prefix.shape[0]
-                            stats["tokens"] = stats.get("tokens", 0) + (prefix.shape[1] + T) * prefix.shape[0]
+                            n = prefix.shape[0]
+                            stats["passes"] = stats.get("passes", 0) + (T + 1) * n
+                            # the first pass reads the prefix, each later one a single position
+                            stats["positions"] = stats.get("positions", 0) + (prefix.shape[1] + T) * n
                             continue
-                        prefix, mask, pos = llada.batch_prefix(batch)
+                        prefix, mask, pos = prefix_of(llada, batch)
+                        cache = s.get("cache", "none")
+                        # "blind": the prefix-blind model recomputed every step (the exact cache's reference)
+                        den = make_denoiser(oracle, prefix_attends_response=cache not in ("exact", "blind"),
+                                            cache="none" if cache == "blind" else cache, refresh=args.cache_refresh)
+                        length = s.get("len")
                         st: dict = {}
                         if s["kind"] == "gen":
-                            generate(oracle, prefix, prefix_mask=mask, gen_length=L, steps=s["steps"],
-                                     block_length=s["block"], mask_id=tok.mask_id, eos_id=tok.eos_id, stats=st,
-                                     prefix_positions=pos)
+                            gen_len = L if length is None else torch.full((prefix.shape[0],), length)
+                            out = generate(den, prefix, prefix_mask=mask, gen_length=gen_len, steps=s["steps"],
+                                           block_length=None if length else s["block"], mask_id=tok.mask_id,
+                                           eos_id=tok.eos_id, stats=st, prefix_positions=pos,
+                                           commit=s.get("commit", "fixed"), threshold=args.threshold)
+                            outputs.extend(out[:, :T].tolist())
                         else:
-                            deliberate(oracle, prefix, hyps[sl], prefix_mask=mask, mode=s["mode"], mask_ratio=s["ratio"],
-                                       masking_type=s["masking"], num_chunks=4, steps=L, mask_id=tok.mask_id,
-                                       eos_id=tok.eos_id, pad_id=tok.pad_id, pad_to=L, generator=torch.Generator().manual_seed(0), stats=st,
-                                       prefix_positions=pos)
-                        # Every pass reads the whole prefix and the L-token response.
-                        passes = int(st["forward_passes"].sum())
-                        stats["passes"] = stats.get("passes", 0) + passes
-                        stats["tokens"] = stats.get("tokens", 0) + passes * (prefix.shape[1] + L)
+                            pad_to = L if length is None else [len(h) + margin for h in hyps[sl]]
+                            out = deliberate(den, prefix, hyps[sl], prefix_mask=mask, mode=s["mode"], mask_ratio=s["ratio"],
+                                             masking_type=s["masking"], num_chunks=4, steps=L, mask_id=tok.mask_id,
+                                             eos_id=tok.eos_id, pad_id=tok.pad_id, pad_to=pad_to,
+                                             generator=torch.Generator().manual_seed(0), stats=st, prefix_positions=pos)
+                            outputs.extend(out)
+                        stats["passes"] = stats.get("passes", 0) + int(st["forward_passes"].sum())
+                        stats["positions"] = stats.get("positions", 0) + int(st["positions"].sum())
 
-            wall = _time(once, args.reps)
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            rows.append(Row(name, bs, stats["passes"] / args.num_utts, stats["tokens"] / stats["passes"], wall / audio_s))
+            wall = _time(once, args.reps, sync)
+            llm = wall - front[0]  # front[0]: the front end's seconds of the last timed repetition
+            rows.append(Row(name, bs, stats["passes"] / args.num_utts, stats["positions"] / stats["passes"],
+                            wall / audio_s, list(outputs), llm / audio_s))
     return rows
 
 
-def format_table(rows: list[Row]) -> str:
-    ar = {r.batch: r.rtf for r in rows if r.name.startswith("AR twin")}
-    lines = ["| strategy | batch | passes/utt | tokens/pass | RTF | RTF / AR |", "|---|---|---|---|---|---|"]
+def format_table(rows: list[Row], gen_len: Optional[int] = None) -> str:
+    """The table, RTF as a ratio to the AR twin's at the same batch size and positions per utterance
+    as a ratio to the paper's diffusion at ``gen_len / 4`` steps; then whether every exact cache gave
+    the tokens of the same model without it."""
+    ar = {r.batch: r for r in rows if r.name.startswith("AR twin")}
+    ref_name = f"diffusion steps {gen_len // 4}" if gen_len else None
+    ref = {r.batch: r.positions_per_utt for r in rows if r.name == ref_name}
+    lines = ["| strategy | batch | passes/utt | positions/pass | positions/utt | paper / this | RTF | RTF / AR "
+             "| LLM RTF | LLM RTF / AR |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.name} | {r.batch} | {r.passes_per_utt:.1f} | {r.tokens_per_pass:.1f} | {r.rtf:.4f} | {r.rtf / ar[r.batch]:.2f} |")
+        cut = f"{ref[r.batch] / r.positions_per_utt:.1f}x" if r.batch in ref else "-"
+        a = ar[r.batch]
+        lines.append(f"| {r.name} | {r.batch} | {r.passes_per_utt:.1f} | {r.positions_per_pass:.1f} | "
+                     f"{r.positions_per_utt:.0f} | {cut} | {r.rtf:.4f} | {r.rtf / a.rtf:.2f} | {r.llm_rtf:.4f} | "
+                     f"{r.llm_rtf / a.llm_rtf:.2f} |")
+    by = {(r.name, r.batch): r for r in rows}
+    for r in rows:
+        twin = by.get((r.name.replace("exact cache", "no cache"), r.batch))
+        if "exact cache" in r.name and twin is not None:
+            same = r.tokens == twin.tokens
+            lines.append(f"exact cache, batch {r.batch}: {r.name!r} tokens {'identical to' if same else 'DIFFER from'} no cache")
     return "\n".join(lines)
 
 
@@ -193,7 +284,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-len", type=int, default=128)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     p.add_argument("--reps", type=int, default=1, help="timed repetitions after one warm-up")
-    p.add_argument("--full-windows", action="store_true", help="all 88 windows per 30 s, as the paper")
+    p.add_argument("--full-windows", action="store_true", help="Whisper's 30 s window and all 88 Q-Former windows, as the paper")
+    p.add_argument("--len-margin", type=int, default=4, help="gen_len auto: canvas = transcript + this")
+    p.add_argument("--cache-refresh", type=int, default=4, help="approximate cache: steps between refreshes")
+    p.add_argument("--threshold", type=float, default=0.9, help="threshold commit rule: tau")
+    p.add_argument("--only", nargs="+", help="run only strategies whose name contains one of these (and the AR twin)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 
@@ -201,4 +296,4 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     print(header(args), flush=True)
-    print(format_table(run(args)))
+    print(format_table(run(args), args.gen_len))
