@@ -252,5 +252,5 @@ def test_masked_lm_from_a_hub_directory_with_its_own_tokenizer(tmp_path):
                                   DecodeConfig(mode="decoding", gen_len=8, steps=4, block_length=8))
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        build_model(from_dict(ModelConfig, {**{"arch": "whisper_hf_mlm", "whisper": {"config": TINY_WHISPER}},
+        build_model(from_dict(ModelConfig, {"arch": "whisper_hf_mlm", "whisper": {"config": TINY_WHISPER},
                                             "llm": {"path": str(tmp_path)}, "tokenizer": cfg.tokenizer.__dict__}, "t"))

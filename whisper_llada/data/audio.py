@@ -30,21 +30,21 @@ class Audio:
                              f"and {tuple(self.lens.shape)}")
 
     @classmethod
-    def features(cls, data: torch.Tensor, lens: torch.Tensor) -> "Audio":
+    def features(cls, data: torch.Tensor, lens: torch.Tensor) -> Audio:
         return cls(FEATURES, data, lens)
 
     @classmethod
-    def frames(cls, data: torch.Tensor, lens: torch.Tensor) -> "Audio":
+    def frames(cls, data: torch.Tensor, lens: torch.Tensor) -> Audio:
         return cls(FRAMES, data, lens)
 
     @classmethod
-    def tokens(cls, data: torch.Tensor, lens: torch.Tensor) -> "Audio":
+    def tokens(cls, data: torch.Tensor, lens: torch.Tensor) -> Audio:
         return cls(TOKENS, data, lens)
 
     def __len__(self) -> int:
         return self.data.shape[0]
 
-    def to(self, device) -> "Audio":
+    def to(self, device) -> Audio:
         return Audio(self.kind, self.data.to(device), self.lens.to(device))
 
     @property
@@ -52,7 +52,7 @@ class Audio:
         """(B, T) True on real positions."""
         return torch.arange(self.data.shape[1], device=self.data.device)[None, :] < self.lens.to(self.data.device)[:, None]
 
-    def expect(self, *kinds: str, who: str = "this model") -> "Audio":
+    def expect(self, *kinds: str, who: str = "this model") -> Audio:
         """``self`` if its kind is one of ``kinds``; else an error saying what ``who`` needs."""
         if self.kind not in kinds:
             raise ValueError(f"{who} reads {' or '.join(kinds)}, not {self.kind} (check the train/decode cache settings)")
