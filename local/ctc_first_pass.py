@@ -39,39 +39,45 @@ def load_graph(cfg, lm_dir: Path):
     """HLG of the recipe's BPE model and training transcripts, built once."""
     import kaldifst
 
-    from whisper_llada.data.dataset import filter_cuts
-    from whisper_llada.data.text_norm import get_normalizer
+    from whisper_llada.data.cuts import load_part_cuts
     from whisper_llada.lattice.graph import build_graph, read_words
+
+    from whisper_llada.utils.stage_record import StageRecord
 
     lang = Path(cfg.model.tokenizer.path).parent
     hlg = lang / "HLG.fst"
-    if hlg.is_file() and (lang / "words.txt").is_file():
-        logging.info("%s exists - using it", hlg)
+    order = cfg.firstpass.lattice.lm_order
+    # Rebuilt when the BPE model or the training transcripts change (the lang stage was redone).
+    record = StageRecord(lang / "made-from" / "HLG.fst.json",
+                         [Path(cfg.model.tokenizer.path), *(cfg.data.cuts_path(p) for p in cfg.data.train_parts)],
+                         {"lm_order": order, "normalizer": str(cfg.data.normalizer)},
+                         [hlg, lang / "words.txt", lang / "lexicon.txt", lm_dir / f"G_{order}_gram.arpa"])
+    if record.check(str(hlg)):
         return kaldifst.StdVectorFst.read(str(hlg)), read_words(lang / "words.txt")
-    from lhotse import load_manifest_lazy
     import sentencepiece as spm
 
-    norm = get_normalizer(cfg.data.normalizer)
-    texts = []
-    for part in cfg.data.train_parts:
-        cuts = filter_cuts(load_manifest_lazy(cfg.data.cuts_path(part)), where=part)
-        texts += [norm(" ".join(s.text for s in c.supervisions)) for c in cuts]
+    norm = cfg.data.text_normalizer()
+    cuts = load_part_cuts(cfg.data, cfg.data.train_parts, "train", lazy=True)
+    texts = [norm(" ".join(s.text for s in c.supervisions)) for c in cuts]
     sp = spm.SentencePieceProcessor(model_file=str(cfg.model.tokenizer.path))
-    graph = build_graph(texts, sp, lang, lm_dir, order=cfg.firstpass.lattice.lm_order)
+    graph = build_graph(texts, sp, lang, lm_dir, order=order)
+    # The graph's words.txt replaces the lang stage's (same words, graph symbols added): not damage.
+    StageRecord.amended(lang / "made-from.json", [lang / "words.txt"])
+    record.done()
     return graph, read_words(lang / "words.txt")
 
 
 def main() -> None:
     args = get_parser().parse_args()
     setup_logger(args.exp_dir / "log" / "log-ctc-first-pass")
-    from lhotse import load_manifest_lazy
+    from dataclasses import asdict
 
-    from whisper_llada.data.dataset import filter_cuts
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
     from whisper_llada.firstpass.records import read_records, records_path, write_records
     from whisper_llada.firstpass.whisper_ar import run_first_pass
-    from whisper_llada.inference import checkpoint_paths, load_trained_model
+    from whisper_llada.inference import checkpoint_paths, load_test_part, load_trained_model, part_inputs
+    from whisper_llada.utils.stage_record import StageRecord, record_path_for
     from whisper_llada.lattice.stats import first_pass_stats, plot_reliability
     from whisper_llada.models.registry import CTC, get_arch
     from whisper_llada.recipe import load_recipe_config
@@ -88,28 +94,38 @@ def main() -> None:
         out = records_path(args.output_dir, "ctc", part)
         other_path = records_path(args.output_dir, args.align, part) if args.align else None
         other = read_records(other_path) if other_path else None
-        if out.is_file() and (other is None or all("words" in r for r in other.values())):
-            logging.info("%s already exists - skipping", out)
+        paths, _ = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg)
+        suffix = f"lattice-lm-{lc.lm_order}"
+        # Redone when the cuts, the model, the BPE model or the aligned system's records changed.
+        record = StageRecord(record_path_for(out), [*part_inputs(cfg, part), *paths, Path(cfg.model.tokenizer.path),
+                                                    *([other_path] if other_path else [])],
+                             {"lattice": asdict(lc), "score": asdict(cfg.score), "data": asdict(cfg.data)},
+                             [out, out.parent / f"errs-{part}-{suffix}.txt", out.parent / f"recogs-{part}-{suffix}.txt"],
+                             verify=lambda p: read_records(p) if p == out else p.read_text())
+        if record.check(str(out)) and (other is None or all("words" in r for r in other.values())):
             continue
         if model is None:
             graph, words = load_graph(cfg, args.lm_dir)
-            paths, _ = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg)
             model = load_trained_model(cfg, paths, args.device)
-        cuts = filter_cuts(load_manifest_lazy(cfg.data.cuts_path(part)), need_text=False, where=part)
+        cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=other)
         records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm)
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
-        results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records]
+        results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records] + missing_rows
+        for cut_id in sorted(set(refs) - {r["id"] for r in records}):  # input that could not be loaded
+            results.append((cut_id, refs[cut_id].split(), []))
+            missing.append((cut_id, "no first-pass output: its features could not be loaded (see the log)"))
         setting = {"lm_order": lc.lm_order, "beam": lc.beam, "lattice_beam": lc.lattice_beam, "lm_scale": lc.lm_scale}
         header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
-        wer = write_results(out.parent, part, f"lattice-lm-{lc.lm_order}", results, cfg.score.normalizer,
-                            cfg.score.sclite_mode, header)
+        wer = write_results(out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header,
+                            missing)
         write_records(out, records)
         systems = [("ctc", {r["id"]: r for r in records})]
         if other is not None:
             if decoder.unaligned:
                 logging.warning("%s: %d records could not be aligned (conf 0)", other_path, decoder.unaligned)
             write_records(other_path, other.values())
+            StageRecord.amended(record_path_for(other_path), [other_path])  # its stage must not think it damaged
             systems.append((args.align, other))
         for system, recs in systems:
             stats = first_pass_stats(recs, refs)
@@ -120,6 +136,7 @@ def main() -> None:
             logging.info("%s %s: WER %.2f%%, n-best oracle %.2f%%, confidence AUC %s%s", system, part, stats["wer"],
                          stats["nbest_oracle_wer"], f"{stats['confidence_auc']:.3f}" if "confidence_auc" in stats else "-",
                          f", lattice depth {stats['lattice_depth']:.1f}" if "lattice_depth" in stats else "")
+        record.done()
         logging.info("%s: %d records, 1-best WER %.2f%%, RTF %s", out, len(records), wer, speed["rtf"])
 
 

@@ -9,10 +9,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from whisper_llada.inference import checkpoint_paths, load_trained_model, run_settings
-from whisper_llada.recipe import load_recipe_config
-from whisper_llada.utils.logging import setup_logger
-
 
 def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,6 +26,10 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
 
 def run(method: str, doc: str) -> None:
     args = get_parser(doc).parse_args()
+    from whisper_llada.inference import checkpoint_paths, load_trained_model, run_settings
+    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.utils.logging import setup_logger
+
     setup_logger(args.exp_dir / "log" / f"log-{method}")
     cfg = load_recipe_config(args.config, args.overrides)
     settings = cfg.decode_settings() if method == "decode" else cfg.deliberate_settings()
@@ -38,7 +38,7 @@ def run(method: str, doc: str) -> None:
         return
     paths, tag = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg, args.checkpoint)
     run_settings(cfg, lambda: load_trained_model(cfg, paths, args.device), tag, args.exp_dir, settings,
-                 args.parts or cfg.data.test_parts, args.firstpass_dir, args.device)
+                 args.parts or cfg.data.test_parts, args.firstpass_dir, args.device, checkpoints=paths)
 
 
 def main() -> None:

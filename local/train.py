@@ -6,24 +6,22 @@ Several GPUs:  torchrun --nproc-per-node 8 ./local/train.py --config conf/x.yaml
 
 Reads  the config's data.manifest_dir cuts (train and dev parts), lang and model directories
 Writes {exp_dir}/epoch-N.pt, checkpoint-{batch}.pt, tensorboard/, log/log-train-*
-Resume with --start-epoch N (from epoch-(N-1).pt) or --start-batch B (from checkpoint-B.pt).
+A rerun resumes by itself from the checkpoint that got furthest (a damaged one is skipped with a
+warning); --start-epoch N (from epoch-(N-1).pt) or --start-batch B (from checkpoint-B.pt) choose one,
+--start-epoch 1 starts afresh. Checkpoints beyond the start are renamed *.superseded.
 """
 
 import argparse
 import logging
 from pathlib import Path
 
-from whisper_llada.recipe import load_recipe_config
-from whisper_llada.training.trainer import dist_env, run_training
-from whisper_llada.utils.logging import setup_logger
-
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--exp-dir", type=Path, required=True)
-    p.add_argument("--start-epoch", type=int, default=1)
-    p.add_argument("--start-batch", type=int, default=0)
+    p.add_argument("--start-epoch", type=int, help="resume from epoch-(N-1).pt (default: the furthest checkpoint)")
+    p.add_argument("--start-batch", type=int, help="resume from checkpoint-B.pt (default: the furthest checkpoint)")
     p.add_argument("--num-epochs", type=int, help="override train.num_epochs")
     p.add_argument("--max-duration", type=float, help="override train.max_duration (seconds per batch and rank)")
     p.add_argument("--device", help="cpu or cuda:N (default: cuda:LOCAL_RANK when available)")
@@ -34,6 +32,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
+    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.training.trainer import dist_env, run_training
+    from whisper_llada.utils.logging import setup_logger
+
     rank, _, world = dist_env()
     setup_logger(args.exp_dir / "log" / "log-train", rank, world)
     overrides = list(args.overrides)

@@ -10,15 +10,6 @@ import json
 import logging
 from pathlib import Path
 
-from whisper_llada.data.dataset import filter_cuts
-from whisper_llada.data.text_norm import get_normalizer
-from whisper_llada.data.tokenizer import build_tokenizer
-from whisper_llada.firstpass.records import records_path, write_records
-from whisper_llada.firstpass.whisper_ar import make_first_pass, run_first_pass
-from whisper_llada.recipe import load_recipe_config
-from whisper_llada.scoring.wer import write_results
-from whisper_llada.utils.logging import setup_logger
-
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,29 +23,51 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
+    from whisper_llada.data.text_norm import get_normalizer
+    from whisper_llada.data.tokenizer import build_tokenizer
+    from whisper_llada.firstpass.records import records_path, write_records
+    from whisper_llada.firstpass.whisper_ar import make_first_pass, run_first_pass
+    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.scoring.wer import write_results
+    from whisper_llada.utils.logging import setup_logger
+
     setup_logger()
-    from lhotse import load_manifest_lazy
+    from dataclasses import asdict
+
+    from whisper_llada.firstpass.records import read_records
+    from whisper_llada.inference import load_test_part, part_inputs
+    from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
     cfg = load_recipe_config(args.config, args.overrides)
     norm = get_normalizer(cfg.score.normalizer)
     decoder = None
     for part in args.parts or cfg.data.test_parts:
         out = records_path(args.output_dir, "whisper", part)
-        if out.is_file():
-            logging.info("%s already exists - skipping", out)
+        suffix = f"beam-{cfg.firstpass.num_beams}"
+        # Redone when the cuts or the first pass's options changed, or an output is damaged.
+        options = {"firstpass": asdict(cfg.firstpass), "score": asdict(cfg.score), "tokenizer": asdict(cfg.model.tokenizer)}
+        outputs = [out.parent / f"recogs-{part}-{suffix}.txt", out.parent / f"errs-{part}-{suffix}.txt", out]
+        record = StageRecord(record_path_for(out), part_inputs(cfg, part), options, outputs,
+                             verify=lambda p: read_records(p) if p == out else p.read_text())
+        if record.check(str(out)):
             continue
         if decoder is None:
             tok = build_tokenizer(cfg.model.tokenizer) if cfg.firstpass.whisper.get("config") else None
             decoder = make_first_pass(cfg.firstpass, tok, args.device)
-        cuts = filter_cuts(load_manifest_lazy(cfg.data.cuts_path(part)), need_text=False, where=part)
+        cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         records, speed = run_first_pass(decoder, cuts, cfg.firstpass.batch_size, norm)
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
-        results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records]
-        suffix = f"beam-{cfg.firstpass.num_beams}"
+        results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records] + missing_rows
+        got = {r["id"] for r in records}
+        for cut_id in sorted(set(refs) - got):  # input that could not be loaded (named in the log above)
+            results.append((cut_id, refs[cut_id].split(), []))
+            missing.append((cut_id, "no first-pass output: its features could not be loaded (see the log)"))
         setting = {"num_beams": cfg.firstpass.num_beams, "pad_seconds": cfg.firstpass.pad_seconds}
         header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
-        wer = write_results(out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header)
+        wer = write_results(out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header,
+                            missing)
         write_records(out, records)
+        record.done()
         logging.info("%s: %d records, 1-best WER %.2f%%", out, len(records), wer)
 
 

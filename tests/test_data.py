@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from recipe_utils import run
+from recipe_utils import ROOT, run
 from whisper_llada.data.dataset import filter_cuts
 from whisper_llada.firstpass.records import read_records, write_records
 
@@ -43,20 +43,21 @@ def test_features_stage_skips_unreadable_audio(tmp_path):
     flacs = sorted((tmp_path / "dl/LibriSpeech/train-clean-100").rglob("*.flac"))
     corrupt, vanishing = flacs[0], flacs[1]
     corrupt.write_bytes(b"this is not audio")
-    out = run(["python", "-m", "local.prepare_manifests", "--corpus-dir", str(tmp_path / "dl/LibriSpeech"),
-               "--output-dir", str(tmp_path / "manifests")], tmp_path.parent)
+    # The smoke config's data, its manifests under tmp_path.
+    cfg = ["--config", str(ROOT / "egs/librispeech/conf/smoke.yaml"), "--set", f"data.raw_manifest_dir={tmp_path}/manifests",
+           "--set", f"data.manifest_dir={tmp_path}/fbank"]
+    out = run(["python", "-m", "local.prepare_manifests", *cfg, "--corpus-dir", str(tmp_path / "dl/LibriSpeech"),
+               "--parts", "train-clean-100"], tmp_path.parent)
     assert f"{corrupt}: unreadable audio" in out and "1 unreadable files left out" in out
     vanishing.unlink()  # lost after the manifests were made: the features stage names it and goes on
-    out = run(["python", "-m", "local.compute_fbank", "--manifest-dir", str(tmp_path / "manifests"),
-               "--output-dir", str(tmp_path / "fbank"), "--parts", "train-clean-100", "--num-mel-bins", "80"], tmp_path.parent)
+    out = run(["python", "-m", "local.compute_fbank", *cfg, "--parts", "train-clean-100"], tmp_path.parent)
     assert vanishing.stem in out and "skipped" in out
     from lhotse import load_manifest
 
     cuts = load_manifest(tmp_path / "fbank/librispeech_cuts_train-clean-100.jsonl.gz")
     assert len(cuts) == 1 and all(c.has_features for c in cuts)
-    # A rerun finds the finished part and does nothing.
-    again = run(["python", "-m", "local.compute_fbank", "--manifest-dir", str(tmp_path / "manifests"),
-                 "--output-dir", str(tmp_path / "fbank"), "--parts", "train-clean-100"], tmp_path.parent)
+    # A rerun with the same options finds the finished part and does nothing; other options redo it.
+    again = run(["python", "-m", "local.compute_fbank", *cfg, "--parts", "train-clean-100"], tmp_path.parent)
     assert "already exists - skipping" in again
 
 

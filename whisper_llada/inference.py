@@ -11,20 +11,23 @@ import json
 import logging
 import re
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
-from whisper_llada.data.dataset import SpeechTextDataset, filter_cuts, move_batch
+from whisper_llada.data.dataset import SpeechTextDataset, cut_text, move_batch
+from whisper_llada.data.dropped import all_deleted, dropped_path, read_dropped
 from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.firstpass.records import read_records, records_path
 from whisper_llada.models.build import build_model
 from whisper_llada.recipe import RecipeConfig
-from whisper_llada.scoring.wer import write_results, write_wer_summary
+from whisper_llada.scoring.wer import read_errs_accounting, read_recogs, write_results, write_wer_summary
 from whisper_llada.training.checkpoint import average_checkpoints, load_model_state
 from whisper_llada.utils.checkpoint_io import atomic_write_text
+from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +80,21 @@ def _sync(device) -> None:
 
 
 def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass: Optional[dict] = None,
-                device="cpu", strict: bool = False, prefixes: Optional[PrefixCache] = None) -> tuple[list, dict]:
+                device="cpu", strict: bool = False, prefixes: Optional[PrefixCache] = None,
+                left_out: Optional[list] = None) -> tuple[list, dict]:
     """Returns (results [(cut id, ref words, hyp words)], speed). ``prefixes`` shares the front
-    end's work between the settings of one call."""
+    end's work between the settings of one call.
+
+    A cut whose input cannot be loaded is not lost: it gets a row with an empty hypothesis (all
+    deleted) and (cut id, reason) goes to ``left_out``.
+    """
     from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
 
     norm = get_normalizer(normalizer)
     ds = SpeechTextDataset(norm, strict=strict)
     results, wall, front, audio, passes, n = [], 0.0, 0.0, 0.0, 0, 0
+    positions = 0  # sequence positions the LLM ran (a cached prefix counts once)
     prefixes = prefixes or PrefixCache(max_bytes=0)
     g = torch.Generator(device=device).manual_seed(0)
     # Batches of similar durations: less padding for the encoder, the Q-Former and every LLM pass
@@ -111,12 +120,20 @@ def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass:
         wall += time.perf_counter() - t0 + seconds
         audio += sum(batch["durations"])
         passes += int(stats["forward_passes"].sum()) if "forward_passes" in stats else 0
+        positions += int(stats["positions"].sum()) if "positions" in stats else 0
         n += len(hyps)
         for cut_id, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps):
             results.append((cut_id, ref.split(), norm(hyp).split()))
+    decoded = {r[0] for r in results}
+    for cut in cuts:
+        if cut.id not in decoded:
+            results.append((cut.id, norm(cut_text(cut)).split(), []))
+            if left_out is not None:
+                left_out.append((cut.id, ds.failures.get(cut.id, "not decoded (see the log)")))
     speed = {"num_utts": n, "audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
              "rtf": round(wall / audio, 5) if audio else None, "front_end_seconds": round(front, 3),
-             "forward_passes_per_utt": round(passes / max(n, 1), 2)}
+             "forward_passes_per_utt": round(passes / max(n, 1), 2),
+             "positions_per_utt": round(positions / max(n, 1), 1) if positions else None}
     return results, speed
 
 
@@ -134,50 +151,82 @@ def token_confidences(tokenizer, record: dict) -> list[float]:
     return out
 
 
+def load_test_part(cfg: RecipeConfig, part: str, norm: Callable[[str], str]) -> tuple:
+    """(decodable cuts, result rows of the rest, (id, reason) of the rest) of a test part.
+
+    No test cut vanishes: one Whisper cannot read (over 30 s) or that an earlier stage left out
+    (unreadable audio) is scored as all deleted and listed in the errs file with its reason.
+    """
+    from whisper_llada.data.cuts import load_part_cuts
+
+    too_long: list[dict] = []
+    cuts = load_part_cuts(cfg.data, [part], part, need_text=False, dropped=too_long)
+    earlier = read_dropped(dropped_path(cfg.data.manifest_dir, cfg.data.prefix, part))
+    for e in too_long:
+        e["reason"] += "; not decoded"
+    rows, left = all_deleted(earlier + too_long, norm)
+    if left:
+        log.warning("%s: %d of %d cuts cannot be decoded; each is scored as all deleted and listed in the errs "
+                    "files (e.g. %s)", part, len(left), len(cuts) + len(left), left[0])
+    return cuts, rows, left
+
+
+def part_inputs(cfg: RecipeConfig, part: str) -> list[Path]:
+    """The files a test part's results are made from (for stage records)."""
+    drop = dropped_path(cfg.data.manifest_dir, cfg.data.prefix, part)
+    return [cfg.data.cuts_path(part), *([drop] if drop.is_file() else [])]
+
+
 def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, exp_dir: Path,
                  settings: list[DecodeConfig], parts: list[str], firstpass_dir: Optional[Path] = None,
-                 device: str = "cpu") -> dict:
-    """Decode (or deliberate) every test part with every setting; skip results that exist.
+                 device: str = "cpu", checkpoints: Sequence[Path] = ()) -> dict:
+    """Decode (or deliberate) every test part with every setting; skip results that are up to date.
 
-    ``get_model`` is called only if something is left to decode.
+    ``get_model`` is called only if something is left to decode. A result is redone when its cuts,
+    ``checkpoints``, first-pass records, setting or scoring options changed, or it is damaged.
     """
-    from lhotse import load_manifest_lazy
-
     cfg.check_features()
     wers: dict = {}
     model = None
     prefixes = PrefixCache()
+    norm = get_normalizer(cfg.score.normalizer)
     for part in parts:
-        path = cfg.data.cuts_path(part)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: cuts of test part {part!r} not found (run the features stage)")
-        cuts = filter_cuts(load_manifest_lazy(path), need_text=False, where=part, strict=cfg.data.strict)
+        cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         written = set()
         for setting in settings:
             out_dir = Path(exp_dir) / setting.mode
             suffix = f"{setting.suffix()}-{tag}"
             errs = out_dir / f"errs-{part}-{suffix}.txt"
-            if errs.is_file():
-                log.info("%s already exists - skipping", errs)
-                continue
-            first_pass = None
+            inputs = [*part_inputs(cfg, part), *checkpoints]
             if setting.is_deliberation:
                 system = setting.first_pass or cfg.first_pass_system
                 fp_path = records_path(firstpass_dir, system, part)
+                inputs.append(fp_path)
+            options = {"setting": vars(setting), "score": asdict(cfg.score), "model": asdict(cfg.model)}
+            record = StageRecord(record_path_for(errs), inputs, options,
+                                 [out_dir / f"recogs-{part}-{suffix}.txt", errs], verify=_check_errs)
+            if record.check(str(errs)):
+                continue
+            first_pass = None
+            if setting.is_deliberation:
                 first_pass = read_records(fp_path)
-                missing = [c.id for c in cuts if c.id not in first_pass]
-                if missing:
-                    raise ValueError(f"{fp_path}: no record for {len(missing)} cuts (e.g. {missing[:3]}); "
-                                     "is it from another recipe?")
+                no_record = [c.id for c in cuts if c.id not in first_pass]
+                if no_record:
+                    raise ValueError(f"{fp_path}: no record for {len(no_record)} cuts (e.g. {no_record[:3]}); "
+                                     "is it from another recipe, or older than the cuts? (rerun the first-pass stage)")
             model = model or get_model()
+            left_out = list(missing)
             results, speed = decode_part(model, cuts, setting, cfg.score.normalizer, first_pass, device, cfg.data.strict,
-                                         prefixes)
+                                         prefixes, left_out)
+            results += missing_rows
             shown = {k: v for k, v in vars(setting).items() if v is not None}
             if setting.is_deliberation:
                 shown["first_pass"] = system
             header = f"Test: {part}\nSetting: {json.dumps(shown)}\nSpeed: {json.dumps(speed)}"
-            wer = write_results(out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header)
+            wer = write_results(out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header,
+                                left_out)
             atomic_write_text(out_dir / f"speed-{part}-{suffix}.json", json.dumps({**speed, "test": part, "wer": wer}, indent=1))
+            record.done()
             log.info("%s %s: WER %.2f%%, RTF %s, %.1f passes/utt", part, suffix, wer, speed["rtf"],
                      speed["forward_passes_per_utt"])
             wers[(part, suffix)] = wer
@@ -187,13 +236,32 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
     return wers
 
 
+def _check_errs(path: Path) -> None:
+    """Raises if ``path`` is not a whole errs file (a recogs file must list ref/hyp pairs)."""
+    lines = path.read_text().splitlines()
+    if path.name.startswith("recogs-"):
+        read_recogs(path)
+        return
+    float(lines[0].split("=")[1])
+    read_errs_accounting(path, lines)
+    if not any(line.startswith("PER-WORD STATS:") for line in lines):
+        raise ValueError("ends before its PER-WORD STATS section")
+
+
 def summarise(out_dir: Path, part: str, tag: str) -> None:
     """``wer-summary-{part}-{tag}.txt`` over every errs file of that part and checkpoint in ``out_dir``."""
-    wers = {}
+    wers, counts = {}, {}
     pat = re.compile(rf"errs-{re.escape(part)}-(.*)-{re.escape(tag)}\.txt$")
     for p in out_dir.glob(f"errs-{part}-*-{tag}.txt"):
         m = pat.match(p.name)
         if m:
-            wers[m.group(1)] = float(p.read_text().split("\n", 1)[0].split("=")[1])
+            lines = p.read_text().splitlines()
+            try:
+                wers[m.group(1)] = float(lines[0].split("=")[1])
+            except (IndexError, ValueError):
+                raise ValueError(f"{p}: no '%WER = ...' first line (damaged? delete it and rerun decoding)") from None
+            acc = read_errs_accounting(p, lines)
+            if acc["utts_in_part"] is not None:
+                counts[m.group(1)] = (acc["utts_scored"], acc["utts_in_part"])
     if wers:
-        write_wer_summary(out_dir / f"wer-summary-{part}-{tag}.txt", wers)
+        write_wer_summary(out_dir / f"wer-summary-{part}-{tag}.txt", wers, counts)

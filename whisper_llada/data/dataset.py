@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -33,6 +34,8 @@ class SpeechTextDataset(torch.utils.data.Dataset):
         self.encoder_cache = encoder_cache
         self.strict = strict
         self.token_cache: Optional[dict] = None  # cut id -> audio tokens (n, D), set by the trainer
+        # cut id -> why it could not be loaded (file and error): decoding counts these, it does not lose them
+        self.failures: dict[str, str] = {}
 
     @property
     def _what(self) -> str:
@@ -47,15 +50,28 @@ class SpeechTextDataset(torch.utils.data.Dataset):
         feats = torch.from_numpy(cut.load_features())
         return feats, feats.shape[0]
 
+    def _storage(self, cut) -> str:
+        """The file a cut's input is read from, for messages."""
+        try:
+            if self.encoder_cache:
+                return str(cut.custom["encoder_out"].storage_path)
+            f = cut.features
+            return str(Path(f.storage_path) / f.storage_key) if f.storage_type == "lilcom_files" else str(f.storage_path)
+        except Exception:  # a cut without the field: the message still names the cut
+            return f"cut {cut.id}"
+
     def __getitem__(self, cuts) -> dict:
         arrays, lens, kept = [], [], []
         for cut in cuts:
             try:
                 a, n = self._load(cut)
-            except Exception as e:  # corrupt or missing storage: name the cut, go on
+            except Exception as e:  # corrupt or missing storage: name the cut and its file, go on
+                where = self._storage(cut)
                 if self.strict:
-                    raise RuntimeError(f"cut {cut.id}: cannot load its {self._what}") from e
-                log.warning("cut %s: cannot load its %s (%r); skipped", cut.id, self._what, e)
+                    raise RuntimeError(f"{where}: cut {cut.id}: cannot load its {self._what} (rerun the stage "
+                                       "that wrote it)") from e
+                log.warning("%s: cut %s: cannot load its %s (%r); skipped", where, cut.id, self._what, e)
+                self.failures[cut.id] = f"cannot load its {self._what} from {where} ({type(e).__name__}: {e})"
                 continue
             arrays.append(a)
             lens.append(n)
@@ -90,14 +106,47 @@ def move_batch(batch: dict, device) -> dict:
 
 def filter_cuts(cuts, *, max_duration: float = MAX_WHISPER_SECONDS, min_duration: float = 0.0,
                 tokenizer=None, max_tokens: Optional[int] = None, normalize: Optional[Callable[[str], str]] = None,
-                need_text: bool = True, where: str = "", strict: bool = False):
+                need_text: bool = True, where: str = "", strict: bool = False, dropped: Optional[list] = None,
+                dropped_file=None, lazy: bool = False):
     """Drop cuts that cannot be used, logging each and a count per reason (``strict``: raise at the
-    first). Returns a CutSet in memory."""
+    first). Returns a CutSet in memory, or with ``lazy`` one that filters as it is read (the counts,
+    ``dropped`` and ``dropped_file`` are then done when its first full pass ends).
+
+    Each dropped cut is also appended to ``dropped`` and written to ``dropped_file`` (see
+    ``whisper_llada.data.dropped``) as {id, reason, text}, so no cut vanishes without a record.
+    """
     from lhotse import CutSet
+
+    kw = dict(max_duration=max_duration, min_duration=min_duration, tokenizer=tokenizer, max_tokens=max_tokens,
+              normalize=normalize, need_text=need_text, where=where, strict=strict, dropped=dropped,
+              dropped_file=dropped_file)
+    if lazy:
+        return CutSet(_LazyFiltered(cuts, kw))
+    return CutSet.from_cuts(list(_filter_iter(cuts, **kw)))
+
+
+class _LazyFiltered:
+    """An iterable for a lazy CutSet: every pass filters the source again; the first full pass reports."""
+
+    def __init__(self, source, kw: dict):
+        self.source, self.kw, self.reported = source, kw, False
+
+    def __iter__(self):
+        if self.reported:
+            yield from _filter_iter(self.source, **{**self.kw, "dropped": None, "dropped_file": None}, report=False)
+            return
+        yield from _filter_iter(self.source, **self.kw)
+        self.reported = True
+
+
+def _filter_iter(cuts, *, max_duration, min_duration, tokenizer, max_tokens, normalize, need_text, where, strict,
+                 dropped, dropped_file, report: bool = True):
+    from whisper_llada.data.dropped import entry, write_dropped
 
     normalize = normalize or (lambda s: s)
     reasons: Counter = Counter()
-    kept = []
+    out: list[dict] = []
+    n_kept = 0
     for cut in cuts:
         text = normalize(cut_text(cut))
         why = None
@@ -114,12 +163,22 @@ def filter_cuts(cuts, *, max_duration: float = MAX_WHISPER_SECONDS, min_duration
                 raise ValueError(f"{where}: cut {cut.id}: {why} (strict mode)")
             reasons[why] += 1
             log.debug("%s: dropping cut %s: %s", where, cut.id, why)
+            out.append(entry(cut.id, why, cut_text(cut)))
             continue
-        kept.append(cut)
-    total = len(kept) + sum(reasons.values())
+        n_kept += 1
+        yield cut
+    if not report:
+        return
+    if hasattr(normalize, "report"):
+        normalize.report(where)
+    total = n_kept + sum(reasons.values())
+    if dropped is not None:
+        dropped.extend(out)
+    if dropped_file is not None:
+        write_dropped(dropped_file, out)
     if reasons:
         detail = "; ".join(f"{n} {why}" for why, n in reasons.most_common())
-        log.warning("%s: kept %d of %d cuts; dropped %s", where, len(kept), total, detail)
+        listed = f" (listed in {dropped_file})" if dropped_file is not None else ""
+        log.warning("%s: kept %d of %d cuts; dropped %s%s", where, n_kept, total, detail, listed)
     else:
         log.info("%s: kept all %d cuts", where, total)
-    return CutSet.from_cuts(kept)

@@ -23,8 +23,14 @@ def filtered_path(manifest_dir: str | Path, prefix: str, where: str) -> Path:
     return Path(manifest_dir) / f"{prefix}_filtered_{where}.jsonl"
 
 
+def one_line(reason: str, limit: int = 300) -> str:
+    """A reason on one line (library errors span several), cut to ``limit`` characters."""
+    reason = " ".join(str(reason).split())
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
 def entry(cut_id: str, reason: str, text: str = "", file: Optional[str] = None) -> dict:
-    return {"id": cut_id, "reason": reason, "text": text, **({"file": str(file)} if file else {})}
+    return {"id": cut_id, "reason": one_line(reason), "text": text, **({"file": str(file)} if file else {})}
 
 
 def write_dropped(path: str | Path, entries: Iterable[dict]) -> Path:

@@ -10,18 +10,43 @@ import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from whisper_llada.data.dropped import dropped_path, entry, read_dropped, write_dropped
+from whisper_llada.data.manifests_io import check_manifest, read_manifest
 from whisper_llada.utils.checkpoint_io import atomic_to_file
+from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
 log = logging.getLogger(__name__)
 
 
-def _job(args: tuple) -> tuple[int, int]:
-    cuts_in, storage, out_path, num_mel_bins, threads = args
+def audio_file(cut) -> str:
+    """The audio file a cut is read from, for messages (the cut id alone does not find it)."""
+    try:
+        return str(cut.recording.sources[0].source)
+    except (AttributeError, IndexError):
+        return f"(no recording) cut {cut.id}"
+
+
+def _one_channel(cut, channel: int):
+    """A multi-channel cut as the mono cut of ``channel``, keeping its id and supervisions."""
+    from lhotse.utils import fastcopy
+
+    if cut.num_channels == 1:
+        return cut
+    if channel not in cut.channel:
+        raise ValueError(f"has channels {cut.channel}, not the configured channel {channel}")
+    mono = next(c for c in cut.to_mono(mono_downmix=False) if c.channel == channel)
+    return fastcopy(mono, id=cut.id, supervisions=[fastcopy(s, channel=channel) for s in cut.supervisions])
+
+
+def _job(args: tuple) -> dict:
+    cuts_in, storage, out_path, num_mel_bins, channel, threads = args
     import torch
     from lhotse import CutSet
     from lhotse.features.io import LilcomChunkyWriter
     from lhotse.features.whisper_fbank import WhisperFbank, WhisperFbankConfig
     from tqdm import tqdm
+
+    from whisper_llada.data.dataset import cut_text
 
     if threads:
         # One thread per parallel job: nj jobs of all-core torch fight over the cores (the
@@ -29,54 +54,108 @@ def _job(args: tuple) -> tuple[int, int]:
         torch.set_num_threads(threads)
     extractor = WhisperFbank(WhisperFbankConfig(num_filters=num_mel_bins))
     cuts = CutSet.from_file(cuts_in)
-    done, failed = [], 0
+    done, failed = [], []
+    # Said once per part by the caller, with counts: {rate: [n, an example file]}, [n, example]
+    resampled: dict[int, list] = {}
+    multi = [0, None]
     with LilcomChunkyWriter(storage) as writer:
         for cut in tqdm(cuts, desc=Path(out_path).name, leave=False):
             try:
+                if cut.num_channels > 1:
+                    multi = [multi[0] + 1, multi[1] or audio_file(cut)]
+                    cut = _one_channel(cut, channel)
                 if cut.sampling_rate != 16000:
+                    r = resampled.setdefault(cut.sampling_rate, [0, audio_file(cut)])
+                    r[0] += 1
                     cut = cut.resample(16000)
                 done.append(cut.compute_and_store_features(extractor, writer))
             except Exception as e:  # corrupt or missing audio: name it and go on
-                failed += 1
-                log.warning("cut %s: cannot compute features (%s: %s); skipped", cut.id, type(e).__name__, e)
+                why = f"cannot compute features ({type(e).__name__}: {e})"
+                failed.append(entry(cut.id, why, cut_text(cut), audio_file(cut)))
+                log.warning("%s: cut %s: %s; skipped", audio_file(cut), cut.id, why)
     atomic_to_file(CutSet.from_cuts(done), out_path)
     Path(cuts_in).unlink(missing_ok=True)
-    return len(done), failed
+    return {"done": len(done), "failed": failed, "resampled": resampled, "multi": multi}
 
 
 def compute_whisper_fbank(recordings: Path, supervisions: Path, out_cuts: Path, storage_dir: Path,
-                          num_mel_bins: int, nj: int = 1) -> None:
-    from lhotse import CutSet, load_manifest
+                          num_mel_bins: int, nj: int = 1, channel: int = 0) -> None:
+    """``channel``: the one read from a multi-channel recording.
 
-    if out_cuts.is_file():
-        log.info("%s already exists - skipping", out_cuts)
-        return
+    Cuts left out here, and those the manifests stage left out, go to ``{prefix}_dropped_{part}.jsonl``
+    beside ``out_cuts``. A rerun redoes the part when its manifests or options changed or an output is
+    damaged; a job's cuts are reused only when made from the same manifests and options.
+    """
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy
+
+    from whisper_llada.data.corpus import one_cut_per_segment
+
     for p in (recordings, supervisions):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: manifest not found (run the manifests stage)")
+    prefix, _, part = out_cuts.name[: -len(".jsonl.gz")].partition("_cuts_")
+    earlier_path = dropped_path(recordings.parent, prefix, part)
+    drop_path = dropped_path(out_cuts.parent, prefix, part)
+    inputs = [recordings, supervisions] + ([earlier_path] if earlier_path.is_file() else [])
+    options = {"num_mel_bins": num_mel_bins, "channel": channel}
+    # The storage directory is an output too: features deleted by hand make the part stale.
+    record = StageRecord(record_path_for(out_cuts), inputs, options, [out_cuts, drop_path, storage_dir],
+                         verify=check_manifest)
+    if record.check(str(out_cuts)):
+        return
     storage_dir.mkdir(parents=True, exist_ok=True)
-    cuts = CutSet.from_manifests(recordings=load_manifest(recordings), supervisions=load_manifest(supervisions))
-    cuts = cuts.trim_to_supervisions(keep_overlapping=False) if any(len(c.supervisions) > 1 for c in cuts) else cuts
+    cuts = CutSet.from_manifests(recordings=read_manifest(recordings, "manifests"),
+                                 supervisions=read_manifest(supervisions, "manifests"))
+    cuts = one_cut_per_segment(cuts)
+    # A cut is named by its utterance: lhotse's "{recording}-{index}" renames every later cut when one
+    # recording is left out, and the lists of left-out utterances would not match the cut ids.
+    cuts = CutSet.from_cuts(fastcopy(c, id=c.supervisions[0].id) if len(c.supervisions) == 1 else c for c in cuts)
     splits = cuts.split(nj) if nj > 1 and len(cuts) >= nj else [cuts]
-    jobs = []
+    jobs, job_records = [], []
     for j, split in enumerate(splits):
         out = storage_dir / f"cuts.{j}.jsonl.gz"
-        if out.is_file():
-            log.info("%s already exists - skipping job %d", out, j)
+        # A job's cuts from an earlier, interrupted run are reused only if made from these manifests.
+        job_rec = StageRecord(record_path_for(out), inputs, {**options, "job": j, "nj": len(splits)},
+                              [out, storage_dir / f"feats-{j}.failed.jsonl"], verify=check_manifest)
+        job_records.append(job_rec)
+        if job_rec.check(f"{out} (job {j})"):
             continue
         cuts_in = storage_dir / f"todo.{j}.jsonl.gz"
         split.to_file(cuts_in)
-        jobs.append((str(cuts_in), str(storage_dir / f"feats-{j}"), str(out), num_mel_bins))
+        jobs.append((j, (str(cuts_in), str(storage_dir / f"feats-{j}"), str(out), num_mel_bins, channel)))
     if len(jobs) > 1:
         with ProcessPoolExecutor(len(jobs)) as ex:
-            counts = list(ex.map(_job, [(*j, 1) for j in jobs]))
+            outs = list(ex.map(_job, [(*a, 1) for _, a in jobs]))
     else:  # one job left (or resumed): it keeps all of torch's threads
-        counts = [_job((*j, 0)) for j in jobs]
-    failed = sum(f for _, f in counts)
-    merged = CutSet.from_cuts(c for j in range(len(splits)) for c in CutSet.from_file(storage_dir / f"cuts.{j}.jsonl.gz"))
+        outs = [_job((*a, 0)) for _, a in jobs]
+    for (j, _), o in zip(jobs, outs):
+        write_dropped(storage_dir / f"feats-{j}.failed.jsonl", o["failed"])
+        job_records[j].done()
+    _say_audio_conversions(part, outs, channel)
+    failed = [e for j in range(len(splits)) for e in read_dropped(storage_dir / f"feats-{j}.failed.jsonl")]
+    merged = CutSet.from_cuts(c for j in range(len(splits))
+                              for c in read_manifest(storage_dir / f"cuts.{j}.jsonl.gz", "features"))
     atomic_to_file(merged, out_cuts)
+    write_dropped(drop_path, read_dropped(earlier_path) + failed)
+    record.done()
     msg = f"{out_cuts}: {len(merged)} cuts with features"
     if failed:
-        log.warning("%s; %d cuts skipped (unreadable audio, see above)", msg, failed)
+        log.warning("%s; %d cuts skipped (unreadable audio, see above; listed in %s)", msg, len(failed), drop_path)
     else:
         log.info(msg)
+
+
+def _say_audio_conversions(part: str, outs: list[dict], channel: int) -> None:
+    """Once per part: how many recordings were resampled or read from one channel of several."""
+    rates: dict[int, list] = {}
+    for o in outs:
+        for rate, (n, example) in o["resampled"].items():
+            r = rates.setdefault(int(rate), [0, example])
+            r[0] += n
+    for rate, (n, example) in sorted(rates.items()):
+        log.warning("%s: %d recordings at %d Hz resampled to 16000 Hz for Whisper (e.g. %s)", part, n, rate, example)
+    multi = sum(o["multi"][0] for o in outs)
+    if multi:
+        example = next(o["multi"][1] for o in outs if o["multi"][0])
+        log.warning("%s: %d multi-channel recordings: channel %d read (e.g. %s)", part, multi, channel, example)

@@ -1,7 +1,7 @@
 """lhotse manifests of a LibriSpeech-layout tree, as ``lhotse prepare librispeech`` writes them,
 except that an unreadable audio file is reported by name and left out instead of stopping the run.
 
-Writes ``{output_dir}/librispeech_{recordings,supervisions}_{part}.jsonl.gz`` per part found.
+Writes ``{output_dir}/{prefix}_{recordings,supervisions}_{part}.jsonl.gz`` per part found (prefix librispeech by default).
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
+from whisper_llada.data.dropped import dropped_path, entry, write_dropped
+from whisper_llada.data.manifests_io import check_manifest
 from whisper_llada.utils.checkpoint_io import atomic_to_file
+from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,16 @@ def _read_part(part_dir: Path, nj: int):
     def load(item):
         utt_id, text, audio = item
         try:
-            return Recording.from_file(audio, recording_id=utt_id), text
+            rec = Recording.from_file(audio, recording_id=utt_id)
+            if rec.duration <= 0:
+                raise ValueError("no samples")
+            return rec, text
         except Exception as e:
-            log.warning("%s: unreadable audio (%s); utterance %s left out", audio, type(e).__name__, utt_id)
+            log.warning("%s: unreadable audio (%s: %s); utterance %s left out", audio, type(e).__name__, e, utt_id)
+            dropped.append(entry(utt_id, f"unreadable audio ({type(e).__name__}: {e})", text, audio))
             return None, text
 
+    dropped: list[dict] = []
     with ThreadPoolExecutor(max(1, nj)) as ex:
         loaded = list(ex.map(load, items))
     recs, sups = [], []
@@ -45,11 +53,11 @@ def _read_part(part_dir: Path, nj: int):
         recs.append(rec)
         sups.append(SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0, duration=rec.duration, channel=0,
                                        text=text, language="English", speaker="-".join(rec.id.split("-")[:2])))
-    return RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups), len(items) - len(recs)
+    return RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups), dropped
 
 
 def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts: Optional[Sequence[str]] = None,
-                        nj: int = 1) -> list[str]:
+                        nj: int = 1, prefix: str = "librispeech") -> list[str]:
     """Returns the parts written (all standard parts present, or ``parts``); existing ones are skipped."""
     corpus_dir, output_dir = Path(corpus_dir), Path(output_dir)
     if not corpus_dir.is_dir():
@@ -59,16 +67,22 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts: O
         raise FileNotFoundError(f"{corpus_dir}: none of the LibriSpeech parts {PARTS} is there")
     output_dir.mkdir(parents=True, exist_ok=True)
     for part in parts:
-        rec_path = output_dir / f"librispeech_recordings_{part}.jsonl.gz"
-        sup_path = output_dir / f"librispeech_supervisions_{part}.jsonl.gz"
-        if rec_path.is_file() and sup_path.is_file():
-            log.info("%s already exists - skipping", rec_path)
-            continue
+        rec_path = output_dir / f"{prefix}_recordings_{part}.jsonl.gz"
+        sup_path = output_dir / f"{prefix}_supervisions_{part}.jsonl.gz"
         if not (corpus_dir / part).is_dir():
             raise FileNotFoundError(f"{corpus_dir / part}: part not found")
-        recs, sups, bad = _read_part(corpus_dir / part, nj)
+        # Redone when any file of the part changed (a replaced flac, a corrected transcript) or an output is damaged.
+        drop_path = dropped_path(output_dir, prefix, part)
+        record = StageRecord(record_path_for(rec_path), [corpus_dir / part], {}, [sup_path, rec_path, drop_path],
+                             verify=check_manifest)
+        if record.check(str(rec_path)):
+            continue
+        recs, sups, dropped = _read_part(corpus_dir / part, nj)
         for obj, path in ((sups, sup_path), (recs, rec_path)):  # recordings last: they mark the part done
             atomic_to_file(obj, path)
+        write_dropped(drop_path, dropped)
+        record.done()
         msg = f"{part}: {len(recs)} recordings"
-        (log.warning if bad else log.info)(msg + (f", {bad} unreadable files left out" if bad else ""))
+        (log.warning if dropped else log.info)(msg + (f", {len(dropped)} unreadable files left out (listed in "
+                                                      f"{drop_path})" if dropped else ""))
     return parts

@@ -100,7 +100,7 @@ def errs_text(results: Sequence[Result], normalizer: str, sclite_mode: bool = Fa
                "INSERTIONS:, PER-WORD STATS:")
     out.append("")
     out.append("LEFT OUT: cut id, reason")
-    out += [f"{cut_id}\t{reason}" for cut_id, reason in sorted(left_out)]
+    out += [f"{cut_id}\t{' '.join(reason.split())}" for cut_id, reason in sorted(left_out)]  # one line each
     out.append("")
     out.append("PER-UTT DETAILS: corr or (ref->hyp)")
     subs: dict[tuple[str, str], int] = defaultdict(int)

@@ -34,6 +34,18 @@ def encoder_cache_dir(cfg) -> Path:
     return Path(cfg.data.manifest_dir).parent / "encoder_cache" / digest
 
 
+def features_stamp(cut) -> str:
+    """Where a cut's features are and when that file was written: changes when they are recomputed."""
+    import os
+
+    f = cut.features
+    try:
+        mtime = os.stat(f.storage_path).st_mtime_ns
+    except OSError:
+        mtime = None
+    return f"{f.storage_path}|{f.storage_key}|{mtime}"
+
+
 @torch.no_grad()
 def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 1, batch_size: int = 8):
     """``cuts`` (in their order) with an ``encoder_out`` array and ``encoder_real_frames``.
@@ -41,15 +53,24 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
     Rank 0 computes what the cache lacks. Models that share the cache may keep different cuts
     (their filters differ), so the cache holds the union and each gets exactly its own.
     """
-    from lhotse import CutSet, load_manifest
+    from lhotse import CutSet
     from lhotse.features.io import NumpyFilesWriter
+
+    from whisper_llada.data.manifests_io import read_manifest
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     manifest = out_dir / "cuts.jsonl.gz"
     cut_list = list(cuts)
     if rank == 0:
-        done = {c.id: c for c in load_manifest(manifest)} if manifest.is_file() else {}
+        done = {c.id: c for c in read_manifest(manifest, "train (delete the cache directory)")} if manifest.is_file() else {}
+        # An entry made from features that have since been recomputed (a fixed recording) is stale.
+        stale = [c.id for c in cut_list if c.id in done and done[c.id].custom.get("features_stamp") != features_stamp(c)]
+        if stale:
+            log.warning("%s: %d cached encoder outputs were made from older features (e.g. cut %s); recomputing them",
+                        manifest, len(stale), stale[0])
+            for cut_id in stale:
+                del done[cut_id]
         todo = [c for c in cut_list if c.id not in done]
         if todo:
             ds = SpeechTextDataset()
@@ -72,12 +93,13 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
                         arr = frames[j, : int(need[j])].float().cpu().numpy()
                         stored = writer.store_array(cut_id, arr)
                         cut = by_id[cut_id].with_custom("encoder_out", stored)
+                        cut = cut.with_custom("features_stamp", features_stamp(cut))
                         done[cut_id] = cut.with_custom("encoder_real_frames", int(real[j]))
             atomic_to_file(CutSet.from_cuts(done.values()), manifest)
             log.info("cached encoder outputs of %d cuts under %s (%d in all)", len(todo), out_dir, len(done))
     if world > 1:
         dist.barrier()
-    cached = {c.id: c for c in load_manifest(manifest)}
+    cached = {c.id: c for c in read_manifest(manifest, "train (delete the cache directory)")}
     # Unreadable cuts were skipped when caching (and reported): they stay out here too.
     return CutSet.from_cuts(cached[c.id] for c in cut_list if c.id in cached)
 
@@ -112,9 +134,16 @@ def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_durat
 
     from whisper_llada.utils.checkpoint_io import atomic_torch_save
 
-    stored: dict[str, torch.Tensor] = torch.load(store, weights_only=True) if store and store.is_file() else {}
+    stored: dict[str, torch.Tensor] = {}
+    if store and store.is_file():
+        try:
+            stored = torch.load(store, weights_only=True)
+        except Exception as e:  # a cache: a damaged one is named and recomputed, not fatal
+            log.warning("%s: cannot read this audio-token cache (%s: %s); recomputing it", store, type(e).__name__, e)
     cut_list = list(cuts)
-    todo = [c for c in cut_list if c.id not in stored]
+    # Stored under the cut id and its features' stamp: recomputed features (a fixed recording) miss.
+    key = {c.id: f"{c.id}|{features_stamp(c)}" if c.has_features else c.id for c in cut_list}
+    todo = [c for c in cut_list if key[c.id] not in stored]
     if todo:
         was_training = model.training
         model.eval()
@@ -128,10 +157,10 @@ def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_durat
             tokens, mask = model.compress(*model.audio_tokens(batch["audio"].to(device)))
             # Compression and the Q-Former pack each row's real tokens at its start.
             for row, cut_id in enumerate(batch["cut_ids"]):
-                stored[cut_id] = tokens[row, : int(mask[row].sum())].float().cpu()
+                stored[key[cut_id]] = tokens[row, : int(mask[row].sum())].float().cpu()
         model.train(was_training)
         if store:
             atomic_torch_save(stored, store)
     elif store:
         log.info("audio tokens of %d cuts read from %s", len(cut_list), store)
-    return {c.id: stored[c.id] for c in cut_list if c.id in stored}
+    return {c.id: stored[key[c.id]] for c in cut_list if key[c.id] in stored}

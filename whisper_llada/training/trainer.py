@@ -12,6 +12,7 @@ import os
 import time
 import warnings
 from contextlib import nullcontext
+from itertools import islice
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
@@ -19,14 +20,17 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from whisper_llada.data.dataset import SpeechTextDataset, filter_cuts, move_batch
-from whisper_llada.data.text_norm import get_normalizer
+from whisper_llada.data.dataset import SpeechTextDataset, move_batch
 from whisper_llada.models.build import build_model
 from whisper_llada.recipe import RecipeConfig
 from whisper_llada.training.checkpoint import (
+    check_same_model_config,
+    find_resume_point,
     load_checkpoint,
+    read_checkpoint,
     remove_old_checkpoints,
     save_checkpoint,
+    supersede_later_checkpoints,
 )
 from whisper_llada.training.schedule import warmup_cosine
 
@@ -39,26 +43,24 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def load_cuts(cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_duration: float = 0.0):
-    from lhotse import CutSet, load_manifest_lazy
-
-    sets = []
-    for part in parts:
-        path = cfg.data.cuts_path(part)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: cut manifest of part {part!r} not found (run the features stage)")
-        sets.append(load_manifest_lazy(path))
-    cuts = CutSet.mux(*sets) if len(sets) > 1 else sets[0]
+    """The training or dev cuts, read and filtered lazily (whisper_llada.data.cuts)."""
+    from whisper_llada.data.cuts import load_part_cuts
+    from whisper_llada.data.dropped import filtered_path
     from whisper_llada.models.registry import get_arch
 
     # A masked-diffusion response block is a fixed length: longer transcripts cannot be trained.
     max_tokens = cfg.model.loss.response_length if get_arch(cfg.model.arch).is_diffusion else None
-    return filter_cuts(cuts, tokenizer=tokenizer, max_tokens=max_tokens, normalize=get_normalizer(cfg.data.normalizer),
-                       min_duration=min_duration, where=where, strict=cfg.data.strict)
+    # Each cut left out of training, and why, is listed beside the manifests (not only counted in the log).
+    return load_part_cuts(cfg.data, parts, where, lazy=True, tokenizer=tokenizer, max_tokens=max_tokens,
+                          min_duration=min_duration,
+                          dropped_file=filtered_path(cfg.data.manifest_dir, cfg.data.prefix, where))
 
 
 class Trainer:
-    def __init__(self, cfg: RecipeConfig, exp_dir: str | Path, start_epoch: int = 1, start_batch: int = 0,
-                 device: Optional[str] = None):
+    def __init__(self, cfg: RecipeConfig, exp_dir: str | Path, start_epoch: Optional[int] = 1,
+                 start_batch: Optional[int] = 0, device: Optional[str] = None):
+        """``start_epoch`` and ``start_batch`` both None: continue from the checkpoint of ``exp_dir``
+        that got furthest (a rerun after a kill resumes by itself); none there: start afresh."""
         self.cfg, self.exp_dir = cfg, Path(exp_dir)
         self.rank, self.local_rank, self.world = dist_env()
         if self.world > 1 and not dist.is_initialized():
@@ -70,6 +72,16 @@ class Trainer:
             torch.cuda.set_device(self.device)
         tc = cfg.train
         torch.manual_seed(tc.seed + self.rank)  # different masks per rank; restored on resume
+        resume_from = None
+        if start_epoch is None and start_batch is None:
+            resume_from = find_resume_point(self.exp_dir)
+            if resume_from is not None:
+                log.info("%s: the furthest readable checkpoint of %s - resuming from it", resume_from, self.exp_dir)
+        start_epoch, start_batch = start_epoch or 1, start_batch or 0
+        if start_batch > 0:
+            resume_from = self.exp_dir / f"checkpoint-{start_batch}.pt"
+        elif start_epoch > 1:
+            resume_from = self.exp_dir / f"epoch-{start_epoch - 1}.pt"
         self.model = build_model(cfg.model).to(self.device)
         self.tokenizer = self.model.tokenizer
         self.params = {"epoch": start_epoch, "batch_idx_train": 0, "best_valid_loss": float("inf"),
@@ -86,15 +98,18 @@ class Trainer:
         if tc.frontend_from:
             if tc.frontend_epochs:
                 raise ValueError("train.frontend_from and train.frontend_epochs exclude each other")
-            state = torch.load(tc.frontend_from, map_location="cpu", weights_only=False)["model"]
+            state = read_checkpoint(tc.frontend_from)["model"]
             self.model.load_frontend(state, tc.frontend_from)
             log.info("front end (Q-Former, CTC head) from %s, frozen", tc.frontend_from)
-        if start_batch > 0:
-            self._resume(self.exp_dir / f"checkpoint-{start_batch}.pt")
-            self.resumed_mid_epoch = True
-        elif start_epoch > 1:
-            self._resume(self.exp_dir / f"epoch-{start_epoch - 1}.pt")
-            self.start_epoch = start_epoch
+        if resume_from is not None:
+            self._resume(resume_from)
+            self.resumed_mid_epoch = resume_from.name.startswith("checkpoint-")
+        if self.world > 1:
+            dist.barrier()  # every rank has read its checkpoint before rank 0 renames any
+        if self.rank == 0:
+            # Checkpoints beyond where this run starts belong to a run it does not continue.
+            done = self.start_epoch - 1
+            supersede_later_checkpoints(self.exp_dir, self.params["batch_idx_train"], done)
         self.ddp = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -113,7 +128,7 @@ class Trainer:
 
         cfg, tc = self.cfg, self.cfg.train
         cfg.check_features()
-        norm = get_normalizer(cfg.data.normalizer)
+        norm = cfg.data.text_normalizer()
         train_cuts = load_cuts(cfg, cfg.data.train_parts, self.tokenizer, "train", tc.min_duration)
         dev_cuts = load_cuts(cfg, cfg.data.dev_parts, self.tokenizer, "dev")
         if tc.cache_encoder:
@@ -122,11 +137,13 @@ class Trainer:
             cache = encoder_cache_dir(cfg)
             train_cuts = cached_cuts(self.model, train_cuts, cache / "train", self.device, self.rank, self.world)
             dev_cuts = cached_cuts(self.model, dev_cuts, cache / "dev", self.device, self.rank, self.world)
-        # Built after the process group exists: it reads rank and world size. The cuts are in
-        # memory (filtered with counts), which lhotse warns about for no reason here.
+        # Built after the process group exists: it reads rank and world size. Cuts from the encoder
+        # cache are in memory, which lhotse warns about for no reason here.
         warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
+        # No more buckets than cuts (a tiny corpus); counted lazily, up to num_buckets.
+        num_buckets = sum(1 for _ in islice(train_cuts, tc.num_buckets))
         self.sampler = DynamicBucketingSampler(train_cuts, max_duration=tc.max_duration, max_cuts=tc.max_cuts, shuffle=True,
-                                               num_buckets=max(1, min(tc.num_buckets, len(train_cuts))),
+                                               num_buckets=max(1, num_buckets),
                                                drop_last=self.world > 1,
                                                world_size=self.world, rank=self.rank, seed=tc.seed)
         self.valid_sampler = SimpleCutSampler(dev_cuts, max_duration=tc.max_duration, max_cuts=tc.max_cuts, shuffle=False,
@@ -142,6 +159,8 @@ class Trainer:
         self.valid_dl = torch.utils.data.DataLoader(ds, sampler=self.valid_sampler, **kw)
 
     def _resume(self, path: Path) -> None:
+        check_same_model_config(path, read_checkpoint(path, mmap=True).get("params", {}).get("config"),
+                                self.params["config"])
         params = load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.scaler,
                                  self.sampler if "checkpoint-" in path.name else None, restore_rng_of_rank=self.rank)
         self.params.update({k: v for k, v in params.items() if k != "config"})
@@ -219,10 +238,12 @@ class Trainer:
                              else "the LLM on the frozen front end")
                 if self.model.frontend_frozen and tc.cache_audio_tokens and self.dataset.token_cache is None:
                     self._cache_audio_tokens()
+            t0, tot_loss, tot_n = time.time(), 0.0, 0
             if not self.resumed_mid_epoch:
                 self.sampler.set_epoch(epoch)
+            else:  # the epoch's running average continues from the checkpoint's
+                tot_loss, tot_n = float(self.params.get("epoch_loss_sum", 0.0)), int(self.params.get("epoch_loss_batches", 0))
             self.resumed_mid_epoch = False
-            t0, tot_loss, tot_n = time.time(), 0.0, 0
             for batch in self.train_dl:
                 self.params["batch_idx_train"] += 1
                 step = self.params["batch_idx_train"]
@@ -256,6 +277,7 @@ class Trainer:
                              "" if ctc is None else f" (CTC loss {ctc:.4f})",
                              tot_loss / tot_n, self.scheduler.get_last_lr()[0], len(batch["cut_ids"]))
                 if tc.save_every_n and step % tc.save_every_n == 0:
+                    self.params["epoch_loss_sum"], self.params["epoch_loss_batches"] = tot_loss, tot_n
                     self._save(self.exp_dir / f"checkpoint-{step}.pt", with_sampler=True)
                     if self.rank == 0:
                         remove_old_checkpoints(self.exp_dir, tc.keep_last_k)
@@ -274,7 +296,8 @@ class Trainer:
         return losses
 
 
-def run_training(cfg: RecipeConfig, exp_dir, start_epoch: int = 1, start_batch: int = 0, device: Optional[str] = None):
+def run_training(cfg: RecipeConfig, exp_dir, start_epoch: Optional[int] = 1, start_batch: Optional[int] = 0,
+                 device: Optional[str] = None):
     trainer = Trainer(cfg, exp_dir, start_epoch, start_batch, device)
     try:
         return trainer.train()
