@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from recipe_utils import ROOT
+from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.recipe import load_recipe_config
 
 SMOKE = ROOT / "egs/librispeech/conf/smoke.yaml"
@@ -139,8 +140,13 @@ def test_normaliser_folds_accents_and_reports_what_it_removes(caplog):
     cfg = load_recipe_config(SMOKE)
     norm = cfg.data.text_normalizer()
     assert norm("Café naïve, SHE’S ‘quoted’ 'here'") == "CAFE NAIVE SHE'S QUOTED HERE"
-    keep = load_recipe_config(SMOKE, ["data.accents=keep", "data.digits=spell"]).data.text_normalizer()
+    spelled = load_recipe_config(SMOKE, ["data.accents=keep", "data.digits=spell"])
+    keep = spelled.data.text_normalizer()
     assert keep("Café 21st, 1990") == "CAFÉ TWENTY FIRST ONE THOUSAND NINE HUNDRED AND NINETY"
+    # Scoring treats references as the training targets were treated.
+    assert spelled.score.normalizer == "librispeech:accents=keep,digits=spell"
+    assert get_normalizer(spelled.score.normalizer)("Café 1990") == keep("Café 1990")
+    assert load_recipe_config(SMOKE).score.normalizer == "librispeech"
     with caplog.at_level(logging.WARNING):
         for t in ("50% & more", "plain, text.", "ø"):
             norm(t)

@@ -136,7 +136,10 @@ class FirstPassConfig:
 
 @dataclass
 class ScoreConfig:
-    normalizer: str = "librispeech"  # librispeech | whisper | none
+    # librispeech | whisper | none. A plain librispeech gets the data normaliser's accents and
+    # digits options when the config is loaded (references and hypotheses treated as the
+    # training targets were), e.g. librispeech:accents=fold,digits=spell.
+    normalizer: str = "librispeech"
     sclite_mode: bool = False
 
 
@@ -226,6 +229,9 @@ def load_recipe_config(path: str | Path, overrides: Sequence[str] = ()) -> Recip
         raise ValueError(f"{path}: no 'model' section")
     # Relative paths in the config are relative to the recipe directory, where stages run.
     cfg = from_dict(RecipeConfig, {**data, "source": str(path)}, str(path))
+    d = cfg.data
+    if cfg.score.normalizer == "librispeech" and d.normalizer == "librispeech" and (d.accents, d.digits) != ("fold", "keep"):
+        cfg.score.normalizer = f"librispeech:accents={d.accents},digits={d.digits}"
     cfg.decode_settings()
     cfg.deliberate_settings()
     return cfg

@@ -121,6 +121,15 @@ NORMALIZERS = ("librispeech", "whisper", "none")
 
 
 def get_normalizer(name: str, accents: str = "fold", digits: str = "keep") -> Normalizer:
-    if name not in NORMALIZERS:
-        raise ValueError(f"unknown normalizer {name!r}; known: {sorted(NORMALIZERS)}")
-    return Normalizer(name, accents, digits)
+    """``name`` may carry its options, ``librispeech:accents=keep,digits=spell`` (how a recipe's
+    scoring normaliser gets the data normaliser's options; see recipe.load_recipe_config)."""
+    base, _, spec = name.partition(":")
+    if base not in NORMALIZERS:
+        raise ValueError(f"unknown normalizer {base!r}; known: {sorted(NORMALIZERS)}")
+    opts = {"accents": accents, "digits": digits}
+    for item in filter(None, spec.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in opts:
+            raise ValueError(f"normalizer {name!r}: {item!r} is not accents=... or digits=...")
+        opts[key] = value
+    return Normalizer(base, opts["accents"], opts["digits"])
