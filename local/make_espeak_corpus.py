@@ -25,12 +25,18 @@ def main() -> None:
     from whisper_llada.utils.logging import setup_logger
 
     setup_logger()
+    from whisper_llada.utils.checkpoint_io import atomic_write_text
+
     done = args.dl_dir / "LibriSpeech" / ".corpus.done"
+    made = f"{args.num_train} {args.num_dev} {args.num_test} {args.seed}\n"
     if done.is_file():
         print(f"{args.dl_dir}/LibriSpeech already exists - skipping")
+        if done.read_text() != made:  # said, not silently ignored
+            print(f"{done}: made with --num-train/--num-dev/--num-test/--seed {done.read_text().strip()}, not "
+                  f"{made.strip()}; delete {args.dl_dir}/LibriSpeech to build it with these")
         return
     build_corpus(args.dl_dir, args.num_train, args.num_dev, args.num_test, args.seed)
-    done.write_text(f"{args.num_train} {args.num_dev} {args.num_test} {args.seed}\n")
+    atomic_write_text(done, made)
 
 
 if __name__ == "__main__":
