@@ -98,6 +98,11 @@ def test_resume_from_batch_checkpoint_is_exact(recipe):
     assert min(resumed) == 3 and set(resumed) == {b for b in full if b > 2}
     for b, loss in resumed.items():
         assert loss == full[b], (b, loss, full[b])
+    # The rerun path: the same command as the killed run's, no --start-*, resumes by itself.
+    rerun = rdir / "exp/resume-rerun"
+    rerun.mkdir(parents=True)
+    shutil.copy(rdir / "exp/resume-full/checkpoint-2.pt", rerun)
+    assert _losses(run(["python", *base, "--exp-dir", str(rerun)], rdir)) == resumed
 
 
 def test_two_process_training_matches_double_batch(recipe):
