@@ -27,8 +27,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    from whisper_llada.scoring.compare import (add_cascade_rtf, collect_systems, compare_files, first_pass_stats,
-                                               format_first_pass_stats, format_table, plot)
+    from whisper_llada.scoring.compare import (
+        add_cascade_rtf,
+        collect_systems,
+        compare_files,
+        first_pass_stats,
+        format_first_pass_stats,
+        format_table,
+        plot,
+    )
     from whisper_llada.utils.checkpoint_io import atomic_write_text
     from whisper_llada.utils.logging import setup_logger
 
@@ -42,8 +49,19 @@ def main() -> None:
     out_dir = args.output_dir or args.exp_dir[0]
     rows = add_cascade_rtf(rows)
     table = format_table(rows)
-    keys = ("name", "kind", "settings", "test", "wer", "rtf", "cascade_rtf", "num_words", "utts_scored", "utts_in_part",
-            "left_out")
+    keys = (
+        "name",
+        "kind",
+        "settings",
+        "test",
+        "wer",
+        "rtf",
+        "cascade_rtf",
+        "num_words",
+        "utts_scored",
+        "utts_in_part",
+        "left_out",
+    )
     report = {"systems": [{k: r[k] for k in keys if k in r} for r in rows]}
     stats = first_pass_stats(args.firstpass_dir) if args.firstpass_dir.is_dir() else {}
     if stats:
@@ -52,8 +70,10 @@ def main() -> None:
     if args.a and args.b:
         cmp = compare_files(args.a, args.b, args.sclite_mode)
         t = cmp["totals"]
-        table += (f"\n\n{args.b.name} against {args.a.name}: {t.get('fixed', 0)} errors fixed, "
-                  f"{t.get('introduced', 0)} introduced, {t.get('left', 0)} left")
+        table += (
+            f"\n\n{args.b.name} against {args.a.name}: {t.get('fixed', 0)} errors fixed, "
+            f"{t.get('introduced', 0)} introduced, {t.get('left', 0)} left"
+        )
         for u in cmp["utterances"]:
             table += f"\n{u['id']}: fixed {u['fixed']}, introduced {u['introduced']}\n  REF {u['ref']}\n  A   {u['a']}\n  B   {u['b']}"
         report["comparison"] = {"a": str(args.a), "b": str(args.b), **cmp}

@@ -32,9 +32,15 @@ def main() -> None:
     data = load_recipe_config(args.config, args.overrides).data
     out = Path(data.manifest_dir)
     for part in args.parts or data.all_parts:
-        compute_whisper_fbank(data.manifest_path("recordings", part), data.manifest_path("supervisions", part),
-                              data.cuts_path(part), out / f"{data.prefix}_feats_{part}", data.num_mel_bins, args.nj,
-                              args.channel)
+        compute_whisper_fbank(
+            data.manifest_path("recordings", part),
+            data.manifest_path("supervisions", part),
+            data.cuts_path(part),
+            out / f"{data.prefix}_feats_{part}",
+            data.num_mel_bins,
+            args.nj,
+            args.channel,
+        )
     logging.info("done")
 
 

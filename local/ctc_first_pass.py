@@ -41,17 +41,18 @@ def load_graph(cfg, lm_dir: Path):
 
     from whisper_llada.data.cuts import load_part_cuts
     from whisper_llada.lattice.graph import build_graph, read_words
-
     from whisper_llada.utils.stage_record import StageRecord
 
     lang = Path(cfg.model.tokenizer.path).parent
     hlg = lang / "HLG.fst"
     order = cfg.firstpass.lattice.lm_order
     # Rebuilt when the BPE model or the training transcripts change (the lang stage was redone).
-    record = StageRecord(lang / "made-from" / "HLG.fst.json",
-                         [Path(cfg.model.tokenizer.path), *(cfg.data.cuts_path(p) for p in cfg.data.train_parts)],
-                         {"lm_order": order, "normalizer": str(cfg.data.normalizer)},
-                         [hlg, lang / "words.txt", lang / "lexicon.txt", lm_dir / f"G_{order}_gram.arpa"])
+    record = StageRecord(
+        lang / "made-from" / "HLG.fst.json",
+        [Path(cfg.model.tokenizer.path), *(cfg.data.cuts_path(p) for p in cfg.data.train_parts)],
+        {"lm_order": order, "normalizer": str(cfg.data.normalizer)},
+        [hlg, lang / "words.txt", lang / "lexicon.txt", lm_dir / f"G_{order}_gram.arpa"],
+    )
     if record.check(str(hlg)):
         return kaldifst.StdVectorFst.read(str(hlg)), read_words(lang / "words.txt")
     import sentencepiece as spm
@@ -77,12 +78,12 @@ def main() -> None:
     from whisper_llada.firstpass.records import read_records, records_path, write_records
     from whisper_llada.firstpass.whisper_ar import run_first_pass
     from whisper_llada.inference import checkpoint_paths, load_test_part, load_trained_model, part_inputs
-    from whisper_llada.utils.stage_record import StageRecord, record_path_for
     from whisper_llada.lattice.stats import first_pass_stats, plot_reliability
     from whisper_llada.models.registry import CTC, get_arch
     from whisper_llada.recipe import load_recipe_config
     from whisper_llada.scoring.wer import write_results
     from whisper_llada.utils.checkpoint_io import atomic_write_text
+    from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
     cfg = load_recipe_config(args.config, args.overrides)
     if get_arch(cfg.model.arch).objective != CTC:
@@ -97,11 +98,13 @@ def main() -> None:
         paths, _ = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg)
         suffix = f"lattice-lm-{lc.lm_order}"
         # Redone when the cuts, the model, the BPE model or the aligned system's records changed.
-        record = StageRecord(record_path_for(out), [*part_inputs(cfg, part), *paths, Path(cfg.model.tokenizer.path),
-                                                    *([other_path] if other_path else [])],
-                             {"lattice": asdict(lc), "score": asdict(cfg.score), "data": asdict(cfg.data)},
-                             [out, out.parent / f"errs-{part}-{suffix}.txt", out.parent / f"recogs-{part}-{suffix}.txt"],
-                             verify=lambda p: read_records(p) if p == out else p.read_text())
+        record = StageRecord(
+            record_path_for(out),
+            [*part_inputs(cfg, part), *paths, Path(cfg.model.tokenizer.path), *([other_path] if other_path else [])],
+            {"lattice": asdict(lc), "score": asdict(cfg.score), "data": asdict(cfg.data)},
+            [out, out.parent / f"errs-{part}-{suffix}.txt", out.parent / f"recogs-{part}-{suffix}.txt"],
+            verify=lambda p: read_records(p) if p == out else p.read_text(),
+        )
         if record.check(str(out)) and (other is None or all("words" in r for r in other.values())):
             continue
         if model is None:
@@ -117,8 +120,9 @@ def main() -> None:
             missing.append((cut_id, "no first-pass output: its features could not be loaded (see the log)"))
         setting = {"lm_order": lc.lm_order, "beam": lc.beam, "lattice_beam": lc.lattice_beam, "lm_scale": lc.lm_scale}
         header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
-        wer = write_results(out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header,
-                            missing)
+        wer = write_results(
+            out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, missing
+        )
         write_records(out, records)
         systems = [("ctc", {r["id"]: r for r in records})]
         if other is not None:
@@ -133,9 +137,15 @@ def main() -> None:
                 stats["speed"] = speed
             atomic_write_text(args.output_dir / system / f"stats-{part}.json", json.dumps(stats, indent=2) + "\n")
             plot_reliability(stats, args.output_dir / system / f"reliability-{part}.png", f"{system} on {part}")
-            logging.info("%s %s: WER %.2f%%, n-best oracle %.2f%%, confidence AUC %s%s", system, part, stats["wer"],
-                         stats["nbest_oracle_wer"], f"{stats['confidence_auc']:.3f}" if "confidence_auc" in stats else "-",
-                         f", lattice depth {stats['lattice_depth']:.1f}" if "lattice_depth" in stats else "")
+            logging.info(
+                "%s %s: WER %.2f%%, n-best oracle %.2f%%, confidence AUC %s%s",
+                system,
+                part,
+                stats["wer"],
+                stats["nbest_oracle_wer"],
+                f"{stats['confidence_auc']:.3f}" if "confidence_auc" in stats else "-",
+                f", lattice depth {stats['lattice_depth']:.1f}" if "lattice_depth" in stats else "",
+            )
         record.done()
         logging.info("%s: %d records, 1-best WER %.2f%%, RTF %s", out, len(records), wer, speed["rtf"])
 

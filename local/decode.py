@@ -37,8 +37,17 @@ def run(method: str, doc: str) -> None:
         logging.info("no %s settings in %s - nothing to do", method, args.config)
         return
     paths, tag = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg, args.checkpoint)
-    run_settings(cfg, lambda: load_trained_model(cfg, paths, args.device), tag, args.exp_dir, settings,
-                 args.parts or cfg.data.test_parts, args.firstpass_dir, args.device, checkpoints=paths)
+    run_settings(
+        cfg,
+        lambda: load_trained_model(cfg, paths, args.device),
+        tag,
+        args.exp_dir,
+        settings,
+        args.parts or cfg.data.test_parts,
+        args.firstpass_dir,
+        args.device,
+        checkpoints=paths,
+    )
 
 
 def main() -> None:

@@ -32,8 +32,10 @@ def main() -> None:
     if done.is_file():
         print(f"{args.dl_dir}/LibriSpeech already exists - skipping")
         if done.read_text() != made:  # said, not silently ignored
-            print(f"{done}: made with --num-train/--num-dev/--num-test/--seed {done.read_text().strip()}, not "
-                  f"{made.strip()}; delete {args.dl_dir}/LibriSpeech to build it with these")
+            print(
+                f"{done}: made with --num-train/--num-dev/--num-test/--seed {done.read_text().strip()}, not "
+                f"{made.strip()}; delete {args.dl_dir}/LibriSpeech to build it with these"
+            )
         return
     build_corpus(args.dl_dir, args.num_train, args.num_dev, args.num_test, args.seed)
     atomic_write_text(done, made)

@@ -37,11 +37,16 @@ def main() -> None:
         if not path.is_file():
             raise SystemExit(f"{path}: supervisions manifest not found (run the manifests stage)")
     # Redone when a transcript changed (new supervisions) or the vocabulary size or normaliser did.
-    outputs = [lang_dir / name for name in ("bpe.model", "words.txt", "tokens.txt", "transcript_words.txt",
-                                            "token_rate.json")]
+    outputs = [
+        lang_dir / name for name in ("bpe.model", "words.txt", "tokens.txt", "transcript_words.txt", "token_rate.json")
+    ]
     norm = data.text_normalizer()
-    record = StageRecord(lang_dir / "made-from.json", paths,
-                         {"vocab_size": data.vocab_size, "normalizer": [norm.name, norm.accents, norm.digits]}, outputs)
+    record = StageRecord(
+        lang_dir / "made-from.json",
+        paths,
+        {"vocab_size": data.vocab_size, "normalizer": [norm.name, norm.accents, norm.digits]},
+        outputs,
+    )
     if record.check(str(lang_dir)):
         return
     (lang_dir / "bpe.model").unlink(missing_ok=True)  # prepare_lang keeps an existing one

@@ -25,8 +25,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-epochs", type=int, help="override train.num_epochs")
     p.add_argument("--max-duration", type=float, help="override train.max_duration (seconds per batch and rank)")
     p.add_argument("--device", help="cpu or cuda:N (default: cuda:LOCAL_RANK when available)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set train.lr=1e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set train.lr=1e-4 (repeatable)",
+    )
     return p
 
 

@@ -45,10 +45,19 @@ def main() -> None:
         out = records_path(args.output_dir, "whisper", part)
         suffix = f"beam-{cfg.firstpass.num_beams}"
         # Redone when the cuts or the first pass's options changed, or an output is damaged.
-        options = {"firstpass": asdict(cfg.firstpass), "score": asdict(cfg.score), "tokenizer": asdict(cfg.model.tokenizer)}
+        options = {
+            "firstpass": asdict(cfg.firstpass),
+            "score": asdict(cfg.score),
+            "tokenizer": asdict(cfg.model.tokenizer),
+        }
         outputs = [out.parent / f"recogs-{part}-{suffix}.txt", out.parent / f"errs-{part}-{suffix}.txt", out]
-        record = StageRecord(record_path_for(out), part_inputs(cfg, part), options, outputs,
-                             verify=lambda p: read_records(p) if p == out else p.read_text())
+        record = StageRecord(
+            record_path_for(out),
+            part_inputs(cfg, part),
+            options,
+            outputs,
+            verify=lambda p: read_records(p) if p == out else p.read_text(),
+        )
         if record.check(str(out)):
             continue
         if decoder is None:
@@ -64,8 +73,9 @@ def main() -> None:
             missing.append((cut_id, "no first-pass output: its features could not be loaded (see the log)"))
         setting = {"num_beams": cfg.firstpass.num_beams, "pad_seconds": cfg.firstpass.pad_seconds}
         header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
-        wer = write_results(out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header,
-                            missing)
+        wer = write_results(
+            out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, missing
+        )
         write_records(out, records)
         record.done()
         logging.info("%s: %d records, 1-best WER %.2f%%", out, len(records), wer)

@@ -50,7 +50,9 @@ TINY_WHISPER = dict(
 )
 
 TINY_LLADA = dict(d_model=64, n_heads=4, n_layers=2, mlp_hidden_size=128, max_sequence_length=1024)
-TINY_LLAMA = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=2, intermediate_size=128)
+TINY_LLAMA = dict(
+    hidden_size=64, num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=2, intermediate_size=128
+)
 
 
 def tiny_model_config(sp_model: str, arch: str = "whisper_llada", **overrides):

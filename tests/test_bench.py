@@ -8,8 +8,24 @@ from whisper_llada import bench
 
 def test_bench_counts():
     args = bench.get_parser().parse_args(
-        ["--num-utts", "2", "--seconds", "2", "--tokens", "5", "--gen-len", "16", "--batch-sizes", "2",
-         "--only", "diffusion steps", "delib random 0.3", "delib low-conf 0.3", "len auto steps 4"])
+        [
+            "--num-utts",
+            "2",
+            "--seconds",
+            "2",
+            "--tokens",
+            "5",
+            "--gen-len",
+            "16",
+            "--batch-sizes",
+            "2",
+            "--only",
+            "diffusion steps",
+            "delib random 0.3",
+            "delib low-conf 0.3",
+            "len auto steps 4",
+        ]
+    )
     rows = bench.run(args)
     by = {(r.name, r.batch): r for r in rows}
     for b in (2,):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import tiny_model_config
+
 from whisper_llada.models import build_model
 from whisper_llada.training.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
 
@@ -32,8 +32,18 @@ def test_average_and_load(tmp_path, sp_model):
 def test_wrong_checkpoint_is_refused_by_name(tmp_path, sp_model):
     model = build_model(tiny_model_config(sp_model))
     save_checkpoint(tmp_path / "epoch-1.pt", model, {})
-    other = build_model(tiny_model_config(sp_model, qformer={"num_layers": 1, "hidden_size": 48, "num_heads": 2,
-                                                            "intermediate_size": 64, "trim_to_audio": True}))
+    other = build_model(
+        tiny_model_config(
+            sp_model,
+            qformer={
+                "num_layers": 1,
+                "hidden_size": 48,
+                "num_heads": 2,
+                "intermediate_size": 64,
+                "trim_to_audio": True,
+            },
+        )
+    )
     with pytest.raises(ValueError, match=r"epoch-1.pt: checkpoint does not fit the model: .* of wrong shape"):
         load_checkpoint(tmp_path / "epoch-1.pt", other)
     with pytest.raises(FileNotFoundError, match="epoch-9.pt"):

@@ -33,14 +33,24 @@ def test_greedy_transcripts_equal_ctranslate2(converted):
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
     src, dst = converted
-    wavs = _speech([("the quick brown fox jumps over the lazy dog", "en-us"),
-                    ("she sells sea shells by the sea shore", "en-gb-x-rp"),
-                    ("speech recognition with diffusion models is fun", "en+f3")])
-    feats = WhisperFeatureExtractor.from_pretrained(dst).__call__(wavs, sampling_rate=16000, return_tensors="pt").input_features
+    wavs = _speech(
+        [
+            ("the quick brown fox jumps over the lazy dog", "en-us"),
+            ("she sells sea shells by the sea shore", "en-gb-x-rp"),
+            ("speech recognition with diffusion models is fun", "en+f3"),
+        ]
+    )
+    feats = (
+        WhisperFeatureExtractor.from_pretrained(dst)
+        .__call__(wavs, sampling_rate=16000, return_tensors="pt")
+        .input_features
+    )
     hf = WhisperForConditionalGeneration.from_pretrained(dst).eval()
     tok = WhisperTokenizerFast.from_pretrained(dst)
     with torch.no_grad():
-        ours = tok.batch_decode(hf.generate(input_features=feats, num_beams=1, max_new_tokens=60), skip_special_tokens=True)
+        ours = tok.batch_decode(
+            hf.generate(input_features=feats, num_beams=1, max_new_tokens=60), skip_special_tokens=True
+        )
     ct = ctranslate2.models.Whisper(str(src), device="cpu", compute_type="float32")
     prompt = [[hf.config.decoder_start_token_id, hf.generation_config.no_timestamps_token_id]] * len(wavs)
     res = ct.generate(ctranslate2.StorageView.from_array(feats.numpy()), prompt, beam_size=1, max_length=60)
@@ -77,8 +87,10 @@ def _speech_in_a_fresh_process(tmp_path, texts_voices):
     import numpy as np
 
     out = tmp_path / "speech.npz"
-    code = (f"import numpy as np, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_convert import _speech; "
-            f"np.savez({str(out)!r}, *_speech({texts_voices!r}))")
+    code = (
+        f"import numpy as np, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_convert import _speech; "
+        f"np.savez({str(out)!r}, *_speech({texts_voices!r}))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     with np.load(out) as z:
         return [z[f"arr_{i}"] for i in range(len(texts_voices))]
@@ -96,14 +108,20 @@ def test_first_pass_on_a_trimmed_window(converted, tmp_path):
     from whisper_llada.firstpass.whisper_ar import make_first_pass, window_frames
     from whisper_llada.recipe import FirstPassConfig
 
-    refs = [("the quick brown fox jumps over the lazy dog", "en-us"),
-            ("she sells sea shells by the sea shore", "en-gb-x-rp"),
-            ("speech recognition with diffusion models is fun", "en+f3")]
-    feats = [torch.from_numpy(WhisperFbank(WhisperFbankConfig(num_filters=80)).extract(w, 16000))
-             for w in _speech_in_a_fresh_process(tmp_path, refs)]
+    refs = [
+        ("the quick brown fox jumps over the lazy dog", "en-us"),
+        ("she sells sea shells by the sea shore", "en-gb-x-rp"),
+        ("speech recognition with diffusion models is fun", "en+f3"),
+    ]
+    feats = [
+        torch.from_numpy(WhisperFbank(WhisperFbankConfig(num_filters=80)).extract(w, 16000))
+        for w in _speech_in_a_fresh_process(tmp_path, refs)
+    ]
     lens = torch.tensor([len(f) for f in feats])
-    batch = {"audio": Audio.features(torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lens),
-             "cut_ids": ["a", "b", "c"]}
+    batch = {
+        "audio": Audio.features(torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lens),
+        "cut_ids": ["a", "b", "c"],
+    }
     longest = int(lens.max())
     assert window_frames(lens, 400) == longest + 400 + longest % 2 < 3000
     assert window_frames(lens, None) == 3000 and window_frames(torch.tensor([2900]), 400) == 3000
@@ -116,8 +134,10 @@ def test_first_pass_on_a_trimmed_window(converted, tmp_path):
     assert abs(sum(map(len, hyps)) - sum(map(len, ref_words))) <= 3, hyps
     # On these three sentences tiny.en misses 10 of 24 words even on the 30 s window (the corpus's
     # dev and test sets do better on the short one); the short window must stay within twice that.
-    errors = {name: sum(kaldialign.edit_distance(r, h)["total"] for r, h in zip(ref_words, out))
-              for name, out in (("trimmed", hyps), ("full", full))}
+    errors = {
+        name: sum(kaldialign.edit_distance(r, h)["total"] for r, h in zip(ref_words, out))
+        for name, out in (("trimmed", hyps), ("full", full))
+    }
     assert 0 < errors["full"] <= 12 and errors["trimmed"] <= 2 * errors["full"], (errors, hyps, full)
     with pytest.raises(ValueError, match="pad_seconds needs"):
         make_first_pass(FirstPassConfig(whisper={"path": str(converted[1])}, pad_seconds=4.0))

@@ -42,10 +42,15 @@ def test_breathy_voices_are_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = ("import hashlib; from whisper_llada.data.espeak import ESpeak; e = ESpeak.get(); "
-            "print(*(hashlib.md5(e.synth('the human brain is a wonderful thing', voice=v, seed=7).tobytes()).hexdigest() "
-            "for v in ('en-us-nyc+f5', 'en-gb-x-rp+f3')))")
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    code = (
+        "import hashlib; from whisper_llada.data.espeak import ESpeak; e = ESpeak.get(); "
+        "print(*(hashlib.md5(e.synth('the human brain is a wonderful thing', voice=v, seed=7).tobytes()).hexdigest() "
+        "for v in ('en-us-nyc+f5', 'en-gb-x-rp+f3')))"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1] and len(runs[0].split()) == 2
 
 
@@ -60,8 +65,10 @@ def test_corpus_audio_does_not_depend_on_training_size_or_interruption(tmp_path)
     def build(root, n):
         code = f"from whisper_llada.data.espeak_corpus import build_corpus; build_corpus({str(root)!r}, {n}, 2, 3)"
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-                for p in sorted((root / "LibriSpeech").rglob("*.flac"))}
+        return {
+            str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted((root / "LibriSpeech").rglob("*.flac"))
+        }
 
     small, full = build(tmp_path / "small", 4), build(tmp_path / "full", 9)
     held_out = {k: v for k, v in full.items() if "/train-clean-100/" not in k}

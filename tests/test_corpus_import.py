@@ -8,8 +8,8 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from recipe_utils import ROOT
+
 from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.recipe import load_recipe_config
 
@@ -29,8 +29,11 @@ def _kaldi_dir(d, segments: bool = True):
         rows.append((f"r{r}", wav))
     (d / "wav.scp").write_text("".join(f"{r} {w}\n" for r, w in rows))
     if segments:
-        utts = [(f"s{r}-u{j}", f"r{r}", 0.2 + 1.4 * j, 1.4 + 1.4 * j, f"WORD{r} CAFÉ SHE’S {j}") for r in range(2)
-                for j in range(2)]
+        utts = [
+            (f"s{r}-u{j}", f"r{r}", 0.2 + 1.4 * j, 1.4 + 1.4 * j, f"WORD{r} CAFÉ SHE’S {j}")
+            for r in range(2)
+            for j in range(2)
+        ]
         (d / "segments").write_text("".join(f"{u} {r} {s:.2f} {e:.2f}\n" for u, r, s, e, _ in utts))
     else:
         utts = [(r, r, 0.0, 3.0, f"WORD {r}") for r, _ in rows]
@@ -58,8 +61,14 @@ def test_kaldi_dir_with_segments_gives_one_cut_per_segment(tmp_path, caplog):
     d = cfg.data
     assert len(load_manifest(d.manifest_path("recordings", "train"))) == 2
     assert len(load_manifest(d.manifest_path("supervisions", "train"))) == 4
-    compute_whisper_fbank(d.manifest_path("recordings", "train"), d.manifest_path("supervisions", "train"),
-                          d.cuts_path("train"), tmp_path / "fbank/feats", 80, nj=2)
+    compute_whisper_fbank(
+        d.manifest_path("recordings", "train"),
+        d.manifest_path("supervisions", "train"),
+        d.cuts_path("train"),
+        tmp_path / "fbank/feats",
+        80,
+        nj=2,
+    )
     cuts = {c.id: c for c in load_manifest(d.cuts_path("train"))}
     assert sorted(cuts) == sorted(u for u, *_ in utts)
     for u, _, start, end, text in utts:
@@ -95,7 +104,8 @@ def test_manifests_stage_errors_name_the_problem(tmp_path):
     # checked and copied into place.
     prepare_manifests(lhotse_cfg.data, tmp_path / "manifests")
     assert (tmp_path / "copy/k_supervisions_train.jsonl.gz").read_bytes() == (
-        tmp_path / "manifests/k_supervisions_train.jsonl.gz").read_bytes()
+        tmp_path / "manifests/k_supervisions_train.jsonl.gz"
+    ).read_bytes()
 
 
 def _cuts_file(path, n: int, mel: int = 80):
@@ -104,13 +114,33 @@ def _cuts_file(path, n: int, mel: int = 80):
     cuts = []
     for i in range(n):
         dur = 1.0 + i % 7
-        f = Features(type="whisper-fbank", num_frames=int(dur * 100), num_features=mel, frame_shift=0.01,
-                     sampling_rate=16000, start=0, duration=dur, storage_type="lilcom_chunky", storage_path="/x",
-                     storage_key="0", recording_id=f"c{i}", channels=0)
+        f = Features(
+            type="whisper-fbank",
+            num_frames=int(dur * 100),
+            num_features=mel,
+            frame_shift=0.01,
+            sampling_rate=16000,
+            start=0,
+            duration=dur,
+            storage_type="lilcom_chunky",
+            storage_path="/x",
+            storage_key="0",
+            recording_id=f"c{i}",
+            channels=0,
+        )
         text = "" if i % 10 == 3 else f"HELLO {i}"
-        cuts.append(MonoCut(id=f"c{i:03d}", start=0, duration=dur, channel=0, features=f,
-                            supervisions=[SupervisionSegment(id=f"c{i:03d}", recording_id=f"c{i}", start=0,
-                                                             duration=dur, text=text)]))
+        cuts.append(
+            MonoCut(
+                id=f"c{i:03d}",
+                start=0,
+                duration=dur,
+                channel=0,
+                features=f,
+                supervisions=[
+                    SupervisionSegment(id=f"c{i:03d}", recording_id=f"c{i}", start=0, duration=dur, text=text)
+                ],
+            )
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     CutSet.from_cuts(cuts).to_file(path)
 
@@ -129,7 +159,9 @@ def test_one_cut_loader_lazy_equals_eager_and_checks_parts(tmp_path, caplog):
     assert caplog.text.count("kept 30 of 40 cuts") == 2
     assert [c.id for c in lazy] == [c.id for c in eager] and len(d) == 10  # a second pass says nothing more
     assert caplog.text.count("kept 30 of 40 cuts") == 2
-    with pytest.raises(FileNotFoundError, match=r"librispeech_cuts_dev-clean.jsonl.gz: cut manifest of part 'dev-clean'"):
+    with pytest.raises(
+        FileNotFoundError, match=r"librispeech_cuts_dev-clean.jsonl.gz: cut manifest of part 'dev-clean'"
+    ):
         load_part_cuts(cfg.data, ["dev-clean"], "dev")
     _cuts_file(cfg.data.cuts_path("test-clean"), 2, mel=128)
     with pytest.raises(ValueError, match=r"features of 128 mel bins, but data.num_mel_bins is 80"):
@@ -164,7 +196,12 @@ def test_config_bases_merge_and_ctc_config_follows_its_file(tmp_path, monkeypatc
     (tmp_path / "a/x.yaml").write_text(f"base: [{SMOKE}, data.yaml]\ntrain: {{num_epochs: 7}}\n")
     monkeypatch.chdir(ROOT / "egs/librispeech")
     cfg = load_recipe_config(tmp_path / "a/x.yaml")
-    assert (cfg.data.prefix, cfg.data.train_parts, cfg.data.num_mel_bins, cfg.data.vocab_size) == ("mine", ["t"], 80, 60)
+    assert (cfg.data.prefix, cfg.data.train_parts, cfg.data.num_mel_bins, cfg.data.vocab_size) == (
+        "mine",
+        ["t"],
+        80,
+        60,
+    )
     assert cfg.train.num_epochs == 7 and cfg.train.max_duration == 20  # merged key by key
     assert cfg.firstpass.ctc_config == "conf/smoke_ctc.yaml"  # named in smoke.yaml, relative to it
     (tmp_path / "a/loop.yaml").write_text("base: loop.yaml\n")
@@ -177,13 +214,16 @@ def _sh(*args, cwd=ROOT):
     return p.returncode, p.stdout + p.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--stage", "abc"], "--stage 'abc': not a stage number"),
-    (["--stop-stage", "-1"], "--stop-stage '-1': not a stage number"),
-    (["--stage", "99"], "--stage 99: this recipe's stages are 0..10"),
-    (["--stage", "5", "--stop-stage", "4"], "--stop-stage 4 is before --stage 5"),
-    (["--no-such", "1"], "unknown option --no-such"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stage", "abc"], "--stage 'abc': not a stage number"),
+        (["--stop-stage", "-1"], "--stop-stage '-1': not a stage number"),
+        (["--stage", "99"], "--stage 99: this recipe's stages are 0..10"),
+        (["--stage", "5", "--stop-stage", "4"], "--stop-stage 4 is before --stage 5"),
+        (["--no-such", "1"], "unknown option --no-such"),
+    ],
+)
 def test_run_sh_refuses_bad_stage_arguments(args, message):
     rc, out = _sh("egs/librispeech/run.sh", *args)
     assert rc == 1 and message in out
@@ -203,8 +243,11 @@ def test_run_sh_help_prints_its_defaults():
 
 
 def test_kaldi_recipe_is_short():
-    lines = sum(len(p.read_text().splitlines()) for p in (ROOT / "egs/kaldi_datadir").rglob("*")
-                if p.is_file() and p.suffix in (".sh", ".yaml"))
+    lines = sum(
+        len(p.read_text().splitlines())
+        for p in (ROOT / "egs/kaldi_datadir").rglob("*")
+        if p.is_file() and p.suffix in (".sh", ".yaml")
+    )
     assert lines <= 40
 
 
@@ -215,8 +258,12 @@ def test_stage_scripts_answer_help_without_heavy_imports():
     for script in sorted((ROOT / "local").glob("*.py")):
         if script.name == "__init__.py":
             continue
-        p = subprocess.run([sys.executable, "-X", "importtime", str(script), "--help"], capture_output=True, text=True,
-                           timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-X", "importtime", str(script), "--help"], capture_output=True, text=True, timeout=120
+        )
         assert p.returncode == 0 and "usage:" in p.stdout, script
         loaded = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "|" in line}
-        assert not loaded & {"torch", "lhotse", "transformers"}, (script.name, loaded & {"torch", "lhotse", "transformers"})
+        assert not loaded & {"torch", "lhotse", "transformers"}, (
+            script.name,
+            loaded & {"torch", "lhotse", "transformers"},
+        )

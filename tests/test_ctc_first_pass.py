@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from conftest import fake_batch, make_sentences, tiny_model_config
+
 from whisper_llada.data.audio import Audio
 from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
 from whisper_llada.lattice.graph import build_graph, read_words

@@ -6,8 +6,8 @@ import gzip
 import logging
 
 import pytest
-
 from recipe_utils import ROOT, run
+
 from whisper_llada.data.dataset import filter_cuts
 from whisper_llada.firstpass.records import read_records, write_records
 
@@ -16,20 +16,35 @@ def _cut(cut_id: str, duration: float, text: str):
     from lhotse import MonoCut, Recording, SupervisionSegment
     from lhotse.audio import AudioSource
 
-    rec = Recording(id=cut_id, sources=[AudioSource(type="file", channels=[0], source="/nonexistent.flac")],
-                    sampling_rate=16000, num_samples=int(duration * 16000), duration=duration)
+    rec = Recording(
+        id=cut_id,
+        sources=[AudioSource(type="file", channels=[0], source="/nonexistent.flac")],
+        sampling_rate=16000,
+        num_samples=int(duration * 16000),
+        duration=duration,
+    )
     sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0, duration=duration, text=text)
     return MonoCut(id=cut_id, start=0, duration=duration, channel=0, recording=rec, supervisions=[sup])
 
 
 def test_filter_cuts_reports_each_reason(tokenizer, caplog):
-    cuts = [_cut("ok", 3.0, "THE CAT"), _cut("long", 31.0, "THE CAT"), _cut("empty", 2.0, " "),
-            _cut("wordy", 3.0, " ".join(["RIVER STONE"] * 20)), _cut("short", 0.1, "A")]
+    cuts = [
+        _cut("ok", 3.0, "THE CAT"),
+        _cut("long", 31.0, "THE CAT"),
+        _cut("empty", 2.0, " "),
+        _cut("wordy", 3.0, " ".join(["RIVER STONE"] * 20)),
+        _cut("short", 0.1, "A"),
+    ]
     with caplog.at_level(logging.WARNING):
         kept = filter_cuts(cuts, tokenizer=tokenizer, max_tokens=24, min_duration=0.5, where="train")
     assert [c.id for c in kept] == ["ok"]
     msg = caplog.text
-    for reason in ("longer than 30 s (Whisper's window)", "empty transcript", "response_length 24", "shorter than 0.5 s"):
+    for reason in (
+        "longer than 30 s (Whisper's window)",
+        "empty transcript",
+        "response_length 24",
+        "shorter than 0.5 s",
+    ):
         assert reason in msg
     assert "kept 1 of 5 cuts" in msg
     with pytest.raises(ValueError, match=r"train: cut long: longer than 30 s .*strict mode"):
@@ -44,10 +59,27 @@ def test_features_stage_skips_unreadable_audio(tmp_path):
     corrupt, vanishing = flacs[0], flacs[1]
     corrupt.write_bytes(b"this is not audio")
     # The smoke config's data, its manifests under tmp_path.
-    cfg = ["--config", str(ROOT / "egs/librispeech/conf/smoke.yaml"), "--set", f"data.raw_manifest_dir={tmp_path}/manifests",
-           "--set", f"data.manifest_dir={tmp_path}/fbank"]
-    out = run(["python", "-m", "local.prepare_manifests", *cfg, "--corpus-dir", str(tmp_path / "dl/LibriSpeech"),
-               "--parts", "train-clean-100"], tmp_path.parent)
+    cfg = [
+        "--config",
+        str(ROOT / "egs/librispeech/conf/smoke.yaml"),
+        "--set",
+        f"data.raw_manifest_dir={tmp_path}/manifests",
+        "--set",
+        f"data.manifest_dir={tmp_path}/fbank",
+    ]
+    out = run(
+        [
+            "python",
+            "-m",
+            "local.prepare_manifests",
+            *cfg,
+            "--corpus-dir",
+            str(tmp_path / "dl/LibriSpeech"),
+            "--parts",
+            "train-clean-100",
+        ],
+        tmp_path.parent,
+    )
     assert f"{corrupt}: unreadable audio" in out and "1 unreadable files left out" in out
     vanishing.unlink()  # lost after the manifests were made: the features stage names it and goes on
     out = run(["python", "-m", "local.compute_fbank", *cfg, "--parts", "train-clean-100"], tmp_path.parent)
@@ -75,8 +107,11 @@ def test_first_pass_records_round_trip_and_errors(tmp_path):
 def test_token_confidences_follow_their_words(tokenizer):
     from whisper_llada.inference import token_confidences
 
-    rec = {"id": "x", "text": "THE CAT SAT", "words": [{"word": "THE", "conf": 0.9}, {"word": "CAT", "conf": 0.2},
-                                                     {"word": "SAT", "conf": 0.7}]}
+    rec = {
+        "id": "x",
+        "text": "THE CAT SAT",
+        "words": [{"word": "THE", "conf": 0.9}, {"word": "CAT", "conf": 0.2}, {"word": "SAT", "conf": 0.7}],
+    }
     conf = token_confidences(tokenizer, rec)
     assert len(conf) == len(tokenizer.encode("THE CAT SAT"))
     assert conf[0] == 0.9 and min(conf) == 0.2

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from whisper_llada.data.audio import Audio
-from whisper_llada.diffusion import CommitRule, Denoiser, PrefixCache, deliberate, generate, make_denoiser
 from tests.test_sampling import EOS, MASK, PAD
 from tests.test_sampling import tiny_llada as scripted_llada
+from whisper_llada.data.audio import Audio
+from whisper_llada.diffusion import CommitRule, Denoiser, PrefixCache, deliberate, generate, make_denoiser
 
 
 def tiny_llada(seed=0):
@@ -86,8 +86,17 @@ def test_approximate_cache_is_exact_right_after_a_refresh_and_counts_its_passes(
     torch.testing.assert_close(again, want, rtol=1e-4, atol=1e-4)
     stats: dict = {}
     # eos -1 never ends a row early; two blocks: the cache is refreshed at the second block's start
-    generate(PrefixCache(lm, refresh=3), embeds, prefix_mask=mask, gen_length=12, steps=12, block_length=6,
-             mask_id=MASK, eos_id=-1, stats=stats)
+    generate(
+        PrefixCache(lm, refresh=3),
+        embeds,
+        prefix_mask=mask,
+        gen_length=12,
+        steps=12,
+        block_length=6,
+        mask_id=MASK,
+        eos_id=-1,
+        stats=stats,
+    )
     passes, positions = stats["forward_passes"], stats["positions"]
     full = (positions - passes * 12) // embeds.shape[1]  # passes that recomputed the prefix
     assert passes.tolist() == [12] * 3
@@ -123,12 +132,15 @@ def test_per_row_canvas_equals_each_row_alone():
     lm = tiny_llada()
     embeds, mask = left_padded_prefix()
     lengths = torch.tensor([5, 9, 7])
-    out = generate(lm, embeds, prefix_mask=mask, gen_length=lengths, steps=6, block_length=None, mask_id=MASK, eos_id=EOS)
+    out = generate(
+        lm, embeds, prefix_mask=mask, gen_length=lengths, steps=6, block_length=None, mask_id=MASK, eos_id=EOS
+    )
     assert out.shape == (3, 9)
     for i in range(3):
         n = int(lengths[i])
-        alone = generate(lm, embeds[i : i + 1, mask[i]],
-                         gen_length=n, steps=min(6, n), block_length=n, mask_id=MASK, eos_id=EOS)
+        alone = generate(
+            lm, embeds[i : i + 1, mask[i]], gen_length=n, steps=min(6, n), block_length=n, mask_id=MASK, eos_id=EOS
+        )
         assert out[i, :n].tolist() == alone[0].tolist()
         assert (out[i, n:] == EOS).all()
 
@@ -141,8 +153,20 @@ def test_samplers_do_not_depend_on_the_default_dtype():
     try:
         torch.set_default_dtype(torch.float64)
         for masking, conf in (("low_confidence", None), ("given", [[0.1] * len(h) for h in hyps]), ("random", None)):
-            deliberate(lm, embeds, hyps, prefix_mask=mask, masking_type=masking, confidences=conf, mask_ratio=0.5,
-                       steps=4, mask_id=MASK, eos_id=EOS, pad_id=PAD, generator=torch.Generator().manual_seed(0))
+            deliberate(
+                lm,
+                embeds,
+                hyps,
+                prefix_mask=mask,
+                masking_type=masking,
+                confidences=conf,
+                mask_ratio=0.5,
+                steps=4,
+                mask_id=MASK,
+                eos_id=EOS,
+                pad_id=PAD,
+                generator=torch.Generator().manual_seed(0),
+            )
     finally:
         torch.set_default_dtype(old)
 
@@ -157,8 +181,11 @@ def test_training_loss_of_a_prefix_blind_model_is_the_masked_full_pass(sp_model)
     resp = model.response_ids(texts)
     got = model.logits(prefix, pmask, resp, pos)
     x = torch.cat([prefix, model.embed_tokens(resp)], dim=1)
-    full = model.llm(inputs_embeds=x, attention_mask=torch.cat([pmask, torch.ones_like(resp, dtype=torch.bool)], 1),
-                     prefix_length=prefix.shape[1]).logits[:, -resp.shape[1]:]
+    full = model.llm(
+        inputs_embeds=x,
+        attention_mask=torch.cat([pmask, torch.ones_like(resp, dtype=torch.bool)], 1),
+        prefix_length=prefix.shape[1],
+    ).logits[:, -resp.shape[1] :]
     torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-5)
     out = model(texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0))
     out["loss"].backward()
@@ -180,5 +207,7 @@ def test_gen_len_auto_canvas_from_duration_and_a_missing_token_rate_is_named(sp_
     assert rate["tokens_per_second"] == 10.0 and rate["mean"] == 6.6667
     path = tmp_path / "token_rate.json"
     path.write_text(json.dumps(rate))
-    got = model.canvas_lengths({"durations": [1.0, 2.5]}, mask, DecodeConfig(gen_len="auto", token_rate=str(path), len_margin=3))
+    got = model.canvas_lengths(
+        {"durations": [1.0, 2.5]}, mask, DecodeConfig(gen_len="auto", token_rate=str(path), len_margin=3)
+    )
     assert got.tolist() == [13, 24]  # ceil(10 t) + 3, at most response_length (24)

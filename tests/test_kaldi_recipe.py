@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from recipe_utils import make_kaldi_corpus, make_workspace, run
 
 pytestmark = pytest.mark.slow
@@ -25,7 +24,8 @@ def test_kaldi_recipe_end_to_end(tmp_path):
         "train: {num_epochs: 1, save_every_n: 0}\n"
         "decode: [{mode: decoding, gen_len: 48, steps: 8, block_length: 48, batch_size: 4}]\n"
         "deliberate: [{mode: diffusion_deliberation, mask_ratio: 0.3, masking_type: low_confidence, steps: 8,"
-        " batch_size: 4}]\n")
+        " batch_size: 4}]\n"
+    )
     out = run(["./run.sh", "--data-dir", str(tmp_path / "kaldi"), "--config", "tiny.yaml", "--nj", "1"], rdir)
     for i in range(1, 11):
         assert f"Stage {i}:" in out

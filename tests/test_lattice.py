@@ -129,7 +129,7 @@ def test_posteriors_equal_path_enumeration():
     for arcs, sc in paths:
         expect[arcs] += np.exp(sc - total)
     np.testing.assert_allclose(post, expect, atol=1e-5)
-    assert len(paths) == 3 ** 4  # every class sequence of 4 frames is a path of H
+    assert len(paths) == 3**4  # every class sequence of 4 frames is a path of H
 
 
 def test_align_refuses_what_cannot_fit(graph):

@@ -25,7 +25,7 @@ def make_model(**kw) -> LLaDAModelLM:
 
 
 def reference_logits(state: dict, cfg: dict, ids: torch.Tensor) -> torch.Tensor:
-    """Written from DESIGN.md section 4 alone, with loops and explicit softmax attention."""
+    """Written from docs/models.md (the LLaDA block) alone, with loops and explicit softmax attention."""
     d, H, eps = cfg["d_model"], cfg["n_heads"], 1e-5
     hd = d // H
     half = hd // 2
@@ -167,11 +167,27 @@ def test_missing_and_unsupported(tmp_path):
 
 def test_reads_hub_config_fields():
     hub = {
-        "d_model": 4096, "n_heads": 32, "n_kv_heads": 32, "n_layers": 32, "mlp_hidden_size": 12288,
-        "vocab_size": 126464, "embedding_size": 126464, "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
-        "max_sequence_length": 4096, "mask_token_id": 126336, "eos_token_id": 126081, "pad_token_id": 126081,
-        "include_bias": False, "weight_tying": False, "block_type": "llama", "activation_type": "silu",
-        "alibi": False, "rope": True, "layer_norm_type": "rms", "model_type": "llada",
+        "d_model": 4096,
+        "n_heads": 32,
+        "n_kv_heads": 32,
+        "n_layers": 32,
+        "mlp_hidden_size": 12288,
+        "vocab_size": 126464,
+        "embedding_size": 126464,
+        "rope_theta": 500000.0,
+        "rms_norm_eps": 1e-5,
+        "max_sequence_length": 4096,
+        "mask_token_id": 126336,
+        "eos_token_id": 126081,
+        "pad_token_id": 126081,
+        "include_bias": False,
+        "weight_tying": False,
+        "block_type": "llama",
+        "activation_type": "silu",
+        "alibi": False,
+        "rope": True,
+        "layer_norm_type": "rms",
+        "model_type": "llada",
     }
     cfg = LLaDAConfig.from_dict(hub)
     assert (cfg.mask_token_id, cfg.eos_token_id, cfg.padded_vocab) == (126336, 126081, 126464)

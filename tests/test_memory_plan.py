@@ -6,7 +6,18 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from whisper_llada.memory_plan import LLADA_8B, Plan, PeakMemory, _build, _components, _LengthTokenizer, format_plan, full_size_config, main, measure
+from whisper_llada.memory_plan import (
+    LLADA_8B,
+    PeakMemory,
+    Plan,
+    _build,
+    _components,
+    _LengthTokenizer,
+    format_plan,
+    full_size_config,
+    main,
+    measure,
+)
 from whisper_llada.models.config import ModelConfig
 from whisper_llada.recipe import load_recipe_config
 from whisper_llada.utils.config import from_dict
@@ -31,13 +42,35 @@ def test_peak_memory_counts_storages_not_views():
 
 
 def tiny_cfg(**llm) -> ModelConfig:
-    whisper = dict(d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128, decoder_layers=1,
-                   decoder_attention_heads=2, decoder_ffn_dim=128, num_mel_bins=80, max_source_positions=100)
-    return from_dict(ModelConfig, {
-        "whisper": {"config": whisper},
-        "qformer": {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64, "trim_to_audio": False},
-        "llm": {"config": dict(d_model=64, n_heads=4, n_layers=2, mlp_hidden_size=128, vocab_size=300), **llm},
-        "lora": {"dropout": 0.1}, "loss": {"response_length": 32}, "tokenizer": {"path": "-"}}, "tiny")
+    whisper = dict(
+        d_model=64,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=128,
+        num_mel_bins=80,
+        max_source_positions=100,
+    )
+    return from_dict(
+        ModelConfig,
+        {
+            "whisper": {"config": whisper},
+            "qformer": {
+                "num_layers": 1,
+                "hidden_size": 32,
+                "num_heads": 2,
+                "intermediate_size": 64,
+                "trim_to_audio": False,
+            },
+            "llm": {"config": dict(d_model=64, n_heads=4, n_layers=2, mlp_hidden_size=128, vocab_size=300), **llm},
+            "lora": {"dropout": 0.1},
+            "loss": {"response_length": 32},
+            "tokenizer": {"path": "-"},
+        },
+        "tiny",
+    )
 
 
 def test_meta_figures_equal_real_tensors():
@@ -54,7 +87,9 @@ def test_meta_figures_equal_real_tensors():
 
 
 def test_full_size_counts_are_llada_8b_and_whisper_large_v3(tmp_path):
-    cfg = full_size_config(load_recipe_config("egs/librispeech/conf/whisper_llada.yaml").model, base=tmp_path)  # no hub directories there
+    cfg = full_size_config(
+        load_recipe_config("egs/librispeech/conf/whisper_llada.yaml").model, base=tmp_path
+    )  # no hub directories there
     tok = _LengthTokenizer(LLADA_8B["vocab_size"], 15, 20)
     parts = _components(_build(cfg, tok, False, "meta"))
     d, f, n, V = 4096, 12288, 32, 126464
@@ -76,6 +111,7 @@ def test_format_plan_and_refusals(capsys):
 
 def _dict(cfg):
     import dataclasses
+
     d = dataclasses.asdict(cfg)
     return {k: d[k] for k in ("whisper", "llm", "lora", "loss", "tokenizer")}
 
@@ -87,10 +123,22 @@ def test_cli_on_a_recipe_config(capsys):
 
 
 def test_cli_device_check_prints_the_plan_beside_the_device(capsys):
-    main(["--config", "egs/librispeech/conf/smoke.yaml", "--set", "model.qformer.trim_to_audio=false", "--gpu-gb", "1",
-          "--device", "cpu"])
+    main(
+        [
+            "--config",
+            "egs/librispeech/conf/smoke.yaml",
+            "--set",
+            "model.qformer.trim_to_audio=false",
+            "--gpu-gb",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
-    rows = [line.split("|")[1:-1] for line in out.split("The same steps on cpu")[1].splitlines() if line.startswith("| ")]
+    rows = [
+        line.split("|")[1:-1] for line in out.split("The same steps on cpu")[1].splitlines() if line.startswith("| ")
+    ]
     table = {(r[0].strip(), int(r[1])): (float(r[2]), float(r[3]), r[4].strip()) for r in rows[1:]}
     assert len(table) == 8
     # One decoding step has no attention over long inputs: the CPU's tensors are the plan's.

@@ -7,8 +7,8 @@ import re
 import shutil
 
 import pytest
-
 from recipe_utils import make_corpus, make_workspace, run
+
 from whisper_llada.scoring.wer import error_counts, read_recogs
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,9 @@ def recipe(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ws")
     rdir = make_workspace(tmp)
     make_corpus(tmp / "dl")
-    out = run(["./run.sh", "--dl-dir", str(tmp / "dl"), "--config", "conf/smoke.yaml", "--stage", "1", "--nj", "2"], rdir)
+    out = run(
+        ["./run.sh", "--dl-dir", str(tmp / "dl"), "--config", "conf/smoke.yaml", "--stage", "1", "--nj", "2"], rdir
+    )
     return rdir, out
 
 
@@ -56,9 +58,25 @@ def test_smoke_run_writes_every_stage(recipe):
 
 def test_rerun_skips_every_stage(recipe):
     rdir, _ = recipe
-    before = {p: p.stat().st_mtime_ns for p in rdir.rglob("*") if p.is_file() and "report" not in p.name and "png" not in p.name}
-    out = run(["./run.sh", "--dl-dir", str(rdir.parent.parent / "dl"), "--config", "conf/smoke.yaml",
-               "--stage", "1", "--stop-stage", "9"], rdir)
+    before = {
+        p: p.stat().st_mtime_ns
+        for p in rdir.rglob("*")
+        if p.is_file() and "report" not in p.name and "png" not in p.name
+    }
+    out = run(
+        [
+            "./run.sh",
+            "--dl-dir",
+            str(rdir.parent.parent / "dl"),
+            "--config",
+            "conf/smoke.yaml",
+            "--stage",
+            "1",
+            "--stop-stage",
+            "9",
+        ],
+        rdir,
+    )
     assert out.count("already exists - skipping") >= 10, out
     after = {p: p.stat().st_mtime_ns for p in before}
     changed = [str(p) for p in before if after[p] != before[p] and "/log/" not in str(p)]
@@ -87,9 +105,21 @@ def _valid(log_text: str) -> list[float]:
 
 def test_resume_from_batch_checkpoint_is_exact(recipe):
     rdir, _ = recipe
-    base = ["../../local/train.py", "--config", "conf/smoke.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model",
-            "--set", "train.save_every_n=2", "--set", "train.num_epochs=2", "--set", "train.keep_last_k=10",
-            "--device", "cpu"]
+    base = [
+        "../../local/train.py",
+        "--config",
+        "conf/smoke.yaml",
+        "--set",
+        "model.tokenizer.path=data/lang_bpe_60/bpe.model",
+        "--set",
+        "train.save_every_n=2",
+        "--set",
+        "train.num_epochs=2",
+        "--set",
+        "train.keep_last_k=10",
+        "--device",
+        "cpu",
+    ]
     full = _losses(run(["python", *base, "--exp-dir", "exp/resume-full"], rdir))
     part = rdir / "exp/resume-part"
     part.mkdir(parents=True)
@@ -107,11 +137,25 @@ def test_resume_from_batch_checkpoint_is_exact(recipe):
 
 def test_two_process_training_matches_double_batch(recipe):
     rdir, _ = recipe
-    base = ["../../local/train.py", "--config", "conf/smoke.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model",
-            "--set", "train.num_epochs=4", "--set", "train.save_every_n=0", "--device", "cpu"]
+    base = [
+        "../../local/train.py",
+        "--config",
+        "conf/smoke.yaml",
+        "--set",
+        "model.tokenizer.path=data/lang_bpe_60/bpe.model",
+        "--set",
+        "train.num_epochs=4",
+        "--set",
+        "train.save_every_n=0",
+        "--device",
+        "cpu",
+    ]
     # Batches small enough that both ranks fill some (DDP drops the partial last ones).
     one = run(["python", *base, "--exp-dir", "exp/one", "--max-duration", "8"], rdir)
-    run(["torchrun", "--standalone", "--nproc-per-node", "2", *base, "--exp-dir", "exp/two", "--max-duration", "4"], rdir)
+    run(
+        ["torchrun", "--standalone", "--nproc-per-node", "2", *base, "--exp-dir", "exp/two", "--max-duration", "4"],
+        rdir,
+    )
     # Ranks may open their logs in different seconds: order by the rank suffix, not the name.
     logs = sorted((rdir / "exp/two/log").glob("log-train-*"), key=lambda p: p.name[-2:])
     assert [p.name[-2:] for p in logs] == ["-0", "-1"]  # a log per rank
@@ -125,8 +169,19 @@ def test_two_process_training_matches_double_batch(recipe):
 
 def test_encoder_cache_gives_the_same_losses(recipe):
     rdir, _ = recipe
-    base = ["../../local/train.py", "--config", "conf/smoke.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model",
-            "--set", "train.num_epochs=1", "--set", "train.save_every_n=0", "--device", "cpu"]
+    base = [
+        "../../local/train.py",
+        "--config",
+        "conf/smoke.yaml",
+        "--set",
+        "model.tokenizer.path=data/lang_bpe_60/bpe.model",
+        "--set",
+        "train.num_epochs=1",
+        "--set",
+        "train.save_every_n=0",
+        "--device",
+        "cpu",
+    ]
     plain = _losses(run(["python", *base, "--exp-dir", "exp/nocache"], rdir))
     cached = _losses(run(["python", *base, "--exp-dir", "exp/cache", "--set", "train.cache_encoder=true"], rdir))
     assert len(list((rdir / "data/encoder_cache").glob("*/train/cuts.jsonl.gz"))) == 1
@@ -168,11 +223,35 @@ def test_audio_token_cache_gives_the_same_losses(recipe):
     """Two-stage training: the LLM epochs on cached audio tokens of the frozen front end equal
     those that run the front end every step."""
     rdir, _ = recipe
-    base = ["../../local/train.py", "--config", "conf/smoke.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model",
-            "--set", "train.num_epochs=2", "--set", "train.frontend_epochs=1", "--set", "train.save_every_n=0",
-            "--set", "model.loss.ctc_weight=0.5", "--set", "model.ctc_compress=true", "--device", "cpu"]
+    base = [
+        "../../local/train.py",
+        "--config",
+        "conf/smoke.yaml",
+        "--set",
+        "model.tokenizer.path=data/lang_bpe_60/bpe.model",
+        "--set",
+        "train.num_epochs=2",
+        "--set",
+        "train.frontend_epochs=1",
+        "--set",
+        "train.save_every_n=0",
+        "--set",
+        "model.loss.ctc_weight=0.5",
+        "--set",
+        "model.ctc_compress=true",
+        "--device",
+        "cpu",
+    ]
     plain = _losses(run(["python", *base, "--exp-dir", "exp/notokens"], rdir))
-    tokens = [*base, "--exp-dir", "exp/tokens", "--set", "train.cache_audio_tokens=true", "--set", "train.cache_encoder=true"]
+    tokens = [
+        *base,
+        "--exp-dir",
+        "exp/tokens",
+        "--set",
+        "train.cache_audio_tokens=true",
+        "--set",
+        "train.cache_encoder=true",
+    ]
     out = run(["python", *tokens], rdir)
     assert "cached the frozen front end's audio tokens" in out and "read from" not in out
     cached = _losses(out)
@@ -193,8 +272,23 @@ def test_embedded_recipe_in_miniature(tmp_path):
     import json
 
     rdir = make_workspace(tmp_path, "espeak_fortunes")
-    out = run(["./run.sh", "--config", "conf/mini.yaml", "--twin-config", "conf/mini_twin.yaml", "--num-train", "12",
-               "--num-dev", "2", "--num-test", "3"], rdir, timeout=900)
+    out = run(
+        [
+            "./run.sh",
+            "--config",
+            "conf/mini.yaml",
+            "--twin-config",
+            "conf/mini_twin.yaml",
+            "--num-train",
+            "12",
+            "--num-dev",
+            "2",
+            "--num-test",
+            "3",
+        ],
+        rdir,
+        timeout=900,
+    )
     assert "Stage 12: report" in out
     report = json.loads((rdir / "exp/report.json").read_text())
     kinds = {s["kind"] for s in report["systems"]}

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_WHISPER, fake_batch, tiny_model_config
+
 from whisper_llada.data.audio import FEATURES, FRAMES, TOKENS, Audio
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models import build_model
@@ -17,14 +17,31 @@ from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 from whisper_llada.models.registry import ARCHS, CTC, MASKED_DIFFUSION, get_arch
 from whisper_llada.utils.config import from_dict
 
-QF = {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64, "trim_to_audio": True, "dropout": 0.0}
-BERT = dict(model_type="bert", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-            max_position_embeddings=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+QF = {
+    "num_layers": 1,
+    "hidden_size": 32,
+    "num_heads": 2,
+    "intermediate_size": 64,
+    "trim_to_audio": True,
+    "dropout": 0.0,
+}
+BERT = dict(
+    model_type="bert",
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    max_position_embeddings=128,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
 
 
 def mlm_model(sp_model, llm=BERT, seed=0, **kw):
     torch.manual_seed(seed)
-    return build_model(tiny_model_config(sp_model, "whisper_hf_mlm", qformer=QF, llm={"config": llm, "train": "full"}, **kw))
+    return build_model(
+        tiny_model_config(sp_model, "whisper_hf_mlm", qformer=QF, llm={"config": llm, "train": "full"}, **kw)
+    )
 
 
 def test_unknown_arch_lists_the_known_ones(sp_model):
@@ -83,8 +100,9 @@ def test_frozen_front_end_reads_features_or_cached_frames_alike(sp_model):
         with pytest.raises(ValueError, match="audio_tokens"):
             model.encoder_output(Audio.tokens(torch.zeros(3, 4, 8), torch.tensor([4, 3, 2])))
     with torch.no_grad():
-        torch.testing.assert_close(model(["A"] * 3, Audio.frames(frames, real))["loss"],
-                                   model(["A"] * 3, Audio.features(feats, lens))["loss"])
+        torch.testing.assert_close(
+            model(["A"] * 3, Audio.frames(frames, real))["loss"], model(["A"] * 3, Audio.features(feats, lens))["loss"]
+        )
 
 
 def test_audio_checks_and_moves():
@@ -112,9 +130,18 @@ def test_dataset_puts_each_kind_of_audio_in_one_field(tmp_path):
         for i, n in enumerate((120, 80)):
             cid = f"c{i}"
             key = w.write(cid, rng.standard_normal((n, 80)).astype(np.float32))
-            f = Features(type="whisper-fbank", num_frames=n, num_features=80, frame_shift=0.01, sampling_rate=16000,
-                         start=0, duration=n / 100, storage_type=w.name, storage_path=str(tmp_path / "feats"),
-                         storage_key=key)
+            f = Features(
+                type="whisper-fbank",
+                num_frames=n,
+                num_features=80,
+                frame_shift=0.01,
+                sampling_rate=16000,
+                start=0,
+                duration=n / 100,
+                storage_type=w.name,
+                storage_path=str(tmp_path / "feats"),
+                storage_key=key,
+            )
             sup = SupervisionSegment(cid, cid, 0, n / 100, text="A CAT")
             cut = MonoCut(cid, 0, n / 100, 0, features=f, supervisions=[sup])
             frames = w.store_array(f"{cid}-enc", rng.standard_normal((n // 2, 16)).astype(np.float32))
@@ -149,8 +176,10 @@ def test_masked_lm_padded_batch_equals_rows_alone(sp_model, model_type):
             torch.testing.assert_close(batch[i], model.logits(p1, m1, resp[i : i + 1])[0], atol=1e-5, rtol=1e-4)
         cfg = DecodeConfig(mode="decoding", gen_len=12, steps=6, block_length=12)
         together = model.transcribe({"audio": Audio.features(feats, lens)}, cfg)
-        alone = [model.transcribe({"audio": Audio.features(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])}, cfg)[0]
-                 for i in range(3)]
+        alone = [
+            model.transcribe({"audio": Audio.features(feats[i : i + 1, : int(lens[i])], lens[i : i + 1])}, cfg)[0]
+            for i in range(3)
+        ]
     assert together == alone
 
 
@@ -160,8 +189,10 @@ def test_masked_lm_refusals(sp_model):
     model = mlm_model(sp_model).eval()
     feats, lens, texts = fake_batch(2, seed=4)
     with pytest.raises(ValueError, match="keeps no prefix cache"):
-        model.transcribe({"audio": Audio.features(feats, lens)},
-                         DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8, cache="approximate"))
+        model.transcribe(
+            {"audio": Audio.features(feats, lens)},
+            DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8, cache="approximate"),
+        )
     with pytest.raises(ValueError, match="max_position_embeddings 40"):
         mlm_model(sp_model, {**BERT, "max_position_embeddings": 40})(texts, Audio.features(feats, lens))
     with pytest.raises(ValueError, match="model_type"):
@@ -169,8 +200,13 @@ def test_masked_lm_refusals(sp_model):
 
 
 def test_masked_lm_lora_on_its_own_projection_names(sp_model):
-    cfg = tiny_model_config(sp_model, "whisper_hf_mlm", qformer=QF, llm={"config": BERT, "train": "lora"},
-                            lora={"targets": ["query", "value"]})
+    cfg = tiny_model_config(
+        sp_model,
+        "whisper_hf_mlm",
+        qformer=QF,
+        llm={"config": BERT, "train": "lora"},
+        lora={"targets": ["query", "value"]},
+    )
     model = build_model(cfg)
     llm_trainable = [n for n, p in model.llm.named_parameters() if p.requires_grad]
     assert llm_trainable and all("lora_" in n for n in llm_trainable)
@@ -207,8 +243,9 @@ def test_masked_lm_trains_decodes_and_deliberates_through_the_samplers(trained_m
         assert (stats["forward_passes"] <= cfg["steps"]).all()
     # Deliberation: one corrupted word per utterance is re-masked (lowest confidence) and repaired.
     corrupted = [t.replace(t.split()[0], "RIVER" if t.split()[0] != "RIVER" else "STONE", 1) for t in texts]
-    out = model.deliberate(batch, corrupted, DecodeConfig(mode="diffusion_deliberation", mask_ratio=0.5,
-                                                          masking_type="low_confidence"))
+    out = model.deliberate(
+        batch, corrupted, DecodeConfig(mode="diffusion_deliberation", mask_ratio=0.5, masking_type="low_confidence")
+    )
     assert sum(o == t for o, t in zip(out, texts)) > sum(c == t for c, t in zip(corrupted, texts))
     out = model.deliberate(batch, corrupted, DecodeConfig(mode="semi_ar_deliberation", num_chunks=2, steps=16))
     assert len(out) == len(texts) and all(isinstance(o, str) for o in out)
@@ -217,8 +254,11 @@ def test_masked_lm_trains_decodes_and_deliberates_through_the_samplers(trained_m
 def test_ctc_objective_and_config_checks(sp_model):
     assert get_arch("whisper_ctc").objective == CTC and not get_arch("whisper_ctc").reads_llm
     with pytest.raises(ValueError, match="tokenizer.type must be sentencepiece"):
-        from_dict(ModelConfig, {"arch": "whisper_ctc", "whisper": {"config": TINY_WHISPER},
-                                "tokenizer": {"type": "hf", "path": "x"}}, "test")
+        from_dict(
+            ModelConfig,
+            {"arch": "whisper_ctc", "whisper": {"config": TINY_WHISPER}, "tokenizer": {"type": "hf", "path": "x"}},
+            "test",
+        )
 
 
 def test_masked_lm_from_a_hub_directory_with_its_own_tokenizer(tmp_path):
@@ -231,26 +271,60 @@ def test_masked_lm_from_a_hub_directory_with_its_own_tokenizer(tmp_path):
     vocab = {w: i for i, w in enumerate(words)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(tmp_path / "bert")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    ).save_pretrained(tmp_path / "bert")
     torch.manual_seed(0)
-    AutoModelForMaskedLM.from_config(AutoConfig.for_model(**{**BERT, "vocab_size": len(words), "pad_token_id": 0})
-                                     ).save_pretrained(tmp_path / "bert")
-    cfg = from_dict(ModelConfig, {
-        "arch": "whisper_hf_mlm", "prompt": "transcribe the audio:", "whisper": {"config": TINY_WHISPER}, "qformer": QF,
-        "llm": {"path": str(tmp_path / "bert"), "train": "lora"}, "lora": {"targets": ["query", "value"]},
-        "tokenizer": {"type": "hf", "path": str(tmp_path / "bert"), "mask_token": "[MASK]", "eos_token": "[SEP]",
-                      "pad_token": "[PAD]"},
-        "loss": {"response_length": 8}}, "test")
+    AutoModelForMaskedLM.from_config(
+        AutoConfig.for_model(**{**BERT, "vocab_size": len(words), "pad_token_id": 0})
+    ).save_pretrained(tmp_path / "bert")
+    cfg = from_dict(
+        ModelConfig,
+        {
+            "arch": "whisper_hf_mlm",
+            "prompt": "transcribe the audio:",
+            "whisper": {"config": TINY_WHISPER},
+            "qformer": QF,
+            "llm": {"path": str(tmp_path / "bert"), "train": "lora"},
+            "lora": {"targets": ["query", "value"]},
+            "tokenizer": {
+                "type": "hf",
+                "path": str(tmp_path / "bert"),
+                "mask_token": "[MASK]",
+                "eos_token": "[SEP]",
+                "pad_token": "[PAD]",
+            },
+            "loss": {"response_length": 8},
+        },
+        "test",
+    )
     model = build_model(cfg)
     assert model.prompt_ids.tolist() == [2, 5, 6, 7, 3]
     assert (model.mask_id, model.eos_id, model.tokenizer.pad_id) == (4, 3, 0)
     feats, lens, _ = fake_batch(2)
     model(["hello world", "world"], Audio.features(feats, lens))["loss"].backward()
-    out = model.eval().transcribe({"audio": Audio.features(feats, lens)},
-                                  DecodeConfig(mode="decoding", gen_len=8, steps=4, block_length=8))
+    out = model.eval().transcribe(
+        {"audio": Audio.features(feats, lens)}, DecodeConfig(mode="decoding", gen_len=8, steps=4, block_length=8)
+    )
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        build_model(from_dict(ModelConfig, {"arch": "whisper_hf_mlm", "whisper": {"config": TINY_WHISPER},
-                                            "llm": {"path": str(tmp_path)}, "tokenizer": cfg.tokenizer.__dict__}, "t"))
+        build_model(
+            from_dict(
+                ModelConfig,
+                {
+                    "arch": "whisper_hf_mlm",
+                    "whisper": {"config": TINY_WHISPER},
+                    "llm": {"path": str(tmp_path)},
+                    "tokenizer": cfg.tokenizer.__dict__,
+                },
+                "t",
+            )
+        )

@@ -7,7 +7,6 @@ spoken corpus.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -26,8 +25,13 @@ def _cut(cut_id: str, duration: float, text: str):
     from lhotse import MonoCut, Recording, SupervisionSegment
     from lhotse.audio import AudioSource
 
-    rec = Recording(id=cut_id, sources=[AudioSource(type="file", channels=[0], source=f"/audio/{cut_id}.flac")],
-                    sampling_rate=16000, num_samples=int(duration * 16000), duration=duration)
+    rec = Recording(
+        id=cut_id,
+        sources=[AudioSource(type="file", channels=[0], source=f"/audio/{cut_id}.flac")],
+        sampling_rate=16000,
+        num_samples=int(duration * 16000),
+        duration=duration,
+    )
     sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0, duration=duration, text=text)
     return MonoCut(id=cut_id, start=0, duration=duration, channel=0, recording=rec, supervisions=[sup])
 
@@ -38,6 +42,7 @@ def _truncate(path: Path, keep: float = 0.5) -> None:
 
 
 # ---------------------------------------------------------------- writes (item 7)
+
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_atomic_writes_respect_the_umask(tmp_path, umask):
@@ -57,10 +62,19 @@ def test_plot_is_written_atomically_with_labelled_points(tmp_path, monkeypatch):
 
     labels = []
     real = matplotlib.axes.Axes.annotate
-    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", lambda self, text, *a, **k: labels.append(text) or real(self, text, *a, **k))
-    rows = [{"name": "decoding/steps-16-a-very-long-setting-name-that-must-not-be-cut-short", "kind": "decoding",
-             "test": "test-clean", "wer": 10.0, "rtf": 0.1},
-            {"name": "whisper/beam-5", "kind": "first_pass", "test": "test-clean", "wer": 12.0, "rtf": 0.05}]
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "annotate", lambda self, text, *a, **k: labels.append(text) or real(self, text, *a, **k)
+    )
+    rows = [
+        {
+            "name": "decoding/steps-16-a-very-long-setting-name-that-must-not-be-cut-short",
+            "kind": "decoding",
+            "test": "test-clean",
+            "wer": 10.0,
+            "rtf": 0.1,
+        },
+        {"name": "whisper/beam-5", "kind": "first_pass", "test": "test-clean", "wer": 12.0, "rtf": 0.05},
+    ]
     compare.plot(rows, tmp_path / "wer-vs-rtf.png")
     assert (tmp_path / "wer-vs-rtf.png").stat().st_size > 1000
     assert stat.S_IMODE((tmp_path / "wer-vs-rtf.png").stat().st_mode) == 0o666 & ~_umask()
@@ -75,12 +89,16 @@ def _umask() -> int:
 
 # ---------------------------------------------------------------- config types (item 5)
 
-@pytest.mark.parametrize("override, key, expected", [
-    ("data.train_parts=train-clean-100", "data.train_parts: 'train-clean-100'", "is not a list"),
-    ("train.num_epochs=2.5", "train.num_epochs: 2.5", "is not an int"),
-    ("train.max_duration=[20]", "train.max_duration: [20]", "is not a float"),
-    ("data.strict=yes please", "data.strict: 'yes please'", "is not a bool"),
-])
+
+@pytest.mark.parametrize(
+    "override, key, expected",
+    [
+        ("data.train_parts=train-clean-100", "data.train_parts: 'train-clean-100'", "is not a list"),
+        ("train.num_epochs=2.5", "train.num_epochs: 2.5", "is not an int"),
+        ("train.max_duration=[20]", "train.max_duration: [20]", "is not a float"),
+        ("data.strict=yes please", "data.strict: 'yes please'", "is not a bool"),
+    ],
+)
 def test_config_types_are_checked_when_read(override, key, expected):
     from whisper_llada.recipe import load_recipe_config
 
@@ -101,6 +119,7 @@ def test_config_numbers_and_unions_still_read():
 
 # ---------------------------------------------------------------- reads that fail (item 6)
 
+
 def test_truncated_manifest_is_named_with_what_to_do(tmp_path):
     from lhotse import CutSet
 
@@ -111,8 +130,11 @@ def test_truncated_manifest_is_named_with_what_to_do(tmp_path):
     assert check_manifest(path) == 200
     _truncate(path)
     for read in (check_manifest, read_manifest, lambda p: read_cuts(p, lazy=True)):
-        with pytest.raises(ManifestError, match=re.escape(str(path)) + r".*truncated or damaged: delete it and rerun "
-                           r"the features stage"):
+        with pytest.raises(
+            ManifestError,
+            match=re.escape(str(path)) + r".*truncated or damaged: delete it and rerun "
+            r"the features stage",
+        ):
             read(path)
     with pytest.raises(FileNotFoundError, match="run the manifests stage"):
         read_manifest(tmp_path / "librispeech_recordings_x.jsonl.gz")
@@ -124,14 +146,22 @@ def test_truncated_first_pass_records_are_named(tmp_path):
     path = tmp_path / "whisper" / "test-clean.jsonl.gz"
     write_records(path, [{"id": f"u{i}", "text": "THE CAT " * 30, "nbest": []} for i in range(300)])
     _truncate(path)
-    with pytest.raises(ValueError, match=re.escape(str(path)) + r".*truncated or damaged: delete it and rerun the "
-                       r"first-pass stage"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(str(path)) + r".*truncated or damaged: delete it and rerun the "
+        r"first-pass stage",
+    ):
         read_records(path)
 
 
 def _fake_checkpoint(path: Path, batch: int, model_cfg: dict | None = None) -> None:
-    torch.save({"model": {"w": torch.ones(2)}, "params": {"batch_idx_train": batch, "epoch": 1,
-                                                          "config": {"model": model_cfg or {"d": 1}}}}, path)
+    torch.save(
+        {
+            "model": {"w": torch.ones(2)},
+            "params": {"batch_idx_train": batch, "epoch": 1, "config": {"model": model_cfg or {"d": 1}}},
+        },
+        path,
+    )
 
 
 def test_truncated_checkpoint_is_named_and_skipped_when_resuming(tmp_path, caplog):
@@ -170,11 +200,14 @@ def test_resuming_with_another_model_config_is_refused_naming_the_difference():
     saved = {"model": {"llm": {"config": {"d_model": 64}}, "arch": "whisper_llada"}, "train": {"num_epochs": 2}}
     check_same_model_config("x.pt", saved, {**saved, "train": {"num_epochs": 3}})  # training settings may change
     now = {"model": {"llm": {"config": {"d_model": 32}}, "arch": "whisper_llada"}, "train": {"num_epochs": 2}}
-    with pytest.raises(ValueError, match=r"x.pt: was trained with another model config.*model.llm.config.d_model: 64 -> 32"):
+    with pytest.raises(
+        ValueError, match=r"x.pt: was trained with another model config.*model.llm.config.d_model: 64 -> 32"
+    ):
         check_same_model_config("x.pt", saved, now)
 
 
 # ---------------------------------------------------------------- stage records (item 2)
+
 
 def test_stage_record_redoes_exactly_what_is_stale(tmp_path, caplog):
     from whisper_llada.utils.stage_record import StageRecord
@@ -185,7 +218,9 @@ def test_stage_record_redoes_exactly_what_is_stale(tmp_path, caplog):
     out = tmp_path / "out.txt"
 
     def rec(**opt):
-        return StageRecord(tmp_path / "out.made-from.json", [src], opt, [out], verify=lambda p: json.loads(p.read_text()))
+        return StageRecord(
+            tmp_path / "out.made-from.json", [src], opt, [out], verify=lambda p: json.loads(p.read_text())
+        )
 
     assert rec(n=1).stale() == f"output {out} does not exist"
     out.write_text('{"ok": 1}')
@@ -216,6 +251,7 @@ def test_stage_record_adopts_readable_outputs_of_older_runs(tmp_path):
 
 
 # ---------------------------------------------------------------- every WER says what it is over (item 1)
+
 
 def test_left_out_utterances_are_in_the_wer_and_listed(tmp_path):
     from whisper_llada.scoring.compare import collect_systems, format_table
@@ -248,8 +284,13 @@ def test_training_filter_writes_each_dropped_cut_beside_the_manifests(tmp_path, 
     from whisper_llada.data.dropped import read_dropped
 
     cuts = [_cut("ok", 3.0, "THE CAT"), _cut("long", 31.0, "THE CAT"), _cut("empty", 2.0, " ")]
-    kept = filter_cuts(cuts, tokenizer=tokenizer, max_tokens=24, where="train",
-                       dropped_file=tmp_path / "librispeech_filtered_train.jsonl")
+    kept = filter_cuts(
+        cuts,
+        tokenizer=tokenizer,
+        max_tokens=24,
+        where="train",
+        dropped_file=tmp_path / "librispeech_filtered_train.jsonl",
+    )
     assert [c.id for c in kept] == ["ok"]
     got = {e["id"]: e["reason"] for e in read_dropped(tmp_path / "librispeech_filtered_train.jsonl")}
     assert got == {"empty": "empty transcript", "long": "longer than 30 s (Whisper's window)"}
@@ -303,8 +344,15 @@ class Workspace:
         return out
 
     def manifests(self, *parts: str) -> str:
-        return self.run("../../local/prepare_manifests.py", *DATA, "--corpus-dir", str(self.dl), "--nj", "1",
-                        *(("--parts", *parts) if parts else ()))
+        return self.run(
+            "../../local/prepare_manifests.py",
+            *DATA,
+            "--corpus-dir",
+            str(self.dl),
+            "--nj",
+            "1",
+            *(("--parts", *parts) if parts else ()),
+        )
 
     def features(self, *parts: str) -> str:
         return self.run("../../local/compute_fbank.py", *DATA, "--nj", "1", *(("--parts", *parts) if parts else ()))
@@ -320,7 +368,9 @@ class Workspace:
         from lhotse import load_manifest
 
         cuts = load_manifest(self.rdir / f"data/fbank/librispeech_cuts_{part}.jsonl.gz")
-        return {c.id: (c.supervisions[0].text, c.with_features_path_prefix(str(self.rdir)).load_features()) for c in cuts}
+        return {
+            c.id: (c.supervisions[0].text, c.with_features_path_prefix(str(self.rdir)).load_features()) for c in cuts
+        }
 
 
 def _same_cuts(a: dict, b: dict) -> bool:
@@ -350,7 +400,10 @@ def test_data_stages_pick_up_fixed_input_and_rebuild_damaged_output(ws):
     assert f"{test_flac}: unreadable audio" in out
     assert re.search(r"librispeech_recordings_test-clean.jsonl.gz is stale: input .*test-clean changed", out)
     assert "librispeech_recordings_train-clean-100.jsonl.gz already exists - skipping" in out  # only what is stale
-    listed = [json.loads(l) for l in (ws.rdir / "data/manifests/librispeech_dropped_test-clean.jsonl").read_text().splitlines()]
+    listed = [
+        json.loads(l)
+        for l in (ws.rdir / "data/manifests/librispeech_dropped_test-clean.jsonl").read_text().splitlines()
+    ]
     assert [e["id"] for e in listed] == [test_flac.stem] and listed[0]["file"] == str(test_flac) and listed[0]["text"]
     out = ws.features("test-clean")
     assert "librispeech_cuts_test-clean.jsonl.gz is stale" in out
@@ -419,9 +472,14 @@ def test_stereo_and_8khz_audio_are_read_and_said_once(ws, tmp_path):
         elif i == 1:
             audio, sr = soxr.resample(audio, sr, 8000), 8000
         sf.write(part / f"{utt}.flac", audio, sr)
-        lines.append(f"{utt} " + next(l.split(" ", 1)[1] for l in (src.parent / f"{src.parent.parent.name}-"
-                                                                      f"{src.parent.name}.trans.txt").read_text().splitlines()
-                                    if l.startswith(src.stem)))
+        lines.append(
+            f"{utt} "
+            + next(
+                l.split(" ", 1)[1]
+                for l in (src.parent / f"{src.parent.parent.name}-{src.parent.name}.trans.txt").read_text().splitlines()
+                if l.startswith(src.stem)
+            )
+        )
     (part / "101-1000.trans.txt").write_text("\n".join(lines) + "\n")
     try:
         ws.manifests("test-other")
@@ -441,8 +499,12 @@ def test_stereo_and_8khz_audio_are_read_and_said_once(ws, tmp_path):
 
 def _losses(log_text: str) -> dict[int, tuple[float, float]]:
     """batch -> (loss, epoch average so far) as the training log prints them."""
-    return {int(b): (float(l), float(a)) for b, l, a in
-            re.findall(r"batch (\d+), loss ([0-9.]+)(?: \(CTC loss [0-9.]+\))? \(epoch avg ([0-9.]+)\)", log_text)}
+    return {
+        int(b): (float(l), float(a))
+        for b, l, a in re.findall(
+            r"batch (\d+), loss ([0-9.]+)(?: \(CTC loss [0-9.]+\))? \(epoch avg ([0-9.]+)\)", log_text
+        )
+    }
 
 
 @pytest.mark.slow
@@ -464,7 +526,10 @@ def test_killed_training_resumes_by_itself_exactly(ws):
     assert (killed / "checkpoint-4.pt.superseded").is_file()
     assert sorted(p.name for p in killed.glob("*.pt")) == sorted(p.name for p in full_dir.glob("*.pt"))
     for name in ("epoch-1.pt", "epoch-2.pt"):
-        a, b = torch.load(full_dir / name, weights_only=False)["model"], torch.load(killed / name, weights_only=False)["model"]
+        a, b = (
+            torch.load(full_dir / name, weights_only=False)["model"],
+            torch.load(killed / name, weights_only=False)["model"],
+        )
         assert all(torch.equal(a[k], b[k]) for k in a)
     # Killed between epochs: resumes from epoch-1.pt.
     (ws.rdir / "exp/epoch").mkdir()
@@ -482,8 +547,9 @@ def _without_speed(text: str) -> str:
 
 @pytest.mark.slow
 def test_every_test_utterance_is_counted_and_fixes_are_picked_up(ws, monkeypatch):
-    import soundfile as sf
     from dataclasses import asdict
+
+    import soundfile as sf
 
     from whisper_llada.models.build import build_model
     from whisper_llada.recipe import load_recipe_config
@@ -494,8 +560,14 @@ def test_every_test_utterance_is_counted_and_fixes_are_picked_up(ws, monkeypatch
     cfg = load_recipe_config("conf/smoke.yaml", ["model.tokenizer.path=data/lang_bpe_60/bpe.model"])
     torch.manual_seed(0)
     save_checkpoint(ws.rdir / "exp/dec/epoch-2.pt", build_model(cfg.model), {"config": asdict(cfg)})
-    decode = ["decode.py", *SMOKE, "--exp-dir", "exp/dec", "--set",
-              "decode=[{mode: decoding, gen_len: 16, steps: 4, block_length: 16, batch_size: 4}]"]
+    decode = [
+        "decode.py",
+        *SMOKE,
+        "--exp-dir",
+        "exp/dec",
+        "--set",
+        "decode=[{mode: decoding, gen_len: 16, steps: 4, block_length: 16, batch_size: 4}]",
+    ]
     out_dir = ws.rdir / "exp/dec/decoding"
 
     def results():

@@ -42,9 +42,20 @@ def one_hot_probs(best: int, p: float, vocab: int = 6) -> list[float]:
 
 def tiny_llada(seed=0) -> LLaDAModelLM:
     torch.manual_seed(seed)
-    cfg = LLaDAConfig.from_dict(dict(d_model=32, n_heads=4, n_layers=2, mlp_hidden_size=64, vocab_size=V,
-                                     rope_theta=10000.0, mask_token_id=MASK, eos_token_id=EOS, pad_token_id=PAD,
-                                     include_bias=True))
+    cfg = LLaDAConfig.from_dict(
+        dict(
+            d_model=32,
+            n_heads=4,
+            n_layers=2,
+            mlp_hidden_size=64,
+            vocab_size=V,
+            rope_theta=10000.0,
+            mask_token_id=MASK,
+            eos_token_id=EOS,
+            pad_token_id=PAD,
+            include_bias=True,
+        )
+    )
     model = LLaDAModelLM(cfg).eval()
     with torch.no_grad():  # larger logits so argmax decisions are far from ties
         model.model.transformer.ff_out.weight.mul_(20)
@@ -52,7 +63,8 @@ def tiny_llada(seed=0) -> LLaDAModelLM:
     return model
 
 
-# --- a batch-1 reference written from DESIGN.md section 4 -------------------------------------
+# --- a batch-1 reference written from docs/decoding.md (the paper's semantics) -------------------------------------
+
 
 def ref_schedule(n: int, steps: int) -> list[int]:
     return [n // steps + (1 if i < n % steps else 0) for i in range(steps)]
@@ -134,6 +146,7 @@ def ref_deliberate_semi_ar(model, prefix, hyp, num_chunks, steps):
 
 # --- tests -------------------------------------------------------------------------------------
 
+
 def test_num_transfer_tokens():
     assert num_transfer_tokens(torch.tensor([10, 3]), 4).tolist() == [[3, 3, 2, 2], [1, 1, 1, 0]]
     assert num_transfer_tokens(torch.tensor([5, 2]), torch.tensor([2, 1])).tolist() == [[3, 2], [2, 0]]
@@ -159,22 +172,38 @@ def test_hand_checked_semi_ar_skips_blocks_after_eos():
 
 
 def test_hand_checked_fewer_steps_than_masks():
-    probs = [one_hot_probs(1, 0.3), one_hot_probs(2, 0.9), one_hot_probs(3, 0.8), one_hot_probs(4, 0.7), one_hot_probs(1, 0.2)]
+    probs = [
+        one_hot_probs(1, 0.3),
+        one_hot_probs(2, 0.9),
+        one_hot_probs(3, 0.8),
+        one_hot_probs(4, 0.7),
+        one_hot_probs(1, 0.2),
+    ]
     model = TableLM(probs)
     stats = {}
     out = generate(model, torch.zeros(1, 1, 4), gen_length=5, steps=2, block_length=5, mask_id=6, eos_id=5, stats=stats)
     assert out.tolist() == [[1, 2, 3, 4, 1]] and stats["forward_passes"].tolist() == [2]
 
 
-@pytest.mark.parametrize("gen_length,steps,block_length", [(16, 16, 16), (16, 6, 16), (16, 8, 4), (12, 12, 3), (16, 4, 8)])
+@pytest.mark.parametrize(
+    "gen_length,steps,block_length", [(16, 16, 16), (16, 6, 16), (16, 8, 4), (12, 12, 3), (16, 4, 8)]
+)
 def test_generate_matches_reference(gen_length, steps, block_length):
     saw_eos = 0
     for seed in range(4):
         model = tiny_llada(seed)
         prefix = torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(seed))
         stats = {}
-        ours = generate(model, prefix, gen_length=gen_length, steps=steps, block_length=block_length,
-                        mask_id=MASK, eos_id=EOS, stats=stats)
+        ours = generate(
+            model,
+            prefix,
+            gen_length=gen_length,
+            steps=steps,
+            block_length=block_length,
+            mask_id=MASK,
+            eos_id=EOS,
+            stats=stats,
+        )
         ref, ref_passes = ref_generate(model, prefix, gen_length, steps, block_length)
         assert ours[0].tolist() == ref
         assert int(stats["forward_passes"][0]) <= ref_passes
@@ -189,8 +218,18 @@ def test_diffusion_deliberation_matches_reference(ratio, steps):
         g = torch.Generator().manual_seed(seed)
         prefix = torch.randn(1, 5, 32, generator=g)
         hyp = torch.randint(0, 10, (11,), generator=g).tolist()
-        ours = deliberate(model, prefix, [hyp], mode="diffusion", mask_ratio=ratio, masking_type="low_confidence",
-                          steps=steps, mask_id=MASK, eos_id=EOS, pad_id=PAD)
+        ours = deliberate(
+            model,
+            prefix,
+            [hyp],
+            mode="diffusion",
+            mask_ratio=ratio,
+            masking_type="low_confidence",
+            steps=steps,
+            mask_id=MASK,
+            eos_id=EOS,
+            pad_id=PAD,
+        )
         assert ours == [ref_deliberate_lowconf(model, prefix, hyp, ratio, steps)]
 
 
@@ -201,8 +240,17 @@ def test_semi_ar_deliberation_matches_reference(L, num_chunks, steps):
         g = torch.Generator().manual_seed(seed)
         prefix = torch.randn(1, 5, 32, generator=g)
         hyp = torch.randint(0, 10, (L,), generator=g).tolist()
-        ours = deliberate(model, prefix, [hyp], mode="semi_ar", num_chunks=num_chunks, steps=steps,
-                          mask_id=MASK, eos_id=EOS, pad_id=PAD)
+        ours = deliberate(
+            model,
+            prefix,
+            [hyp],
+            mode="semi_ar",
+            num_chunks=num_chunks,
+            steps=steps,
+            mask_id=MASK,
+            eos_id=EOS,
+            pad_id=PAD,
+        )
         assert ours == [ref_deliberate_semi_ar(model, prefix, hyp, num_chunks, steps)]
 
 
@@ -223,8 +271,11 @@ def test_batch_equals_rows_alone():
         batch = generate(model, emb, prefix_mask=mask, mask_id=MASK, eos_id=EOS, **kw)
         for i, p in enumerate(prefixes):
             assert batch[i].tolist() == generate(model, p[None], mask_id=MASK, eos_id=EOS, **kw)[0].tolist()
-    for kw in (dict(mode="diffusion", mask_ratio=0.5), dict(mode="semi_ar", num_chunks=3, steps=6),
-               dict(mode="diffusion", mask_ratio=0.5, pad_to=10)):
+    for kw in (
+        dict(mode="diffusion", mask_ratio=0.5),
+        dict(mode="semi_ar", num_chunks=3, steps=6),
+        dict(mode="diffusion", mask_ratio=0.5, pad_to=10),
+    ):
         batch = deliberate(model, emb, hyps, prefix_mask=mask, mask_id=MASK, eos_id=EOS, pad_id=PAD, **kw)
         assert batch[2] == []
         for i, p in enumerate(prefixes):
@@ -243,8 +294,17 @@ def test_deliberation_edge_cases():
     with pytest.raises(ValueError, match="2 hypotheses for a batch of 1"):
         deliberate(model, prefix[:1], [[1], [2]], mask_id=6, eos_id=5, pad_id=5)
     with pytest.raises(ValueError, match="confidences"):
-        deliberate(model, prefix, [[1, 2, 3], [1, 2]], masking_type="given", confidences=[[0.1]] * 2,
-                   mask_ratio=0.5, mask_id=6, eos_id=5, pad_id=5)
+        deliberate(
+            model,
+            prefix,
+            [[1, 2, 3], [1, 2]],
+            masking_type="given",
+            confidences=[[0.1]] * 2,
+            mask_ratio=0.5,
+            mask_id=6,
+            eos_id=5,
+            pad_id=5,
+        )
 
 
 def test_generate_argument_errors():
@@ -261,8 +321,17 @@ def test_generate_argument_errors():
 def test_given_confidences_mask_the_lowest():
     # The scripted model predicts token 1 everywhere; only masked positions can change to 1.
     model = TableLM([one_hot_probs(1, 0.9)] * 6)
-    out = deliberate(model, torch.zeros(1, 2, 4), [[2, 3, 4, 2, 3, 4]], masking_type="given",
-                     confidences=[[0.9, 0.1, 0.8, 0.2, 0.7, 0.95]], mask_ratio=0.5, mask_id=6, eos_id=5, pad_id=5)
+    out = deliberate(
+        model,
+        torch.zeros(1, 2, 4),
+        [[2, 3, 4, 2, 3, 4]],
+        masking_type="given",
+        confidences=[[0.9, 0.1, 0.8, 0.2, 0.7, 0.95]],
+        mask_ratio=0.5,
+        mask_id=6,
+        eos_id=5,
+        pad_id=5,
+    )
     assert out == [[2, 1, 4, 1, 1, 4]]
 
 
@@ -273,10 +342,30 @@ def test_seeded_runs_repeat():
 
     def run(seed):
         g = torch.Generator().manual_seed(seed)
-        a = generate(model, prefix, gen_length=16, steps=8, block_length=16, remasking="random", temperature=1.0,
-                     mask_id=MASK, eos_id=EOS, generator=g)
-        b = deliberate(model, prefix, hyps, masking_type="random", mask_ratio=0.5, temperature=1.0,
-                       mask_id=MASK, eos_id=EOS, pad_id=PAD, generator=g)
+        a = generate(
+            model,
+            prefix,
+            gen_length=16,
+            steps=8,
+            block_length=16,
+            remasking="random",
+            temperature=1.0,
+            mask_id=MASK,
+            eos_id=EOS,
+            generator=g,
+        )
+        b = deliberate(
+            model,
+            prefix,
+            hyps,
+            masking_type="random",
+            mask_ratio=0.5,
+            temperature=1.0,
+            mask_id=MASK,
+            eos_id=EOS,
+            pad_id=PAD,
+            generator=g,
+        )
         return a.tolist(), b
 
     assert run(7) == run(7)
@@ -293,8 +382,9 @@ def test_eos_padded_deliberation_layout():
             return super().forward(inputs_embeds, attention_mask)
 
     model = Spy([one_hot_probs(1, 0.9)] * 8)
-    out = deliberate(model, torch.zeros(2, 2, 4), [[2, 3, 4, 2], [3] * 9], mask_ratio=0.5, pad_to=8,
-                     mask_id=6, eos_id=5, pad_id=5)
+    out = deliberate(
+        model, torch.zeros(2, 2, 4), [[2, 3, 4, 2], [3] * 9], mask_ratio=0.5, pad_to=8, mask_id=6, eos_id=5, pad_id=5
+    )
     assert [len(o) for o in out] == [4, 9]
     assert all(t in (1, 2, 3, 4) for o in out for t in o)
     assert seen[0] == [2 + 8, 2 + 9]  # prefix + max(len, pad_to)

@@ -38,9 +38,11 @@ def test_sclite_mode_is_passed_through():
 
 def test_compare_fixed_introduced_left():
     a = RESULTS
-    b = [("u1", RESULTS[0][1], "THE CAT SAT ON THE MAT".split()),      # fixes the substitution
-         ("u2", RESULTS[1][1], "A RED RED BIRD".split()),              # leaves the insertion
-         ("u3", RESULTS[2][1], "JELLO WORLD".split())]                 # fixes the deletion, makes a substitution
+    b = [
+        ("u1", RESULTS[0][1], "THE CAT SAT ON THE MAT".split()),  # fixes the substitution
+        ("u2", RESULTS[1][1], "A RED RED BIRD".split()),  # leaves the insertion
+        ("u3", RESULTS[2][1], "JELLO WORLD".split()),
+    ]  # fixes the deletion, makes a substitution
     t = compare_results(a, b)["totals"]
     assert (t["fixed"], t["introduced"], t["left"]) == (2, 1, 1)
     with pytest.raises(ValueError, match="same cuts"):
@@ -58,18 +60,29 @@ def test_normalizers():
 def test_cascade_rtf_adds_the_first_pass():
     from whisper_llada.scoring.compare import add_cascade_rtf, format_table
 
-    rows = [{"name": "whisper/beam", "kind": "first_pass", "test": "t", "wer": 40.0, "rtf": 0.1},
-            {"name": "delib/x", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02},
-            {"name": "delib/y", "kind": "deliberation", "test": "u", "wer": 35.0, "rtf": 0.02},
-            {"name": "dec/z", "kind": "decoding", "test": "t", "wer": 50.0, "rtf": 0.05}]
+    rows = [
+        {"name": "whisper/beam", "kind": "first_pass", "test": "t", "wer": 40.0, "rtf": 0.1},
+        {"name": "delib/x", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02},
+        {"name": "delib/y", "kind": "deliberation", "test": "u", "wer": 35.0, "rtf": 0.02},
+        {"name": "dec/z", "kind": "decoding", "test": "t", "wer": 50.0, "rtf": 0.05},
+    ]
     add_cascade_rtf(rows)
     assert rows[1]["cascade_rtf"] == 0.12 and rows[2]["cascade_rtf"] is None and "cascade_rtf" not in rows[3]
     table = format_table(rows)
     assert "0.1200" in table.splitlines()[1]
     # With two first passes, a deliberation row adds the one its settings name.
-    rows = [{"name": "whisper/beam", "kind": "first_pass", "test": "t", "wer": 40.0, "rtf": 0.1},
-            {"name": "ctc/lattice", "kind": "first_pass", "test": "t", "wer": 45.0, "rtf": 0.01},
-            {"name": "delib/a", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02, "settings": {"first_pass": "ctc"}},
-            {"name": "delib/b", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02, "settings": {}}]
+    rows = [
+        {"name": "whisper/beam", "kind": "first_pass", "test": "t", "wer": 40.0, "rtf": 0.1},
+        {"name": "ctc/lattice", "kind": "first_pass", "test": "t", "wer": 45.0, "rtf": 0.01},
+        {
+            "name": "delib/a",
+            "kind": "deliberation",
+            "test": "t",
+            "wer": 35.0,
+            "rtf": 0.02,
+            "settings": {"first_pass": "ctc"},
+        },
+        {"name": "delib/b", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02, "settings": {}},
+    ]
     add_cascade_rtf(rows)
     assert rows[2]["cascade_rtf"] == 0.03 and rows[3]["cascade_rtf"] is None

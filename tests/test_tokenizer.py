@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from whisper_llada.data.audio import Audio
-from whisper_llada.data.tokenizer import HFChatTokenizer, SentencePieceTokenizer, build_tokenizer, TokenizerConfig
+from whisper_llada.data.tokenizer import HFChatTokenizer, SentencePieceTokenizer, TokenizerConfig, build_tokenizer
 
 
 def test_sentencepiece_ids_and_round_trip(tokenizer):
@@ -38,13 +38,25 @@ def make_hf_tokenizer_dir(path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<|startoftext|>", "<|endoftext|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|mdm_mask|>"]
+    specials = [
+        "<|startoftext|>",
+        "<|endoftext|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+        "<|mdm_mask|>",
+    ]
     words = ["[UNK]", "user", "assistant", "transcribe", "the", "audio:", "hello", "world"]
     vocab = {w: i for i, w in enumerate(words + specials)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", bos_token="<|startoftext|>",
-                                   eos_token="<|endoftext|>", additional_special_tokens=specials)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        additional_special_tokens=specials,
+    )
     fast.chat_template = (
         "{{ bos_token }}{% for m in messages %}<|start_header_id|> {{ m['role'] }} <|end_header_id|> "
         "{{ m['content'] }} <|eot_id|> {% endfor %}"
@@ -59,8 +71,19 @@ def test_hf_chat_tokenizer(tmp_path):
     tok = HFChatTokenizer(tmp_path, mask_token="<|mdm_mask|>", eos_token="<|endoftext|>")
     assert tok.mask_id == vocab["<|mdm_mask|>"] and tok.eos_id == tok.pad_id == vocab["<|endoftext|>"]
     v = vocab
-    expected = [v["<|startoftext|>"], v["<|start_header_id|>"], v["user"], v["<|end_header_id|>"], v["transcribe"],
-                v["the"], v["audio:"], v["<|eot_id|>"], v["<|start_header_id|>"], v["assistant"], v["<|end_header_id|>"]]
+    expected = [
+        v["<|startoftext|>"],
+        v["<|start_header_id|>"],
+        v["user"],
+        v["<|end_header_id|>"],
+        v["transcribe"],
+        v["the"],
+        v["audio:"],
+        v["<|eot_id|>"],
+        v["<|start_header_id|>"],
+        v["assistant"],
+        v["<|end_header_id|>"],
+    ]
     assert tok.prompt_ids("transcribe the audio:") == expected
     ids = tok.encode("hello world")
     assert ids == [v["hello"], v["world"]]
@@ -74,6 +97,7 @@ def test_model_from_llada_hub_directory(tmp_path):
     """A LLaDA directory as the hub has it (config.json, sharded safetensors with an index, the
     tokenizer with its chat template): the model embeds the chat prompt and decodes."""
     from conftest import TINY_WHISPER, fake_batch
+
     from whisper_llada.diffusion.settings import DecodeConfig
     from whisper_llada.models import build_model
     from whisper_llada.models.config import ModelConfig
@@ -81,25 +105,53 @@ def test_model_from_llada_hub_directory(tmp_path):
     from whisper_llada.utils.config import from_dict
 
     vocab = make_hf_tokenizer_dir(tmp_path)
-    cfg = LLaDAConfig(d_model=32, n_heads=2, n_layers=2, mlp_hidden_size=64, vocab_size=len(vocab),
-                      mask_token_id=vocab["<|mdm_mask|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"])
+    cfg = LLaDAConfig(
+        d_model=32,
+        n_heads=2,
+        n_layers=2,
+        mlp_hidden_size=64,
+        vocab_size=len(vocab),
+        mask_token_id=vocab["<|mdm_mask|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
     LLaDAModelLM.from_config(cfg).save_pretrained(tmp_path, max_shard_size=20_000)
-    assert (tmp_path / "model.safetensors.index.json").is_file() and len(list(tmp_path.glob("model-0*.safetensors"))) > 1
-    model = build_model(from_dict(ModelConfig, {
-        "prompt": "transcribe the audio:",
-        "whisper": {"config": TINY_WHISPER},
-        "qformer": {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64},
-        "llm": {"path": str(tmp_path)},
-        "tokenizer": {"type": "hf", "path": str(tmp_path)},
-        "loss": {"response_length": 8},
-    }, "test")).eval()
+    assert (tmp_path / "model.safetensors.index.json").is_file() and len(
+        list(tmp_path.glob("model-0*.safetensors"))
+    ) > 1
+    model = build_model(
+        from_dict(
+            ModelConfig,
+            {
+                "prompt": "transcribe the audio:",
+                "whisper": {"config": TINY_WHISPER},
+                "qformer": {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64},
+                "llm": {"path": str(tmp_path)},
+                "tokenizer": {"type": "hf", "path": str(tmp_path)},
+                "loss": {"response_length": 8},
+            },
+            "test",
+        )
+    ).eval()
     v = vocab
     assert model.prompt_ids.tolist() == [
-        v["<|startoftext|>"], v["<|start_header_id|>"], v["user"], v["<|end_header_id|>"], v["transcribe"], v["the"],
-        v["audio:"], v["<|eot_id|>"], v["<|start_header_id|>"], v["assistant"], v["<|end_header_id|>"]]
+        v["<|startoftext|>"],
+        v["<|start_header_id|>"],
+        v["user"],
+        v["<|end_header_id|>"],
+        v["transcribe"],
+        v["the"],
+        v["audio:"],
+        v["<|eot_id|>"],
+        v["<|start_header_id|>"],
+        v["assistant"],
+        v["<|end_header_id|>"],
+    ]
     assert (model.mask_id, model.eos_id) == (v["<|mdm_mask|>"], v["<|endoftext|>"])
     feats, lens, _ = fake_batch(2)
-    texts = model.transcribe({"audio": Audio.features(feats, lens)}, DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8))
+    texts = model.transcribe(
+        {"audio": Audio.features(feats, lens)}, DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8)
+    )
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     loss = model(["hello world", "world"], Audio.features(feats, lens))["loss"]
     assert torch.isfinite(loss)

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import fake_batch, tiny_model_config
+
 from whisper_llada.data.audio import Audio
 from whisper_llada.diffusion.settings import DecodeConfig, decode_configs
 from whisper_llada.models import build_model
 
-QF = {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64, "trim_to_audio": True, "dropout": 0.0}
+QF = {
+    "num_layers": 1,
+    "hidden_size": 32,
+    "num_heads": 2,
+    "intermediate_size": 64,
+    "trim_to_audio": True,
+    "dropout": 0.0,
+}
 
 
 def overfit(sp_model, arch, steps=600, seed=0):
@@ -34,11 +41,14 @@ def llada(sp_model):
     return overfit(sp_model, "whisper_llada")
 
 
-@pytest.mark.parametrize("cfg", [
-    dict(mode="decoding", gen_len=24, steps=24, block_length=24),
-    dict(mode="decoding", gen_len=24, steps=12, block_length=24),
-    dict(mode="decoding", gen_len=24, steps=12, block_length=8),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(mode="decoding", gen_len=24, steps=24, block_length=24),
+        dict(mode="decoding", gen_len=24, steps=12, block_length=24),
+        dict(mode="decoding", gen_len=24, steps=12, block_length=8),
+    ],
+)
 def test_direct_decoding_recovers_transcripts(llada, cfg):
     model, batch, texts = llada
     stats = {}
@@ -46,11 +56,14 @@ def test_direct_decoding_recovers_transcripts(llada, cfg):
     assert (stats["forward_passes"] <= cfg["steps"]).all()
 
 
-@pytest.mark.parametrize("cfg", [
-    dict(mode="diffusion_deliberation", mask_ratio=0.5, masking_type="low_confidence"),
-    dict(mode="diffusion_deliberation", mask_ratio=1.0, masking_type="random"),
-    dict(mode="semi_ar_deliberation", num_chunks=2, steps=16),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(mode="diffusion_deliberation", mask_ratio=0.5, masking_type="low_confidence"),
+        dict(mode="diffusion_deliberation", mask_ratio=1.0, masking_type="random"),
+        dict(mode="semi_ar_deliberation", num_chunks=2, steps=16),
+    ],
+)
 def test_deliberation_repairs_first_pass(llada, cfg):
     model, batch, texts = llada
     # Corrupt one word per utterance, keeping the token count where the word swap allows.
@@ -72,8 +85,14 @@ def test_first_pass_confidences_choose_the_masks(llada):
 
     model, batch, texts = llada
     corrupted = [t.replace(t.split()[0], "RIVER" if t.split()[0] != "RIVER" else "STONE", 1) for t in texts]
-    records = [{"id": str(i), "text": c, "words": [{"word": w, "conf": 0.05 if j == 0 else 0.95}
-                                                   for j, w in enumerate(c.split())]} for i, c in enumerate(corrupted)]
+    records = [
+        {
+            "id": str(i),
+            "text": c,
+            "words": [{"word": w, "conf": 0.05 if j == 0 else 0.95} for j, w in enumerate(c.split())],
+        }
+        for i, c in enumerate(corrupted)
+    ]
     conf = [token_confidences(model.tokenizer, r) for r in records]
     cfg = DecodeConfig(mode="diffusion_deliberation", mask_ratio=0.3, masking_type="first_pass", first_pass="ctc")
     assert cfg.suffix().endswith("-on-ctc")
@@ -109,16 +128,23 @@ def test_ar_twin_same_entry_point(sp_model):
 
 
 def test_decode_config_list_and_suffixes():
-    cfgs = decode_configs([
-        {"mode": "decoding", "steps": 64, "block_length": 32},
-        {"mode": "decoding", "steps": 128},
-        {"mode": "diffusion_deliberation", "mask_ratio": 0.3, "masking_type": "random"},
-        {"mode": "semi_ar_deliberation", "num_chunks": 4},
-        {"mode": "autoregressive", "num_beams": 4},
-    ], "conf.yaml:decode")
+    cfgs = decode_configs(
+        [
+            {"mode": "decoding", "steps": 64, "block_length": 32},
+            {"mode": "decoding", "steps": 128},
+            {"mode": "diffusion_deliberation", "mask_ratio": 0.3, "masking_type": "random"},
+            {"mode": "semi_ar_deliberation", "num_chunks": 4},
+            {"mode": "autoregressive", "num_beams": 4},
+        ],
+        "conf.yaml:decode",
+    )
     assert [c.suffix() for c in cfgs] == [
-        "semi-ar-block-32-gen-128-steps-64", "diffusion-gen-128-steps-128",
-        "delib-random-ratio-0.3-steps-128", "delib-semi-ar-chunks-4-steps-128", "beam-4-len-128"]
+        "semi-ar-block-32-gen-128-steps-64",
+        "diffusion-gen-128-steps-128",
+        "delib-random-ratio-0.3-steps-128",
+        "delib-semi-ar-chunks-4-steps-128",
+        "beam-4-len-128",
+    ]
     with pytest.raises(ValueError, match="appear more than once"):
         decode_configs([{"steps": 8}, {"steps": 8}], "x")
     with pytest.raises(ValueError, match=r"x\[0\]: unknown key"):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
-
 from conftest import TINY_WHISPER, fake_batch, tiny_model_config
+
 from whisper_llada.data.audio import Audio
 from whisper_llada.models import build_model
 from whisper_llada.models.config import ModelConfig
@@ -130,7 +129,12 @@ def test_config_errors_name_the_key(sp_model):
     with pytest.raises(ValueError, match="exactly one of path and config"):
         from_dict(ModelConfig, {"llm": {"config": {}}}, "conf.yaml")
     with pytest.raises(ValueError, match="embeds 40 ids"):
-        build_model(tiny_model_config(sp_model, llm={"config": {"d_model": 32, "n_heads": 2, "n_layers": 1, "vocab_size": 40}, "train": "full"}))
+        build_model(
+            tiny_model_config(
+                sp_model,
+                llm={"config": {"d_model": 32, "n_heads": 2, "n_layers": 1, "vocab_size": 40}, "train": "full"},
+            )
+        )
 
 
 def test_both_loss_weightings_run(sp_model):
@@ -177,8 +181,18 @@ def test_ar_twin_padded_batch_equals_rows_alone(sp_model):
 def test_overfits_a_handful_of_utterances(sp_model, arch):
     """The whole stack learns: training loss falls by an order of magnitude within 400 steps (no wall-clock
     bound: speed is the benchmarks' business, and a loaded machine would fail it)."""
-    model = build(sp_model, arch=arch, qformer={"num_layers": 1, "hidden_size": 32, "num_heads": 2,
-                                               "intermediate_size": 64, "trim_to_audio": True, "dropout": 0.0})
+    model = build(
+        sp_model,
+        arch=arch,
+        qformer={
+            "num_layers": 1,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "intermediate_size": 64,
+            "trim_to_audio": True,
+            "dropout": 0.0,
+        },
+    )
     feats, lens, texts = fake_batch(4, seed=3)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-3)
@@ -230,7 +244,9 @@ def test_ctc_auxiliary_loss(sp_model):
     model = build(sp_model, loss={"response_length": 24, "ctc_weight": 0.5})
     feats, lens, texts = fake_batch(2)
     out = model(texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0))
-    plain = build(sp_model, loss={"response_length": 24})(texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0))
+    plain = build(sp_model, loss={"response_length": 24})(
+        texts, Audio.features(feats, lens), generator=torch.Generator().manual_seed(0)
+    )
     assert out["ctc_loss"] > 0
     torch.testing.assert_close(out["loss"], plain["loss"] + 0.5 * out["ctc_loss"])
     assert any(n.startswith("ctc_head.") for n in model.trainable_state_dict())
@@ -322,8 +338,9 @@ def test_ar_twin_aligned_positions_generate_as_trained(sp_model):
                 resp = torch.tensor([seq], dtype=torch.long)
                 x = torch.cat([p1, model.embed_tokens(resp)], dim=1)
                 ids = sequence_positions(q1, len(seq))
-                logits = model.llm(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
-                                   position_ids=ids).logits
+                logits = model.llm(
+                    inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long), position_ids=ids
+                ).logits
                 seq.append(int(logits[0, -1].argmax()))
                 if seq[-1] == model.tokenizer.eos_id:
                     break
@@ -361,7 +378,10 @@ def test_front_end_from_another_model(sp_model):
     for k, v in src.state_dict().items():
         if k.startswith(("qformer.", "ctc_head.")):
             torch.testing.assert_close(twin.state_dict()[k], v)
-    other = build(sp_model, loss=loss, qformer={"num_layers": 1, "hidden_size": 16, "num_heads": 2,
-                                                "intermediate_size": 32, "trim_to_audio": True})
+    other = build(
+        sp_model,
+        loss=loss,
+        qformer={"num_layers": 1, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32, "trim_to_audio": True},
+    )
     with pytest.raises(ValueError, match="src.pt: checkpoint does not fit the model"):
         other.load_frontend(src.trainable_state_dict(), "src.pt")

@@ -3,6 +3,7 @@
 
 Logic: whisper_llada/bench.py. Run from the repository root after `. path.sh`.
 """
+
 import sys
 from pathlib import Path
 

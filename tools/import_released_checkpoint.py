@@ -29,8 +29,11 @@ def main() -> None:
     p.add_argument("--config", type=Path, required=True, help="recipe config whose model section matches the release")
     p.add_argument("--checkpoint", type=Path, required=True, help="the released .pth (a dict with key 'model')")
     p.add_argument("--output", type=Path, required=True, help="our checkpoint file to write")
-    p.add_argument("--allow-unfilled", action="store_true",
-                   help="keep initial values for trainable parameters the release lacks instead of failing")
+    p.add_argument(
+        "--allow-unfilled",
+        action="store_true",
+        help="keep initial values for trainable parameters the release lacks instead of failing",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     setup_logger()

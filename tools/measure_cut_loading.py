@@ -49,26 +49,59 @@ def make_manifest(work: Path, num_cuts: int) -> None:
                 text = " ".join(rng.choice(words) for _ in range(max(1, int(dur * 2.5)))).upper()
                 if len(texts) < 5000:
                     texts.append(text)
-                rec = Recording(id=cid, sources=[AudioSource(type="file", channels=[0], source=f"/nowhere/{cid}.flac")],
-                                sampling_rate=16000, num_samples=int(dur * 16000), duration=dur)
-                feats = Features(type="whisper-fbank", num_frames=int(dur * 100), num_features=80, frame_shift=0.01,
-                                 sampling_rate=16000, start=0, duration=dur, storage_type="lilcom_chunky",
-                                 storage_path="/nowhere/feats.lca", storage_key=str(i * 1000), recording_id=cid,
-                                 channels=0)
-                sup = SupervisionSegment(id=cid, recording_id=cid, start=0, duration=dur, channel=0, text=text,
-                                         speaker=f"s{i % 2000}")
-                w.write(MonoCut(id=cid, start=0, duration=dur, channel=0, recording=rec, features=feats,
-                                supervisions=[sup]).to_dict())
+                rec = Recording(
+                    id=cid,
+                    sources=[AudioSource(type="file", channels=[0], source=f"/nowhere/{cid}.flac")],
+                    sampling_rate=16000,
+                    num_samples=int(dur * 16000),
+                    duration=dur,
+                )
+                feats = Features(
+                    type="whisper-fbank",
+                    num_frames=int(dur * 100),
+                    num_features=80,
+                    frame_shift=0.01,
+                    sampling_rate=16000,
+                    start=0,
+                    duration=dur,
+                    storage_type="lilcom_chunky",
+                    storage_path="/nowhere/feats.lca",
+                    storage_key=str(i * 1000),
+                    recording_id=cid,
+                    channels=0,
+                )
+                sup = SupervisionSegment(
+                    id=cid, recording_id=cid, start=0, duration=dur, channel=0, text=text, speaker=f"s{i % 2000}"
+                )
+                w.write(
+                    MonoCut(
+                        id=cid, start=0, duration=dur, channel=0, recording=rec, features=feats, supervisions=[sup]
+                    ).to_dict()
+                )
         path.with_suffix(".tmp.gz").rename(path)
     if not (work / "bpe.model").is_file():
         train_sentencepiece(texts, work / "bpe", vocab_size=500)
-    (work / "config.yaml").write_text(json.dumps({
-        "model": {"arch": "whisper_llada", "whisper": {"path": "/nowhere"}, "llm": {"path": "/nowhere"},
-                  "tokenizer": {"type": "sentencepiece", "path": str(work / "bpe.model")},
-                  "loss": {"response_length": 128}},
-        "data": {"manifest_dir": str(work / "fbank"), "prefix": "synth", "train_parts": ["train"],
-                 "dev_parts": ["dev"], "test_parts": ["dev"], "num_mel_bins": 80},
-    }))
+    (work / "config.yaml").write_text(
+        json.dumps(
+            {
+                "model": {
+                    "arch": "whisper_llada",
+                    "whisper": {"path": "/nowhere"},
+                    "llm": {"path": "/nowhere"},
+                    "tokenizer": {"type": "sentencepiece", "path": str(work / "bpe.model")},
+                    "loss": {"response_length": 128},
+                },
+                "data": {
+                    "manifest_dir": str(work / "fbank"),
+                    "prefix": "synth",
+                    "train_parts": ["train"],
+                    "dev_parts": ["dev"],
+                    "test_parts": ["dev"],
+                    "num_mel_bins": 80,
+                },
+            }
+        )
+    )
 
 
 def measure(work: Path) -> dict:
@@ -90,8 +123,12 @@ def measure(work: Path) -> dict:
     batch = next(iter(sampler))
     seconds = time.time() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds_to_first_batch": round(seconds, 2), "peak_rss_added_gb": round((peak - base) / 2**20, 3),
-            "peak_rss_gb": round(peak / 2**20, 3), "first_batch_cuts": len(batch)}
+    return {
+        "seconds_to_first_batch": round(seconds, 2),
+        "peak_rss_added_gb": round((peak - base) / 2**20, 3),
+        "peak_rss_gb": round(peak / 2**20, 3),
+        "first_batch_cuts": len(batch),
+    }
 
 
 def main() -> None:
@@ -103,8 +140,9 @@ def main() -> None:
         print(json.dumps(measure(args.work_dir)))
         return
     make_manifest(args.work_dir, args.num_cuts)
-    out = subprocess.run([sys.executable, __file__, "--work-dir", str(args.work_dir), "--measure"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--work-dir", str(args.work_dir), "--measure"], capture_output=True, text=True
+    )
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     print(out.stdout.strip().splitlines()[-1])

@@ -3,6 +3,7 @@
 
 Logic: whisper_llada/memory_plan.py. Run from the repository root after `. path.sh`.
 """
+
 import sys
 from pathlib import Path
 

@@ -6,4 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 tools/install.sh
 . ./path.sh
+# Style first (seconds): the formatter's layout and the linter's rules, configured in pyproject.toml.
+ruff format --check --quiet . || { echo "tools/test.sh: run 'ruff format .' to fix the layout" >&2; exit 1; }
+ruff check --quiet . || { echo "tools/test.sh: fix the lint above (ruff check --fix . fixes most)" >&2; exit 1; }
 exec python -m pytest "$@"

@@ -62,11 +62,27 @@ class EndsAt(nn.Module):
     def get_input_embeddings(self):
         return self.lm.get_input_embeddings()
 
-    def forward(self, inputs_embeds, attention_mask=None, logits_to_keep: int = 0, position_ids=None,
-                past_key_values=None, past_mask=None, keep_kv: int = 0, prefix_length: int = 0):
-        out = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, logits_to_keep=logits_to_keep,
-                      position_ids=position_ids, past_key_values=past_key_values, past_mask=past_mask,
-                      keep_kv=keep_kv, prefix_length=prefix_length)
+    def forward(
+        self,
+        inputs_embeds,
+        attention_mask=None,
+        logits_to_keep: int = 0,
+        position_ids=None,
+        past_key_values=None,
+        past_mask=None,
+        keep_kv: int = 0,
+        prefix_length: int = 0,
+    ):
+        out = self.lm(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            logits_to_keep=logits_to_keep,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            past_mask=past_mask,
+            keep_kv=keep_kv,
+            prefix_length=prefix_length,
+        )
         logits = out.logits
         L = logits_to_keep or logits.shape[1]
         resp = logits[:, -L:]
@@ -79,15 +95,34 @@ class EndsAt(nn.Module):
 def _configs(size: str, arch: str, tok: _VocabTokenizer, trim: bool) -> ModelConfig:
     (d, layers, heads, mlp, vocab), (wd, wl, wh), (qh, ql, qheads) = SIZES[size]
     llm = get_arch(arch).shape_config(d, layers, heads, mlp, vocab, 4096)
-    whisper = dict(d_model=wd, encoder_layers=wl, encoder_attention_heads=wh, encoder_ffn_dim=4 * wd,
-                   decoder_layers=1, decoder_attention_heads=wh, decoder_ffn_dim=4 * wd,
-                   num_mel_bins=128 if wd >= 1280 else 80)
-    return from_dict(ModelConfig, {
-        # trimmed: the encoder reads the audio's frames only, as the embedded recipe (whisper.window audio)
-        "arch": arch, "whisper": {"config": whisper, "window": "audio" if trim else "full"},
-        "qformer": {"hidden_size": qh, "num_layers": ql, "num_heads": qheads, "intermediate_size": 4 * qh, "trim_to_audio": trim},
-        "llm": {"config": llm, "train": "frozen"}, "tokenizer": {"path": "-"},
-    }, f"bench:{size}")
+    whisper = dict(
+        d_model=wd,
+        encoder_layers=wl,
+        encoder_attention_heads=wh,
+        encoder_ffn_dim=4 * wd,
+        decoder_layers=1,
+        decoder_attention_heads=wh,
+        decoder_ffn_dim=4 * wd,
+        num_mel_bins=128 if wd >= 1280 else 80,
+    )
+    return from_dict(
+        ModelConfig,
+        {
+            # trimmed: the encoder reads the audio's frames only, as the embedded recipe (whisper.window audio)
+            "arch": arch,
+            "whisper": {"config": whisper, "window": "audio" if trim else "full"},
+            "qformer": {
+                "hidden_size": qh,
+                "num_layers": ql,
+                "num_heads": qheads,
+                "intermediate_size": 4 * qh,
+                "trim_to_audio": trim,
+            },
+            "llm": {"config": llm, "train": "frozen"},
+            "tokenizer": {"path": "-"},
+        },
+        f"bench:{size}",
+    )
 
 
 @dataclass
@@ -130,20 +165,43 @@ def strategies(L: int, T: int, margin: int) -> list[tuple[str, dict]]:
         ("delib semi-AR 4 chunks", dict(kind="delib", mode="semi_ar", masking="random", ratio=0.3)),
         # fast settings: the canvas sized per row, the prefix cached, parallel commits
         (f"diffusion len auto steps {L // 4}", dict(kind="gen", steps=L // 4, len=auto)),
-        (f"diffusion len auto steps {L // 4} approx cache 4", dict(kind="gen", steps=L // 4, len=auto, cache="approximate")),
-        (f"diffusion len auto steps {L // 4} exact cache (prefix-blind)", dict(kind="gen", steps=L // 4, len=auto, cache="exact")),
-        (f"diffusion len auto steps {L // 16} exact cache (prefix-blind)", dict(kind="gen", steps=L // 16, len=auto, cache="exact")),
-        (f"diffusion len auto threshold 0.9 exact cache (prefix-blind)",
-         dict(kind="gen", steps=L, len=auto, cache="exact", commit="threshold")),
-        (f"diffusion len auto steps {L // 4} no cache (prefix-blind)", dict(kind="gen", steps=L // 4, len=auto, cache="blind")),
-        (f"diffusion steps {L // 4} exact cache (prefix-blind)", dict(kind="gen", steps=L // 4, block=L, cache="exact")),
+        (
+            f"diffusion len auto steps {L // 4} approx cache 4",
+            dict(kind="gen", steps=L // 4, len=auto, cache="approximate"),
+        ),
+        (
+            f"diffusion len auto steps {L // 4} exact cache (prefix-blind)",
+            dict(kind="gen", steps=L // 4, len=auto, cache="exact"),
+        ),
+        (
+            f"diffusion len auto steps {L // 16} exact cache (prefix-blind)",
+            dict(kind="gen", steps=L // 16, len=auto, cache="exact"),
+        ),
+        (
+            "diffusion len auto threshold 0.9 exact cache (prefix-blind)",
+            dict(kind="gen", steps=L, len=auto, cache="exact", commit="threshold"),
+        ),
+        (
+            f"diffusion len auto steps {L // 4} no cache (prefix-blind)",
+            dict(kind="gen", steps=L // 4, len=auto, cache="blind"),
+        ),
+        (
+            f"diffusion steps {L // 4} exact cache (prefix-blind)",
+            dict(kind="gen", steps=L // 4, block=L, cache="exact"),
+        ),
         (f"diffusion steps {L // 4} no cache (prefix-blind)", dict(kind="gen", steps=L // 4, block=L, cache="blind")),
-        ("delib low-conf 0.3 len auto exact cache (prefix-blind)",
-         dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3, len=auto, cache="exact")),
-        ("delib random 0.3 len auto exact cache (prefix-blind)",
-         dict(kind="delib", mode="diffusion", masking="random", ratio=0.3, len=auto, cache="exact")),
-        ("delib low-conf 0.3 len auto no cache (prefix-blind)",
-         dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3, len=auto, cache="blind")),
+        (
+            "delib low-conf 0.3 len auto exact cache (prefix-blind)",
+            dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3, len=auto, cache="exact"),
+        ),
+        (
+            "delib random 0.3 len auto exact cache (prefix-blind)",
+            dict(kind="delib", mode="diffusion", masking="random", ratio=0.3, len=auto, cache="exact"),
+        ),
+        (
+            "delib low-conf 0.3 len auto no cache (prefix-blind)",
+            dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3, len=auto, cache="blind"),
+        ),
         ("AR twin greedy (KV cache)", dict(kind="ar")),
     ]
 
@@ -153,8 +211,16 @@ def run(args) -> list[Row]:
     vocab = SIZES[args.size][0][4]
     tok = _VocabTokenizer(vocab)
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    llada = build_model(_configs(args.size, "whisper_llada", tok, not args.full_windows), tokenizer=tok).to(args.device, dtype).eval()
-    llama = build_model(_configs(args.size, "whisper_llama", tok, not args.full_windows), tokenizer=tok).to(args.device, dtype).eval()
+    llada = (
+        build_model(_configs(args.size, "whisper_llada", tok, not args.full_windows), tokenizer=tok)
+        .to(args.device, dtype)
+        .eval()
+    )
+    llama = (
+        build_model(_configs(args.size, "whisper_llama", tok, not args.full_windows), tokenizer=tok)
+        .to(args.device, dtype)
+        .eval()
+    )
     g = torch.Generator().manual_seed(0)
     frames = int(args.seconds * 100)
     mels = llada.encoder.config.num_mel_bins
@@ -203,10 +269,19 @@ def run(args) -> list[Row]:
                             from transformers import GenerationConfig
 
                             prefix, mask, pos = prefix_of(llama, batch)
-                            gen = GenerationConfig(min_new_tokens=T + 1, max_new_tokens=T + 1, do_sample=False,
-                                                   eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
-                            llama.llm.generate(inputs_embeds=prefix, attention_mask=mask.long(), generation_config=gen,
-                                               **({} if pos is None else {"position_ids": pos}))
+                            gen = GenerationConfig(
+                                min_new_tokens=T + 1,
+                                max_new_tokens=T + 1,
+                                do_sample=False,
+                                eos_token_id=tok.eos_id,
+                                pad_token_id=tok.pad_id,
+                            )
+                            llama.llm.generate(
+                                inputs_embeds=prefix,
+                                attention_mask=mask.long(),
+                                generation_config=gen,
+                                **({} if pos is None else {"position_ids": pos}),
+                            )
                             n = prefix.shape[0]
                             stats["passes"] = stats.get("passes", 0) + (T + 1) * n
                             # the first pass reads the prefix, each later one a single position
@@ -215,31 +290,68 @@ def run(args) -> list[Row]:
                         prefix, mask, pos = prefix_of(llada, batch)
                         cache = s.get("cache", "none")
                         # "blind": the prefix-blind model recomputed every step (the exact cache's reference)
-                        den = make_denoiser(oracle, prefix_attends_response=cache not in ("exact", "blind"),
-                                            cache="none" if cache == "blind" else cache, refresh=args.cache_refresh)
+                        den = make_denoiser(
+                            oracle,
+                            prefix_attends_response=cache not in ("exact", "blind"),
+                            cache="none" if cache == "blind" else cache,
+                            refresh=args.cache_refresh,
+                        )
                         length = s.get("len")
                         st: dict = {}
                         if s["kind"] == "gen":
                             gen_len = L if length is None else torch.full((prefix.shape[0],), length)
-                            out = generate(den, prefix, prefix_mask=mask, gen_length=gen_len, steps=s["steps"],
-                                           block_length=None if length else s["block"], mask_id=tok.mask_id,
-                                           eos_id=tok.eos_id, stats=st, prefix_positions=pos,
-                                           commit=s.get("commit", "fixed"), threshold=args.threshold)
+                            out = generate(
+                                den,
+                                prefix,
+                                prefix_mask=mask,
+                                gen_length=gen_len,
+                                steps=s["steps"],
+                                block_length=None if length else s["block"],
+                                mask_id=tok.mask_id,
+                                eos_id=tok.eos_id,
+                                stats=st,
+                                prefix_positions=pos,
+                                commit=s.get("commit", "fixed"),
+                                threshold=args.threshold,
+                            )
                             outputs.extend(out[:, :T].tolist())
                         else:
                             pad_to = L if length is None else [len(h) + margin for h in hyps[sl]]
-                            out = deliberate(den, prefix, hyps[sl], prefix_mask=mask, mode=s["mode"], mask_ratio=s["ratio"],
-                                             masking_type=s["masking"], num_chunks=4, steps=L, mask_id=tok.mask_id,
-                                             eos_id=tok.eos_id, pad_id=tok.pad_id, pad_to=pad_to,
-                                             generator=torch.Generator().manual_seed(0), stats=st, prefix_positions=pos)
+                            out = deliberate(
+                                den,
+                                prefix,
+                                hyps[sl],
+                                prefix_mask=mask,
+                                mode=s["mode"],
+                                mask_ratio=s["ratio"],
+                                masking_type=s["masking"],
+                                num_chunks=4,
+                                steps=L,
+                                mask_id=tok.mask_id,
+                                eos_id=tok.eos_id,
+                                pad_id=tok.pad_id,
+                                pad_to=pad_to,
+                                generator=torch.Generator().manual_seed(0),
+                                stats=st,
+                                prefix_positions=pos,
+                            )
                             outputs.extend(out)
                         stats["passes"] = stats.get("passes", 0) + int(st["forward_passes"].sum())
                         stats["positions"] = stats.get("positions", 0) + int(st["positions"].sum())
 
             wall = _time(once, args.reps, sync)
             llm = wall - front[0]  # front[0]: the front end's seconds of the last timed repetition
-            rows.append(Row(name, bs, stats["passes"] / args.num_utts, stats["positions"] / stats["passes"],
-                            wall / audio_s, list(outputs), llm / audio_s))
+            rows.append(
+                Row(
+                    name,
+                    bs,
+                    stats["passes"] / args.num_utts,
+                    stats["positions"] / stats["passes"],
+                    wall / audio_s,
+                    list(outputs),
+                    llm / audio_s,
+                )
+            )
     return rows
 
 
@@ -250,29 +362,38 @@ def format_table(rows: list[Row], gen_len: Optional[int] = None) -> str:
     ar = {r.batch: r for r in rows if r.name.startswith("AR twin")}
     ref_name = f"diffusion steps {gen_len // 4}" if gen_len else None
     ref = {r.batch: r.positions_per_utt for r in rows if r.name == ref_name}
-    lines = ["| strategy | batch | passes/utt | positions/pass | positions/utt | paper / this | RTF | RTF / AR "
-             "| LLM RTF | LLM RTF / AR |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| strategy | batch | passes/utt | positions/pass | positions/utt | paper / this | RTF | RTF / AR "
+        "| LLM RTF | LLM RTF / AR |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         cut = f"{ref[r.batch] / r.positions_per_utt:.1f}x" if r.batch in ref else "-"
         a = ar[r.batch]
-        lines.append(f"| {r.name} | {r.batch} | {r.passes_per_utt:.1f} | {r.positions_per_pass:.1f} | "
-                     f"{r.positions_per_utt:.0f} | {cut} | {r.rtf:.4f} | {r.rtf / a.rtf:.2f} | {r.llm_rtf:.4f} | "
-                     f"{r.llm_rtf / a.llm_rtf:.2f} |")
+        lines.append(
+            f"| {r.name} | {r.batch} | {r.passes_per_utt:.1f} | {r.positions_per_pass:.1f} | "
+            f"{r.positions_per_utt:.0f} | {cut} | {r.rtf:.4f} | {r.rtf / a.rtf:.2f} | {r.llm_rtf:.4f} | "
+            f"{r.llm_rtf / a.llm_rtf:.2f} |"
+        )
     by = {(r.name, r.batch): r for r in rows}
     for r in rows:
         twin = by.get((r.name.replace("exact cache", "no cache"), r.batch))
         if "exact cache" in r.name and twin is not None:
             same = r.tokens == twin.tokens
-            lines.append(f"exact cache, batch {r.batch}: {r.name!r} tokens {'identical to' if same else 'DIFFER from'} no cache")
+            lines.append(
+                f"exact cache, batch {r.batch}: {r.name!r} tokens {'identical to' if same else 'DIFFER from'} no cache"
+            )
     return "\n".join(lines)
 
 
 def header(args) -> str:
     dev = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or platform.machine())
-    return (f"machine: {dev}, {os.cpu_count()} cores | torch {torch.__version__} "
-            f"| threads {torch.get_num_threads()} | device {args.device}\n"
-            f"size {args.size} | {args.num_utts} utterances x {args.seconds:g} s | transcript {args.tokens} tokens "
-            f"| gen_len {args.gen_len} | audio windows: {'all (paper)' if args.full_windows else 'trimmed to the audio'}")
+    return (
+        f"machine: {dev}, {os.cpu_count()} cores | torch {torch.__version__} "
+        f"| threads {torch.get_num_threads()} | device {args.device}\n"
+        f"size {args.size} | {args.num_utts} utterances x {args.seconds:g} s | transcript {args.tokens} tokens "
+        f"| gen_len {args.gen_len} | audio windows: {'all (paper)' if args.full_windows else 'trimmed to the audio'}"
+    )
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -284,7 +405,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-len", type=int, default=128)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     p.add_argument("--reps", type=int, default=1, help="timed repetitions after one warm-up")
-    p.add_argument("--full-windows", action="store_true", help="Whisper's 30 s window and all 88 Q-Former windows, as the paper")
+    p.add_argument(
+        "--full-windows", action="store_true", help="Whisper's 30 s window and all 88 Q-Former windows, as the paper"
+    )
     p.add_argument("--len-margin", type=int, default=4, help="gen_len auto: canvas = transcript + this")
     p.add_argument("--cache-refresh", type=int, default=4, help="approximate cache: steps between refreshes")
     p.add_argument("--threshold", type=float, default=0.9, help="threshold commit rule: tau")

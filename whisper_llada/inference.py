@@ -32,7 +32,9 @@ from whisper_llada.utils.stage_record import StageRecord, record_path_for
 log = logging.getLogger(__name__)
 
 
-def checkpoint_paths(exp_dir: Path, epoch: int, avg: int = 1, checkpoint: Optional[Path] = None) -> tuple[list[Path], str]:
+def checkpoint_paths(
+    exp_dir: Path, epoch: int, avg: int = 1, checkpoint: Optional[Path] = None
+) -> tuple[list[Path], str]:
     """The checkpoint files to average and the tag that names them in result files."""
     if checkpoint is not None:
         return [Path(checkpoint)], Path(checkpoint).stem
@@ -79,9 +81,17 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass: Optional[dict] = None,
-                device="cpu", strict: bool = False, prefixes: Optional[PrefixCache] = None,
-                left_out: Optional[list] = None) -> tuple[list, dict]:
+def decode_part(
+    model,
+    cuts,
+    setting: DecodeConfig,
+    normalizer: str,
+    first_pass: Optional[dict] = None,
+    device="cpu",
+    strict: bool = False,
+    prefixes: Optional[PrefixCache] = None,
+    left_out: Optional[list] = None,
+) -> tuple[list, dict]:
     """Returns (results [(cut id, ref words, hyp words)], speed). ``prefixes`` shares the front
     end's work between the settings of one call.
 
@@ -113,7 +123,9 @@ def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass:
             conf = None
             if setting.masking_type == "first_pass":
                 conf = [token_confidences(model.tokenizer, r) for r in recs]
-            hyps = model.deliberate(batch, [r["text"] for r in recs], setting, confidences=conf, stats=stats, generator=g)
+            hyps = model.deliberate(
+                batch, [r["text"] for r in recs], setting, confidences=conf, stats=stats, generator=g
+            )
         else:
             hyps = model.transcribe(batch, setting, stats=stats, generator=g)
         _sync(device)
@@ -130,10 +142,15 @@ def decode_part(model, cuts, setting: DecodeConfig, normalizer: str, first_pass:
             results.append((cut.id, norm(cut_text(cut)).split(), []))
             if left_out is not None:
                 left_out.append((cut.id, ds.failures.get(cut.id, "not decoded (see the log)")))
-    speed = {"num_utts": n, "audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
-             "rtf": round(wall / audio, 5) if audio else None, "front_end_seconds": round(front, 3),
-             "forward_passes_per_utt": round(passes / max(n, 1), 2),
-             "positions_per_utt": round(positions / max(n, 1), 1) if positions else None}
+    speed = {
+        "num_utts": n,
+        "audio_seconds": round(audio, 3),
+        "wall_seconds": round(wall, 3),
+        "rtf": round(wall / audio, 5) if audio else None,
+        "front_end_seconds": round(front, 3),
+        "forward_passes_per_utt": round(passes / max(n, 1), 2),
+        "positions_per_utt": round(positions / max(n, 1), 1) if positions else None,
+    }
     return results, speed
 
 
@@ -141,7 +158,9 @@ def token_confidences(tokenizer, record: dict) -> list[float]:
     """Per-token confidences from a record's per-word confidences (each token takes its word's)."""
     words = record.get("words")
     if not words:
-        raise ValueError(f"first-pass record {record['id']} has no word confidences (masking_type 'first_pass' needs them)")
+        raise ValueError(
+            f"first-pass record {record['id']} has no word confidences (masking_type 'first_pass' needs them)"
+        )
     out = []
     for i, w in enumerate(words):
         pieces = tokenizer.encode(w["word"] if i == 0 else " " + w["word"])
@@ -166,8 +185,13 @@ def load_test_part(cfg: RecipeConfig, part: str, norm: Callable[[str], str]) -> 
         e["reason"] += "; not decoded"
     rows, left = all_deleted(earlier + too_long, norm)
     if left:
-        log.warning("%s: %d of %d cuts cannot be decoded; each is scored as all deleted and listed in the errs "
-                    "files (e.g. %s)", part, len(left), len(cuts) + len(left), left[0])
+        log.warning(
+            "%s: %d of %d cuts cannot be decoded; each is scored as all deleted and listed in the errs files (e.g. %s)",
+            part,
+            len(left),
+            len(cuts) + len(left),
+            left[0],
+        )
     return cuts, rows, left
 
 
@@ -177,9 +201,17 @@ def part_inputs(cfg: RecipeConfig, part: str) -> list[Path]:
     return [cfg.data.cuts_path(part), *([drop] if drop.is_file() else [])]
 
 
-def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, exp_dir: Path,
-                 settings: list[DecodeConfig], parts: list[str], firstpass_dir: Optional[Path] = None,
-                 device: str = "cpu", checkpoints: Sequence[Path] = ()) -> dict:
+def run_settings(
+    cfg: RecipeConfig,
+    get_model: Callable[[], object],
+    tag: str,
+    exp_dir: Path,
+    settings: list[DecodeConfig],
+    parts: list[str],
+    firstpass_dir: Optional[Path] = None,
+    device: str = "cpu",
+    checkpoints: Sequence[Path] = (),
+) -> dict:
     """Decode (or deliberate) every test part with every setting; skip results that are up to date.
 
     ``get_model`` is called only if something is left to decode. A result is redone when its cuts,
@@ -203,8 +235,13 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
                 fp_path = records_path(firstpass_dir, system, part)
                 inputs.append(fp_path)
             options = {"setting": vars(setting), "score": asdict(cfg.score), "model": asdict(cfg.model)}
-            record = StageRecord(record_path_for(errs), inputs, options,
-                                 [out_dir / f"recogs-{part}-{suffix}.txt", errs], verify=_check_errs)
+            record = StageRecord(
+                record_path_for(errs),
+                inputs,
+                options,
+                [out_dir / f"recogs-{part}-{suffix}.txt", errs],
+                verify=_check_errs,
+            )
             if record.check(str(errs)):
                 continue
             first_pass = None
@@ -212,23 +249,35 @@ def run_settings(cfg: RecipeConfig, get_model: Callable[[], object], tag: str, e
                 first_pass = read_records(fp_path)
                 no_record = [c.id for c in cuts if c.id not in first_pass]
                 if no_record:
-                    raise ValueError(f"{fp_path}: no record for {len(no_record)} cuts (e.g. {no_record[:3]}); "
-                                     "is it from another recipe, or older than the cuts? (rerun the first-pass stage)")
+                    raise ValueError(
+                        f"{fp_path}: no record for {len(no_record)} cuts (e.g. {no_record[:3]}); "
+                        "is it from another recipe, or older than the cuts? (rerun the first-pass stage)"
+                    )
             model = model or get_model()
             left_out = list(missing)
-            results, speed = decode_part(model, cuts, setting, cfg.score.normalizer, first_pass, device, cfg.data.strict,
-                                         prefixes, left_out)
+            results, speed = decode_part(
+                model, cuts, setting, cfg.score.normalizer, first_pass, device, cfg.data.strict, prefixes, left_out
+            )
             results += missing_rows
             shown = {k: v for k, v in vars(setting).items() if v is not None}
             if setting.is_deliberation:
                 shown["first_pass"] = system
             header = f"Test: {part}\nSetting: {json.dumps(shown)}\nSpeed: {json.dumps(speed)}"
-            wer = write_results(out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header,
-                                left_out)
-            atomic_write_text(out_dir / f"speed-{part}-{suffix}.json", json.dumps({**speed, "test": part, "wer": wer}, indent=1))
+            wer = write_results(
+                out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, left_out
+            )
+            atomic_write_text(
+                out_dir / f"speed-{part}-{suffix}.json", json.dumps({**speed, "test": part, "wer": wer}, indent=1)
+            )
             record.done()
-            log.info("%s %s: WER %.2f%%, RTF %s, %.1f passes/utt", part, suffix, wer, speed["rtf"],
-                     speed["forward_passes_per_utt"])
+            log.info(
+                "%s %s: WER %.2f%%, RTF %s, %.1f passes/utt",
+                part,
+                suffix,
+                wer,
+                speed["rtf"],
+                speed["forward_passes_per_utt"],
+            )
             wers[(part, suffix)] = wer
             written.add(setting.mode)
         for mode in written:

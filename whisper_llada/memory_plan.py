@@ -26,11 +26,28 @@ from whisper_llada.models.registry import get_arch
 GIB = 2**30
 
 # Shapes of the hub checkpoints (their config.json), used when the recipe's paths are absent.
-WHISPER_LARGE_V3 = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
-                        decoder_layers=32, decoder_attention_heads=20, decoder_ffn_dim=5120, num_mel_bins=128,
-                        max_source_positions=1500, vocab_size=51866)
-LLADA_8B = dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
-                rope_theta=500000.0, max_sequence_length=4096)
+WHISPER_LARGE_V3 = dict(
+    d_model=1280,
+    encoder_layers=32,
+    encoder_attention_heads=20,
+    encoder_ffn_dim=5120,
+    decoder_layers=32,
+    decoder_attention_heads=20,
+    decoder_ffn_dim=5120,
+    num_mel_bins=128,
+    max_source_positions=1500,
+    vocab_size=51866,
+)
+LLADA_8B = dict(
+    d_model=4096,
+    n_layers=32,
+    n_heads=32,
+    n_kv_heads=32,
+    mlp_hidden_size=12288,
+    vocab_size=126464,
+    rope_theta=500000.0,
+    max_sequence_length=4096,
+)
 # "Transcribe the audio:" in LLaDA's Llama-3 chat template: BOS, user header, 5 text tokens,
 # <|eot_id|>, assistant header (each header: start, role, end, "\n\n").
 LLADA_PROMPT_TOKENS = 15
@@ -90,6 +107,7 @@ class _LengthTokenizer(_VocabTokenizer):
 def full_size_config(cfg: ModelConfig, base: Path = Path(".")) -> ModelConfig:
     """``cfg`` with Whisper and LLM shapes read from their hub directories' config.json (paths
     relative to ``base``), or whisper-large-v3 and LLaDA-8B shapes where they are not here."""
+
     def shape(path: Optional[str], config: Optional[dict], default: dict) -> dict:
         if config is not None:
             return config
@@ -99,8 +117,9 @@ def full_size_config(cfg: ModelConfig, base: Path = Path(".")) -> ModelConfig:
     whisper = shape(cfg.whisper.path, cfg.whisper.config, WHISPER_LARGE_V3)
     whisper = {k: v for k, v in whisper.items() if not k.startswith("_") and k not in ("architectures", "torch_dtype")}
     llm = shape(cfg.llm.path, cfg.llm.config, LLADA_8B)
-    return replace(cfg, whisper=replace(cfg.whisper, path=None, config=whisper),
-                   llm=replace(cfg.llm, path=None, config=llm))
+    return replace(
+        cfg, whisper=replace(cfg.whisper, path=None, config=whisper), llm=replace(cfg.llm, path=None, config=llm)
+    )
 
 
 @dataclass
@@ -136,8 +155,10 @@ def _components(model) -> dict:
     groups = {"Whisper encoder": model.encoder, "Q-Former + projection": model.qformer, "LLM (with LoRA)": model.llm}
     if model.ctc_head is not None:
         groups["CTC head"] = model.ctc_head
-    return {name: (sum(p.numel() for p in m.parameters()), sum(p.numel() * p.element_size() for p in m.parameters()))
-            for name, m in groups.items()}
+    return {
+        name: (sum(p.numel() for p in m.parameters()), sum(p.numel() * p.element_size() for p in m.parameters()))
+        for name, m in groups.items()
+    }
 
 
 def _build(cfg: ModelConfig, tokenizer, gradient_checkpointing: bool, device: str):
@@ -208,8 +229,13 @@ def _decode_step(model, batch: int, gen_len: int, allocator: Optional[dict] = No
     return mem.peak
 
 
-def measure(cfg: ModelConfig, gen_len: int = 128, prompt_tokens: int = LLADA_PROMPT_TOKENS, text_tokens: int = 40,
-            device: str = "meta") -> Plan:
+def measure(
+    cfg: ModelConfig,
+    gen_len: int = 128,
+    prompt_tokens: int = LLADA_PROMPT_TOKENS,
+    text_tokens: int = 40,
+    device: str = "meta",
+) -> Plan:
     """Sizes of ``cfg``'s model (made full size by ``full_size_config`` first, if wanted).
 
     ``device`` "meta" allocates nothing; a real device gives the same figures at its own cost
@@ -219,7 +245,11 @@ def measure(cfg: ModelConfig, gen_len: int = 128, prompt_tokens: int = LLADA_PRO
     if cfg.qformer.trim_to_audio or cfg.whisper.window != "full" or cfg.ctc_compress:
         # Token counts would depend on each utterance's audio; the plan is for the paper's layout.
         raise ValueError("the memory plan needs qformer.trim_to_audio false, whisper.window full and no ctc_compress")
-    vocab = (cfg.llm.config or {}).get("embedding_size") or (cfg.llm.config or {}).get("vocab_size") or LLADA_8B["vocab_size"]
+    vocab = (
+        (cfg.llm.config or {}).get("embedding_size")
+        or (cfg.llm.config or {}).get("vocab_size")
+        or LLADA_8B["vocab_size"]
+    )
     # The response is EOS-padded to response_length whatever the transcript's length.
     tok = _LengthTokenizer(vocab, prompt_tokens, min(text_tokens, cfg.loss.response_length - 1))
     model = _build(cfg, tok, False, device)
@@ -250,24 +280,33 @@ def fits(budget_gib: float, fixed: float, per_utt: float) -> int:
     return max(0, int((budget_gib - fixed) // per_utt)) if per_utt > 0 else 0
 
 
-def format_plan(plan: Plan, gpu_gib: float, max_duration: float, min_duration: float,
-                max_cuts: Optional[int] = None) -> str:
+def format_plan(
+    plan: Plan, gpu_gib: float, max_duration: float, min_duration: float, max_cuts: Optional[int] = None
+) -> str:
     lines = ["| part | parameters | GiB as built |", "|---|---|---|"]
     for name, (n, b) in plan.params.items():
         lines.append(f"| {name} | {n / 1e6:,.1f} M | {b / GIB:.2f} |")
-    lines += [f"| trainable (of which LoRA {plan.lora / 1e6:.2f} M) | {plan.trainable / 1e6:,.1f} M | "
-              f"{plan.trainable_bytes / GIB:.2f} |", ""]
+    lines += [
+        f"| trainable (of which LoRA {plan.lora / 1e6:.2f} M) | {plan.trainable / 1e6:,.1f} M | "
+        f"{plan.trainable_bytes / GIB:.2f} |",
+        "",
+    ]
     # Gradients are counted in full although some are still unwritten at the peak: an upper bound.
     train_fixed = plan.weights_gib + plan.trainable_bytes / GIB + plan.optimizer_gib
-    lines += [f"LLM sequence per utterance: {plan.llm_tokens} tokens (prompt, 30 s of audio tokens, response).",
-              f"Fixed in training: weights {plan.weights_gib:.2f} + gradients {plan.trainable_bytes / GIB:.2f} "
-              f"+ AdamW moments {plan.optimizer_gib:.2f} = {train_fixed:.2f} GiB; in decoding: weights {plan.weights_gib:.2f} GiB.",
-              "",
-              f"| step | GiB per utterance | GiB fixed | utterances that fit in {gpu_gib:.1f} GiB |", "|---|---|---|---|"]
-    rows = [("training, gradient checkpointing", plan.train_gib[True], train_fixed),
-            ("training, no checkpointing", plan.train_gib[False], train_fixed),
-            ("decoding (one step)", plan.decode_gib, plan.weights_gib),
-            ("frozen encoder (30 s window)", plan.encoder_gib, plan.weights_gib)]
+    lines += [
+        f"LLM sequence per utterance: {plan.llm_tokens} tokens (prompt, 30 s of audio tokens, response).",
+        f"Fixed in training: weights {plan.weights_gib:.2f} + gradients {plan.trainable_bytes / GIB:.2f} "
+        f"+ AdamW moments {plan.optimizer_gib:.2f} = {train_fixed:.2f} GiB; in decoding: weights {plan.weights_gib:.2f} GiB.",
+        "",
+        f"| step | GiB per utterance | GiB fixed | utterances that fit in {gpu_gib:.1f} GiB |",
+        "|---|---|---|---|",
+    ]
+    rows = [
+        ("training, gradient checkpointing", plan.train_gib[True], train_fixed),
+        ("training, no checkpointing", plan.train_gib[False], train_fixed),
+        ("decoding (one step)", plan.decode_gib, plan.weights_gib),
+        ("frozen encoder (30 s window)", plan.encoder_gib, plan.weights_gib),
+    ]
     for name, pair, base in rows:
         fixed, per = Plan.per_utt(pair)
         fixed = base + max(fixed, 0.0)
@@ -275,9 +314,13 @@ def format_plan(plan: Plan, gpu_gib: float, max_duration: float, min_duration: f
     fixed, per = Plan.per_utt(plan.train_gib[True])
     fixed = train_fixed + max(fixed, 0.0)
     cap = f", max_cuts {max_cuts}" if max_cuts else ", no max_cuts"
-    lines += ["", f"Training batches of max_duration {max_duration:g} s{cap}, gradient checkpointing: every "
-              "utterance is padded to the 30 s window, so a batch of short ones is the largest.",
-              "| utterance length (s) | utterances | GiB at peak | fits |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Training batches of max_duration {max_duration:g} s{cap}, gradient checkpointing: every "
+        "utterance is padded to the 30 s window, so a batch of short ones is the largest.",
+        "| utterance length (s) | utterances | GiB at peak | fits |",
+        "|---|---|---|---|",
+    ]
     for d in sorted({min_duration, 2.0, 5.0, 10.0, 20.0}):
         n = int(max_duration // d)
         n = min(n, max_cuts) if max_cuts else n
@@ -289,29 +332,49 @@ def format_plan(plan: Plan, gpu_gib: float, max_duration: float, min_duration: f
 def format_check(plan: Plan, device_plan: Plan, device: str) -> str:
     """The meta plan beside the same steps run on ``device`` with random weights: the tracker's
     peak there and, on CUDA, the caching allocator's (the figure a user's GPU would show)."""
-    steps = {"encoder": ("frozen encoder", lambda p: p.encoder_gib), "decode": ("decoding (one step)", lambda p: p.decode_gib),
-             "train": ("training, no checkpointing", lambda p: p.train_gib[False]),
-             "train-ckpt": ("training, gradient checkpointing", lambda p: p.train_gib[True])}
-    lines = [f"| step | batch | plan (meta) GiB | tracker on {device} GiB | allocator on {device} GiB |", "|---|---|---|---|---|"]
+    steps = {
+        "encoder": ("frozen encoder", lambda p: p.encoder_gib),
+        "decode": ("decoding (one step)", lambda p: p.decode_gib),
+        "train": ("training, no checkpointing", lambda p: p.train_gib[False]),
+        "train-ckpt": ("training, gradient checkpointing", lambda p: p.train_gib[True]),
+    }
+    lines = [
+        f"| step | batch | plan (meta) GiB | tracker on {device} GiB | allocator on {device} GiB |",
+        "|---|---|---|---|---|",
+    ]
     for key, (name, get) in steps.items():
         for i, b in enumerate((1, 2)):
             alloc = device_plan.allocator_gib.get((key, b))
-            lines.append(f"| {name} | {b} | {get(plan)[i]:.3f} | {get(device_plan)[i]:.3f} | "
-                         f"{'-' if alloc is None else f'{alloc:.3f}'} |")
+            lines.append(
+                f"| {name} | {b} | {get(plan)[i]:.3f} | {get(device_plan)[i]:.3f} | "
+                f"{'-' if alloc is None else f'{alloc:.3f}'} |"
+            )
     return "\n".join(lines)
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="egs/librispeech/conf/whisper_llada.yaml",
-                   help="recipe config; its Whisper and LLM directories' config.json give the shapes where present, "
-                        "whisper-large-v3 and LLaDA-8B otherwise")
+    p.add_argument(
+        "--config",
+        default="egs/librispeech/conf/whisper_llada.yaml",
+        help="recipe config; its Whisper and LLM directories' config.json give the shapes where present, "
+        "whisper-large-v3 and LLaDA-8B otherwise",
+    )
     p.add_argument("--gpu-gb", type=float, default=80.0, help="GPU memory in GB (10^9 bytes; an H100 has 80)")
-    p.add_argument("--device", default=None,
-                   help="also run the same steps on this device (e.g. cuda) with random weights at full size and "
-                        "print the measured peaks beside the plan; needs the memory of the model itself")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set model.lora.r=16")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="also run the same steps on this device (e.g. cuda) with random weights at full size and "
+        "print the measured peaks beside the plan; needs the memory of the model itself",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set model.lora.r=16",
+    )
     return p
 
 
@@ -322,10 +385,15 @@ def main(argv=None) -> None:
     cfg = load_recipe_config(args.config, args.overrides)
     # Relative paths in a recipe config are relative to its recipe directory (egs/NAME).
     model_cfg = full_size_config(cfg.model, base=Path(args.config).resolve().parent.parent)
-    print(f"config {args.config} | torch {torch.__version__} | sizes measured on the meta device "
-          f"(attention through SDPA's math path: an upper bound for flash kernels)", flush=True)
+    print(
+        f"config {args.config} | torch {torch.__version__} | sizes measured on the meta device "
+        f"(attention through SDPA's math path: an upper bound for flash kernels)",
+        flush=True,
+    )
     plan = measure(model_cfg)
-    print(format_plan(plan, args.gpu_gb * 1e9 / GIB, cfg.train.max_duration, cfg.train.min_duration, cfg.train.max_cuts))
+    print(
+        format_plan(plan, args.gpu_gb * 1e9 / GIB, cfg.train.max_duration, cfg.train.min_duration, cfg.train.max_cuts)
+    )
     if args.device:
         name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
         print(f"\nThe same steps on {args.device} ({name}), random weights:", flush=True)

@@ -230,7 +230,11 @@ def load_recipe_config(path: str | Path, overrides: Sequence[str] = ()) -> Recip
     # Relative paths in the config are relative to the recipe directory, where stages run.
     cfg = from_dict(RecipeConfig, {**data, "source": str(path)}, str(path))
     d = cfg.data
-    if cfg.score.normalizer == "librispeech" and d.normalizer == "librispeech" and (d.accents, d.digits) != ("fold", "keep"):
+    if (
+        cfg.score.normalizer == "librispeech"
+        and d.normalizer == "librispeech"
+        and (d.accents, d.digits) != ("fold", "keep")
+    ):
         cfg.score.normalizer = f"librispeech:accents={d.accents},digits={d.digits}"
     cfg.decode_settings()
     cfg.deliberate_settings()

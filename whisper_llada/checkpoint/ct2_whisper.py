@@ -82,7 +82,7 @@ def _layer(v: dict, src: str, dst: str, sd: dict, cross: bool) -> None:
     sa = f"{src}/self_attention"
     ln(f"{sa}/layer_norm", f"{dst}.self_attn_layer_norm")
     w, b = _t(v[f"{sa}/linear_0/weight"]), _t(v[f"{sa}/linear_0/bias"])
-    for (name, wi, bi) in zip(("q_proj", "k_proj", "v_proj"), w.chunk(3), b.chunk(3)):
+    for name, wi, bi in zip(("q_proj", "k_proj", "v_proj"), w.chunk(3), b.chunk(3)):
         sd[f"{dst}.self_attn.{name}.weight"] = wi
         if name != "k_proj":
             sd[f"{dst}.self_attn.{name}.bias"] = bi
@@ -117,7 +117,9 @@ def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
     src, dst = Path(src), Path(dst)
     for name in ("model.bin", "config.json", "tokenizer.json"):
         if not (src / name).is_file():
-            raise FileNotFoundError(f"{src / name}: not found; a CTranslate2 Whisper directory has model.bin, config.json, tokenizer.json")
+            raise FileNotFoundError(
+                f"{src / name}: not found; a CTranslate2 Whisper directory has model.bin, config.json, tokenizer.json"
+            )
     spec, v = read_ct2_model(src / "model.bin")
     if spec != "WhisperSpec":
         raise ValueError(f"{src / 'model.bin'}: spec {spec!r} is not WhisperSpec")
@@ -127,19 +129,29 @@ def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
     special = _special_ids(src / "tokenizer.json")
     eot = special["<|endoftext|>"]
     cfg = WhisperConfig(
-        vocab_size=vocab, num_mel_bins=v["encoder/conv1/weight"].shape[1], d_model=d_model,
-        encoder_layers=_count(v, "encoder"), decoder_layers=_count(v, "decoder"),
-        encoder_attention_heads=int(v["encoder/num_heads"]), decoder_attention_heads=int(v["decoder/num_heads"]),
+        vocab_size=vocab,
+        num_mel_bins=v["encoder/conv1/weight"].shape[1],
+        d_model=d_model,
+        encoder_layers=_count(v, "encoder"),
+        decoder_layers=_count(v, "decoder"),
+        encoder_attention_heads=int(v["encoder/num_heads"]),
+        decoder_attention_heads=int(v["decoder/num_heads"]),
         encoder_ffn_dim=v["encoder/layer_0/ffn/linear_0/weight"].shape[0],
         decoder_ffn_dim=v["decoder/layer_0/ffn/linear_0/weight"].shape[0],
         max_source_positions=v["encoder/position_encodings/encodings"].shape[0],
         max_target_positions=v["decoder/position_encodings/encodings"].shape[0],
-        decoder_start_token_id=special["<|startoftranscript|>"], bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+        decoder_start_token_id=special["<|startoftranscript|>"],
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
         tie_word_embeddings=True,
     )
     sd: dict[str, torch.Tensor] = {}
     for n in ("conv1", "conv2"):
-        sd[f"model.encoder.{n}.weight"], sd[f"model.encoder.{n}.bias"] = _t(v[f"encoder/{n}/weight"]), _t(v[f"encoder/{n}/bias"])
+        sd[f"model.encoder.{n}.weight"], sd[f"model.encoder.{n}.bias"] = (
+            _t(v[f"encoder/{n}/weight"]),
+            _t(v[f"encoder/{n}/bias"]),
+        )
     sd["model.encoder.embed_positions.weight"] = _t(v["encoder/position_encodings/encodings"])
     sd["model.decoder.embed_positions.weight"] = _t(v["decoder/position_encodings/encodings"])
     sd["model.decoder.embed_tokens.weight"] = _t(v["decoder/embeddings/weight"])
@@ -153,17 +165,25 @@ def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
     own = {k for k in model.state_dict() if k != "proj_out.weight"}  # tied to the token embedding
     missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
     if missing or unexpected:
-        raise ValueError(f"{src}: conversion left {len(missing)} parameters unfilled (e.g. {missing[:3]}) "
-                         f"and {len(unexpected)} unused (e.g. {unexpected[:3]})")
+        raise ValueError(
+            f"{src}: conversion left {len(missing)} parameters unfilled (e.g. {missing[:3]}) "
+            f"and {len(unexpected)} unused (e.g. {unexpected[:3]})"
+        )
     model.load_state_dict(sd, strict=False, assign=True)
     model.tie_weights()
     multilingual = vocab >= 51865
     gen = GenerationConfig(
-        decoder_start_token_id=cfg.decoder_start_token_id, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
-        max_length=cfg.max_target_positions, no_timestamps_token_id=special["<|notimestamps|>"],
-        is_multilingual=multilingual, suppress_tokens=list(ct2_cfg.get("suppress_ids", [])),
+        decoder_start_token_id=cfg.decoder_start_token_id,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        max_length=cfg.max_target_positions,
+        no_timestamps_token_id=special["<|notimestamps|>"],
+        is_multilingual=multilingual,
+        suppress_tokens=list(ct2_cfg.get("suppress_ids", [])),
         begin_suppress_tokens=list(ct2_cfg.get("suppress_ids_begin", [])),
-        alignment_heads=ct2_cfg.get("alignment_heads"), max_initial_timestamp_index=50,
+        alignment_heads=ct2_cfg.get("alignment_heads"),
+        max_initial_timestamp_index=50,
         forced_decoder_ids=None if multilingual else [[1, special["<|notimestamps|>"]]],
     )
     if multilingual:
@@ -172,12 +192,25 @@ def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
     model.generation_config = gen
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dst))
-    tok = WhisperTokenizerFast(tokenizer_file=str(src / "tokenizer.json"), unk_token="<|endoftext|>",
-                               bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok = WhisperTokenizerFast(
+        tokenizer_file=str(src / "tokenizer.json"),
+        unk_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
     tok.save_pretrained(str(dst))
     from transformers import WhisperFeatureExtractor
 
     WhisperFeatureExtractor(feature_size=cfg.num_mel_bins).save_pretrained(str(dst))
-    log.info("converted %s (%s, d_model %d, %d+%d layers, vocab %d) to %s", src, spec, d_model,
-             cfg.encoder_layers, cfg.decoder_layers, vocab, dst)
+    log.info(
+        "converted %s (%s, d_model %d, %d+%d layers, vocab %d) to %s",
+        src,
+        spec,
+        d_model,
+        cfg.encoder_layers,
+        cfg.decoder_layers,
+        vocab,
+        dst,
+    )
     return dst

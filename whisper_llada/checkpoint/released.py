@@ -29,7 +29,7 @@ RENAMES = (
 def rename_key(key: str) -> str | None:
     for old, new in RENAMES:
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return None
 
 
@@ -71,20 +71,33 @@ def import_released_checkpoint(model, pth: str | Path, out: str | Path, allow_un
     want = model.trainable_state_dict()
     report = map_released_state(released, want)
     if report["wrong_shape"]:
-        raise ValueError(f"{pth}: {len(report['wrong_shape'])} weights do not fit the model config: "
-                         + "; ".join(report["wrong_shape"][:5]))
+        raise ValueError(
+            f"{pth}: {len(report['wrong_shape'])} weights do not fit the model config: "
+            + "; ".join(report["wrong_shape"][:5])
+        )
     if report["unfilled"] and not allow_unfilled:
-        raise ValueError(f"{pth}: {len(report['unfilled'])} trainable parameters of the model get no weight "
-                         f"(e.g. {report['unfilled'][:3]}); does the config match the release (LoRA r, targets, "
-                         f"Q-Former size, auxiliary CTC)? allow_unfilled keeps their initial values")
+        raise ValueError(
+            f"{pth}: {len(report['unfilled'])} trainable parameters of the model get no weight "
+            f"(e.g. {report['unfilled'][:3]}); does the config match the release (LoRA r, targets, "
+            f"Q-Former size, auxiliary CTC)? allow_unfilled keeps their initial values"
+        )
     state = {**{k: v for k, v in want.items() if k in report["unfilled"]}, **report["state"]}
     load_model_state(model, state, str(pth))
-    save_checkpoint(out, model, {"epoch": 0, "imported_from": str(pth), "unused_keys": report["unused"],
-                                 "unfilled_params": report["unfilled"]})
+    save_checkpoint(
+        out,
+        model,
+        {"epoch": 0, "imported_from": str(pth), "unused_keys": report["unused"], "unfilled_params": report["unfilled"]},
+    )
     for key in report["unused"]:
         log.info("not used: %s", key)
     for key in report["unfilled"]:
         log.warning("not filled (initial value kept): %s", key)
-    log.info("%s: %d weights imported, %d keys not used, %d parameters not filled -> %s", pth,
-             len(report["state"]), len(report["unused"]), len(report["unfilled"]), out)
+    log.info(
+        "%s: %d weights imported, %d keys not used, %d parameters not filled -> %s",
+        pth,
+        len(report["state"]),
+        len(report["unused"]),
+        len(report["unfilled"]),
+        out,
+    )
     return report

@@ -26,8 +26,10 @@ class Audio:
         if self.kind not in KINDS:
             raise ValueError(f"audio kind {self.kind!r}: expected one of {KINDS}")
         if self.data.dim() != 3 or self.lens.shape != (self.data.shape[0],):
-            raise ValueError(f"{self.kind}: expected data (B, T, dim) and lens (B,), got {tuple(self.data.shape)} "
-                             f"and {tuple(self.lens.shape)}")
+            raise ValueError(
+                f"{self.kind}: expected data (B, T, dim) and lens (B,), got {tuple(self.data.shape)} "
+                f"and {tuple(self.lens.shape)}"
+            )
 
     @classmethod
     def features(cls, data: torch.Tensor, lens: torch.Tensor) -> Audio:
@@ -50,10 +52,14 @@ class Audio:
     @property
     def mask(self) -> torch.Tensor:
         """(B, T) True on real positions."""
-        return torch.arange(self.data.shape[1], device=self.data.device)[None, :] < self.lens.to(self.data.device)[:, None]
+        return (
+            torch.arange(self.data.shape[1], device=self.data.device)[None, :] < self.lens.to(self.data.device)[:, None]
+        )
 
     def expect(self, *kinds: str, who: str = "this model") -> Audio:
         """``self`` if its kind is one of ``kinds``; else an error saying what ``who`` needs."""
         if self.kind not in kinds:
-            raise ValueError(f"{who} reads {' or '.join(kinds)}, not {self.kind} (check the train/decode cache settings)")
+            raise ValueError(
+                f"{who} reads {' or '.join(kinds)}, not {self.kind} (check the train/decode cache settings)"
+            )
         return self

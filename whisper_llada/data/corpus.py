@@ -35,8 +35,10 @@ def prepare_manifests(data, corpus_dir: str | Path, nj: int = 1, parts=None) -> 
             log.info("%s already exists - skipping (its source %s is not here to check against)", rec, source)
             continue
         if not source.exists():
-            raise FileNotFoundError(f"{source}: part {part!r} of the config ({data.corpus} corpus) not found, and no "
-                                    f"manifests {rec} yet; check the corpus directory and data.*_parts")
+            raise FileNotFoundError(
+                f"{source}: part {part!r} of the config ({data.corpus} corpus) not found, and no "
+                f"manifests {rec} yet; check the corpus directory and data.*_parts"
+            )
         todo.append(part)
     if not todo:
         return parts
@@ -62,11 +64,18 @@ def import_kaldi_part(part_dir: Path, data, part: str, nj: int = 1) -> None:
 
     missing = [n for n in KALDI_NEEDS if not (part_dir / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{part_dir}: not a Kaldi data directory with transcripts: {', '.join(missing)} missing")
+        raise FileNotFoundError(
+            f"{part_dir}: not a Kaldi data directory with transcripts: {', '.join(missing)} missing"
+        )
     rec_path, sup_path = data.manifest_path("recordings", part), data.manifest_path("supervisions", part)
     drop_path = dropped_path(data.raw_manifest_dir, data.prefix, part)
-    record = StageRecord(record_path_for(rec_path), [part_dir], {"sampling_rate": data.sampling_rate},
-                         [sup_path, rec_path, drop_path], verify=check_manifest)
+    record = StageRecord(
+        record_path_for(rec_path),
+        [part_dir],
+        {"sampling_rate": data.sampling_rate},
+        [sup_path, rec_path, drop_path],
+        verify=check_manifest,
+    )
     if record.check(str(rec_path)):
         return
     listed = {}
@@ -79,8 +88,10 @@ def import_kaldi_part(part_dir: Path, data, part: str, nj: int = 1) -> None:
     if first is not None and Path(listed[first.id]).is_file():
         real = Recording.from_file(listed[first.id]).sampling_rate
         if real != data.sampling_rate:
-            raise ValueError(f"{listed[first.id]}: sampled at {real} Hz, but data.sampling_rate is "
-                             f"{data.sampling_rate} (a Kaldi wav.scp does not say; set it in the config)")
+            raise ValueError(
+                f"{listed[first.id]}: sampled at {real} Hz, but data.sampling_rate is "
+                f"{data.sampling_rate} (a Kaldi wav.scp does not say; set it in the config)"
+            )
     dropped = []
     gone = set(listed) - set(recs.ids)
     if gone:
@@ -88,8 +99,13 @@ def import_kaldi_part(part_dir: Path, data, part: str, nj: int = 1) -> None:
             if s.recording_id in gone:
                 dropped.append(entry(s.id, "unreadable audio", s.text or "", listed[s.recording_id]))
         sups = sups.filter(lambda s: s.recording_id not in gone)
-        log.warning("%s: %d recordings unreadable; their %d utterances left out (listed in %s)", part_dir, len(gone),
-                    len(dropped), drop_path)
+        log.warning(
+            "%s: %d recordings unreadable; their %d utterances left out (listed in %s)",
+            part_dir,
+            len(gone),
+            len(dropped),
+            drop_path,
+        )
     no_text = [s.id for s in sups if not (s.text or "").strip()]
     if no_text:
         log.warning("%s: %d utterances without a transcript in text (e.g. %s)", part_dir, len(no_text), no_text[:3])
@@ -107,8 +123,10 @@ def copy_lhotse_part(src_dir: Path, data, part: str) -> None:
         dst = data.manifest_path(kind, part)
         src = src_dir / dst.name
         if not src.is_file():
-            raise FileNotFoundError(f"{src}: lhotse {kind} manifest of part {part!r} not found (expected "
-                                    f"{data.prefix}_{kind}_{part}.jsonl.gz in {src_dir})")
+            raise FileNotFoundError(
+                f"{src}: lhotse {kind} manifest of part {part!r} not found (expected "
+                f"{data.prefix}_{kind}_{part}.jsonl.gz in {src_dir})"
+            )
         if src.resolve() == dst.resolve():
             continue
         record = StageRecord(record_path_for(dst), [src], {}, [dst], verify=check_manifest)
@@ -132,4 +150,6 @@ def one_cut_per_segment(cuts):
         return cuts
     # lhotse's trim_to_supervisions is lazy (it has no len(), which splitting into jobs needs) and
     # gives the new cuts made-up ids: the segment's id is what transcripts and results are keyed by.
-    return CutSet.from_cuts(fastcopy(c, id=c.supervisions[0].id) for c in cuts.trim_to_supervisions(keep_overlapping=False))
+    return CutSet.from_cuts(
+        fastcopy(c, id=c.supervisions[0].id) for c in cuts.trim_to_supervisions(keep_overlapping=False)
+    )

@@ -38,21 +38,36 @@ def check_part(data, part: str) -> Path:
 
     path = data.cuts_path(part)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: cut manifest of part {part!r} not found (run the features stage "
-                                f"for it, or fix data.prefix / the part names in the config)")
+        raise FileNotFoundError(
+            f"{path}: cut manifest of part {part!r} not found (run the features stage "
+            f"for it, or fix data.prefix / the part names in the config)"
+        )
     first = next(iter(_NamedErrors(load_manifest_lazy(path), path)), None)
     if first is None:
         raise ValueError(f"{path}: no cuts in part {part!r} (see the features stage's log and dropped-cut list)")
     feats = getattr(first, "features", None)
     if feats is not None and feats.num_features != data.num_mel_bins:
-        raise ValueError(f"{path}: features of {feats.num_features} mel bins, but data.num_mel_bins is "
-                         f"{data.num_mel_bins}; delete {data.manifest_dir} and rerun the features stage")
+        raise ValueError(
+            f"{path}: features of {feats.num_features} mel bins, but data.num_mel_bins is "
+            f"{data.num_mel_bins}; delete {data.manifest_dir} and rerun the features stage"
+        )
     return path
 
 
-def load_part_cuts(data, parts: Sequence[str], where: str, *, lazy: bool = False, tokenizer=None,
-                   max_tokens: Optional[int] = None, min_duration: float = 0.0, need_text: bool = True,
-                   strict: Optional[bool] = None, dropped: Optional[list] = None, dropped_file=None):
+def load_part_cuts(
+    data,
+    parts: Sequence[str],
+    where: str,
+    *,
+    lazy: bool = False,
+    tokenizer=None,
+    max_tokens: Optional[int] = None,
+    min_duration: float = 0.0,
+    need_text: bool = True,
+    strict: Optional[bool] = None,
+    dropped: Optional[list] = None,
+    dropped_file=None,
+):
     """The usable cuts of ``parts`` (several are interleaved with lhotse's mux), filtered by
     ``filter_cuts`` with the config's text normaliser.
 
@@ -70,7 +85,16 @@ def load_part_cuts(data, parts: Sequence[str], where: str, *, lazy: bool = False
     if not sets:
         raise ValueError(f"{where}: no parts given")
     cuts = CutSet.mux(*sets) if len(sets) > 1 else sets[0]
-    return filter_cuts(cuts, tokenizer=tokenizer, max_tokens=max_tokens, normalize=data.text_normalizer(),
-                       min_duration=min_duration, need_text=need_text, where=where,
-                       strict=data.strict if strict is None else strict, dropped=dropped, dropped_file=dropped_file,
-                       lazy=lazy)
+    return filter_cuts(
+        cuts,
+        tokenizer=tokenizer,
+        max_tokens=max_tokens,
+        normalize=data.text_normalizer(),
+        min_duration=min_duration,
+        need_text=need_text,
+        where=where,
+        strict=data.strict if strict is None else strict,
+        dropped=dropped,
+        dropped_file=dropped_file,
+        lazy=lazy,
+    )

@@ -28,8 +28,9 @@ def cut_text(cut) -> str:
 class SpeechTextDataset(torch.utils.data.Dataset):
     """Loads each cut on its own so one unreadable cut is reported and dropped, not fatal."""
 
-    def __init__(self, normalize: Optional[Callable[[str], str]] = None, encoder_cache: bool = False,
-                 strict: bool = False):
+    def __init__(
+        self, normalize: Optional[Callable[[str], str]] = None, encoder_cache: bool = False, strict: bool = False
+    ):
         self.normalize = normalize or (lambda s: s)
         self.encoder_cache = encoder_cache
         self.strict = strict
@@ -39,7 +40,9 @@ class SpeechTextDataset(torch.utils.data.Dataset):
 
     @property
     def _what(self) -> str:
-        return "audio tokens" if self.token_cache is not None else "encoder output" if self.encoder_cache else "features"
+        return (
+            "audio tokens" if self.token_cache is not None else "encoder output" if self.encoder_cache else "features"
+        )
 
     def _load(self, cut):
         if self.token_cache is not None:
@@ -56,7 +59,9 @@ class SpeechTextDataset(torch.utils.data.Dataset):
             if self.encoder_cache:
                 return str(cut.custom["encoder_out"].storage_path)
             f = cut.features
-            return str(Path(f.storage_path) / f.storage_key) if f.storage_type == "lilcom_files" else str(f.storage_path)
+            return (
+                str(Path(f.storage_path) / f.storage_key) if f.storage_type == "lilcom_files" else str(f.storage_path)
+            )
         except Exception:  # a cut without the field: the message still names the cut
             return f"cut {cut.id}"
 
@@ -68,8 +73,9 @@ class SpeechTextDataset(torch.utils.data.Dataset):
             except Exception as e:  # corrupt or missing storage: name the cut and its file, go on
                 where = self._storage(cut)
                 if self.strict:
-                    raise RuntimeError(f"{where}: cut {cut.id}: cannot load its {self._what} (rerun the stage "
-                                       "that wrote it)") from e
+                    raise RuntimeError(
+                        f"{where}: cut {cut.id}: cannot load its {self._what} (rerun the stage that wrote it)"
+                    ) from e
                 log.warning("%s: cut %s: cannot load its %s (%r); skipped", where, cut.id, self._what, e)
                 self.failures[cut.id] = f"cannot load its {self._what} from {where} ({type(e).__name__}: {e})"
                 continue
@@ -104,10 +110,21 @@ def move_batch(batch: dict, device) -> dict:
     return out
 
 
-def filter_cuts(cuts, *, max_duration: float = MAX_WHISPER_SECONDS, min_duration: float = 0.0,
-                tokenizer=None, max_tokens: Optional[int] = None, normalize: Optional[Callable[[str], str]] = None,
-                need_text: bool = True, where: str = "", strict: bool = False, dropped: Optional[list] = None,
-                dropped_file=None, lazy: bool = False):
+def filter_cuts(
+    cuts,
+    *,
+    max_duration: float = MAX_WHISPER_SECONDS,
+    min_duration: float = 0.0,
+    tokenizer=None,
+    max_tokens: Optional[int] = None,
+    normalize: Optional[Callable[[str], str]] = None,
+    need_text: bool = True,
+    where: str = "",
+    strict: bool = False,
+    dropped: Optional[list] = None,
+    dropped_file=None,
+    lazy: bool = False,
+):
     """Drop cuts that cannot be used, logging each and a count per reason (``strict``: raise at the
     first). Returns a CutSet in memory, or with ``lazy`` one that filters as it is read (the counts,
     ``dropped`` and ``dropped_file`` are then done when its first full pass ends).
@@ -117,9 +134,18 @@ def filter_cuts(cuts, *, max_duration: float = MAX_WHISPER_SECONDS, min_duration
     """
     from lhotse import CutSet
 
-    kw = dict(max_duration=max_duration, min_duration=min_duration, tokenizer=tokenizer, max_tokens=max_tokens,
-              normalize=normalize, need_text=need_text, where=where, strict=strict, dropped=dropped,
-              dropped_file=dropped_file)
+    kw = dict(
+        max_duration=max_duration,
+        min_duration=min_duration,
+        tokenizer=tokenizer,
+        max_tokens=max_tokens,
+        normalize=normalize,
+        need_text=need_text,
+        where=where,
+        strict=strict,
+        dropped=dropped,
+        dropped_file=dropped_file,
+    )
     if lazy:
         return CutSet(_LazyFiltered(cuts, kw))
     return CutSet.from_cuts(list(_filter_iter(cuts, **kw)))
@@ -139,8 +165,21 @@ class _LazyFiltered:
         self.reported = True
 
 
-def _filter_iter(cuts, *, max_duration, min_duration, tokenizer, max_tokens, normalize, need_text, where, strict,
-                 dropped, dropped_file, report: bool = True):
+def _filter_iter(
+    cuts,
+    *,
+    max_duration,
+    min_duration,
+    tokenizer,
+    max_tokens,
+    normalize,
+    need_text,
+    where,
+    strict,
+    dropped,
+    dropped_file,
+    report: bool = True,
+):
     from whisper_llada.data.dropped import entry, write_dropped
 
     normalize = normalize or (lambda s: s)
@@ -151,7 +190,11 @@ def _filter_iter(cuts, *, max_duration, min_duration, tokenizer, max_tokens, nor
         text = normalize(cut_text(cut))
         why = None
         if cut.duration > max_duration:
-            why = f"longer than {max_duration:g} s (Whisper's window)" if max_duration == MAX_WHISPER_SECONDS else f"longer than {max_duration:g} s"
+            why = (
+                f"longer than {max_duration:g} s (Whisper's window)"
+                if max_duration == MAX_WHISPER_SECONDS
+                else f"longer than {max_duration:g} s"
+            )
         elif cut.duration < min_duration:
             why = f"shorter than {min_duration:g} s"
         elif need_text and not text:

@@ -50,8 +50,10 @@ def read_dropped(path: str | Path) -> list[dict]:
             e = json.loads(line)
             e["id"], e["reason"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{path}:{n}: not a left-out utterance record ({err}); delete the file and rerun "
-                             "the stage that wrote it (manifests or features)") from None
+            raise ValueError(
+                f"{path}:{n}: not a left-out utterance record ({err}); delete the file and rerun "
+                "the stage that wrote it (manifests or features)"
+            ) from None
         out.append(e)
     return out
 

@@ -23,7 +23,9 @@ TEST_VOICES = ["en-us-nyc", "en-gb-x-gbcwmd"]
 TEST_VARIANTS = ["+m5", "+m6", "+f4", "+f5"]
 
 
-def speakers(voices: list[str], variants: list[str], rates: list[int], pitches: list[int], first_id: int) -> list[Speaker]:
+def speakers(
+    voices: list[str], variants: list[str], rates: list[int], pitches: list[int], first_id: int
+) -> list[Speaker]:
     combos = itertools.product(voices, variants, rates, pitches)
     return [Speaker(first_id + i, v + var, r, p) for i, (v, var, r, p) in enumerate(combos)]
 
@@ -34,15 +36,18 @@ def build_corpus(dl_dir: str | Path, num_train: int, num_dev: int, num_test: int
     if need > len(sents):
         raise ValueError(f"{need} sentences asked for, the fortune file has {len(sents)} usable ones")
     random.Random(seed).shuffle(sents)
-    test, dev, train = sents[:num_test], sents[num_test:num_test + num_dev], sents[num_test + num_dev:need]
+    test, dev, train = sents[:num_test], sents[num_test : num_test + num_dev], sents[num_test + num_dev : need]
     train_spk = speakers(TRAIN_VOICES, TRAIN_VARIANTS, [150, 180], [40, 60], first_id=1000)
     test_spk = speakers(TEST_VOICES, TEST_VARIANTS, [160, 190], [50], first_id=9000)
     counts = {}
     # Test and dev first, each with its own speaker draws: espeak-ng's output depends on what the
     # engine spoke before (measured: the same call differs after other utterances), so this way
     # the test and dev audio do not change with --num-train.
-    for part, texts, pool in (("test-clean", test, test_spk), ("dev-clean", dev, train_spk),
-                              ("train-clean-100", train, train_spk)):
+    for part, texts, pool in (
+        ("test-clean", test, test_spk),
+        ("dev-clean", dev, train_spk),
+        ("train-clean-100", train, train_spk),
+    ):
         rng = random.Random(f"{seed}:{part}")
         counts[part] = write_part(dl_dir, part, [(rng.choice(pool), t) for t in texts])
     log.info("corpus in %s: %s (%d training speakers, %d test speakers)", dl_dir, counts, len(train_spk), len(test_spk))

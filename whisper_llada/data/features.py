@@ -78,8 +78,15 @@ def _job(args: tuple) -> dict:
     return {"done": len(done), "failed": failed, "resampled": resampled, "multi": multi}
 
 
-def compute_whisper_fbank(recordings: Path, supervisions: Path, out_cuts: Path, storage_dir: Path,
-                          num_mel_bins: int, nj: int = 1, channel: int = 0) -> None:
+def compute_whisper_fbank(
+    recordings: Path,
+    supervisions: Path,
+    out_cuts: Path,
+    storage_dir: Path,
+    num_mel_bins: int,
+    nj: int = 1,
+    channel: int = 0,
+) -> None:
     """``channel``: the one read from a multi-channel recording.
 
     Cuts left out here, and those the manifests stage left out, go to ``{prefix}_dropped_{part}.jsonl``
@@ -100,13 +107,15 @@ def compute_whisper_fbank(recordings: Path, supervisions: Path, out_cuts: Path, 
     inputs = [recordings, supervisions] + ([earlier_path] if earlier_path.is_file() else [])
     options = {"num_mel_bins": num_mel_bins, "channel": channel}
     # The storage directory is an output too: features deleted by hand make the part stale.
-    record = StageRecord(record_path_for(out_cuts), inputs, options, [out_cuts, drop_path, storage_dir],
-                         verify=check_manifest)
+    record = StageRecord(
+        record_path_for(out_cuts), inputs, options, [out_cuts, drop_path, storage_dir], verify=check_manifest
+    )
     if record.check(str(out_cuts)):
         return
     storage_dir.mkdir(parents=True, exist_ok=True)
-    cuts = CutSet.from_manifests(recordings=read_manifest(recordings, "manifests"),
-                                 supervisions=read_manifest(supervisions, "manifests"))
+    cuts = CutSet.from_manifests(
+        recordings=read_manifest(recordings, "manifests"), supervisions=read_manifest(supervisions, "manifests")
+    )
     cuts = one_cut_per_segment(cuts)
     # A cut is named by its utterance: lhotse's "{recording}-{index}" renames every later cut when one
     # recording is left out, and the lists of left-out utterances would not match the cut ids.
@@ -116,8 +125,13 @@ def compute_whisper_fbank(recordings: Path, supervisions: Path, out_cuts: Path, 
     for j, split in enumerate(splits):
         out = storage_dir / f"cuts.{j}.jsonl.gz"
         # A job's cuts from an earlier, interrupted run are reused only if made from these manifests.
-        job_rec = StageRecord(record_path_for(out), inputs, {**options, "job": j, "nj": len(splits)},
-                              [out, storage_dir / f"feats-{j}.failed.jsonl"], verify=check_manifest)
+        job_rec = StageRecord(
+            record_path_for(out),
+            inputs,
+            {**options, "job": j, "nj": len(splits)},
+            [out, storage_dir / f"feats-{j}.failed.jsonl"],
+            verify=check_manifest,
+        )
         job_records.append(job_rec)
         if job_rec.check(f"{out} (job {j})"):
             continue
@@ -134,8 +148,9 @@ def compute_whisper_fbank(recordings: Path, supervisions: Path, out_cuts: Path, 
         job_records[j].done()
     _say_audio_conversions(part, outs, channel)
     failed = [e for j in range(len(splits)) for e in read_dropped(storage_dir / f"feats-{j}.failed.jsonl")]
-    merged = CutSet.from_cuts(c for j in range(len(splits))
-                              for c in read_manifest(storage_dir / f"cuts.{j}.jsonl.gz", "features"))
+    merged = CutSet.from_cuts(
+        c for j in range(len(splits)) for c in read_manifest(storage_dir / f"cuts.{j}.jsonl.gz", "features")
+    )
     atomic_to_file(merged, out_cuts)
     write_dropped(drop_path, read_dropped(earlier_path) + failed)
     record.done()

@@ -7,8 +7,8 @@ utterances' durations, ``token_rate.json`` (the canvas of ``gen_len: auto`` deco
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -26,12 +26,18 @@ def token_rate(lengths: Sequence[int], durations: Sequence[float], quantile: flo
     rates = np.array([n / d for n, d in zip(lengths, durations) if d > 0], dtype=np.float64)
     if rates.size == 0:
         raise ValueError("no utterance with a positive duration to measure the token rate on")
-    return {"tokens_per_second": round(float(np.quantile(rates, quantile)), 4), "quantile": quantile,
-            "mean": round(float(rates.mean()), 4), "max": round(float(rates.max()), 4), "utterances": int(rates.size)}
+    return {
+        "tokens_per_second": round(float(np.quantile(rates, quantile)), 4),
+        "quantile": quantile,
+        "mean": round(float(rates.mean()), 4),
+        "max": round(float(rates.max()), 4),
+        "utterances": int(rates.size),
+    }
 
 
-def prepare_lang(texts: Iterable[str], lang_dir: str | Path, vocab_size: int,
-                 durations: Optional[Sequence[float]] = None) -> Path:
+def prepare_lang(
+    texts: Iterable[str], lang_dir: str | Path, vocab_size: int, durations: Optional[Sequence[float]] = None
+) -> Path:
     lang_dir = Path(lang_dir)
     texts = list(texts)
     if durations is not None:
@@ -53,14 +59,20 @@ def prepare_lang(texts: Iterable[str], lang_dir: str | Path, vocab_size: int,
         try:
             train_sentencepiece(texts, lang_dir / "bpe", vocab_size)
         except RuntimeError as e:
-            raise ValueError(f"{lang_dir}: sentencepiece could not train {vocab_size} pieces on {len(texts)} "
-                             f"transcripts ({e}); lower the vocabulary size") from e
+            raise ValueError(
+                f"{lang_dir}: sentencepiece could not train {vocab_size} pieces on {len(texts)} "
+                f"transcripts ({e}); lower the vocabulary size"
+            ) from e
     sp = SentencePieceTokenizer(model)
     atomic_write_text(lang_dir / "tokens.txt", "".join(f"{sp.sp.id_to_piece(i)} {i}\n" for i in range(sp.num_pieces)))
     if durations is not None:
         rate = token_rate([len(sp.encode(t)) for t in texts], durations)
         atomic_write_text(lang_dir / "token_rate.json", json.dumps(rate, indent=1) + "\n")
-        log.info("%s: %.2f BPE tokens per second bound 99%% of the training transcripts (mean %.2f)",
-                 lang_dir, rate["tokens_per_second"], rate["mean"])
+        log.info(
+            "%s: %.2f BPE tokens per second bound 99%% of the training transcripts (mean %.2f)",
+            lang_dir,
+            rate["tokens_per_second"],
+            rate["mean"],
+        )
     log.info("%s: %d words, %d BPE pieces", lang_dir, len(words), sp.num_pieces)
     return model

@@ -51,13 +51,28 @@ def _read_part(part_dir: Path, nj: int):
         if rec is None:
             continue
         recs.append(rec)
-        sups.append(SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0, duration=rec.duration, channel=0,
-                                       text=text, language="English", speaker="-".join(rec.id.split("-")[:2])))
+        sups.append(
+            SupervisionSegment(
+                id=rec.id,
+                recording_id=rec.id,
+                start=0.0,
+                duration=rec.duration,
+                channel=0,
+                text=text,
+                language="English",
+                speaker="-".join(rec.id.split("-")[:2]),
+            )
+        )
     return RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups), dropped
 
 
-def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts: Optional[Sequence[str]] = None,
-                        nj: int = 1, prefix: str = "librispeech") -> list[str]:
+def prepare_librispeech(
+    corpus_dir: str | Path,
+    output_dir: str | Path,
+    parts: Optional[Sequence[str]] = None,
+    nj: int = 1,
+    prefix: str = "librispeech",
+) -> list[str]:
     """Returns the parts written (all standard parts present, or ``parts``); existing ones are skipped."""
     corpus_dir, output_dir = Path(corpus_dir), Path(output_dir)
     if not corpus_dir.is_dir():
@@ -73,8 +88,9 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts: O
             raise FileNotFoundError(f"{corpus_dir / part}: part not found")
         # Redone when any file of the part changed (a replaced flac, a corrected transcript) or an output is damaged.
         drop_path = dropped_path(output_dir, prefix, part)
-        record = StageRecord(record_path_for(rec_path), [corpus_dir / part], {}, [sup_path, rec_path, drop_path],
-                             verify=check_manifest)
+        record = StageRecord(
+            record_path_for(rec_path), [corpus_dir / part], {}, [sup_path, rec_path, drop_path], verify=check_manifest
+        )
         if record.check(str(rec_path)):
             continue
         recs, sups, dropped = _read_part(corpus_dir / part, nj)
@@ -83,6 +99,7 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts: O
         write_dropped(drop_path, dropped)
         record.done()
         msg = f"{part}: {len(recs)} recordings"
-        (log.warning if dropped else log.info)(msg + (f", {len(dropped)} unreadable files left out (listed in "
-                                                      f"{drop_path})" if dropped else ""))
+        (log.warning if dropped else log.info)(
+            msg + (f", {len(dropped)} unreadable files left out (listed in {drop_path})" if dropped else "")
+        )
     return parts

@@ -25,8 +25,10 @@ def _kind(path: Path) -> str:
 def manifest_error(path: str | Path, err: BaseException, stage: str | None = None, where: str = "") -> ManifestError:
     path = Path(path)
     stage = stage or STAGE_OF[_kind(path)]
-    return ManifestError(f"{path}{where}: cannot read this manifest ({type(err).__name__}: {err}); it is truncated or "
-                         f"damaged: delete it and rerun the {stage} stage, which rebuilds it")
+    return ManifestError(
+        f"{path}{where}: cannot read this manifest ({type(err).__name__}: {err}); it is truncated or "
+        f"damaged: delete it and rerun the {stage} stage, which rebuilds it"
+    )
 
 
 def check_manifest(path: str | Path, stage: str | None = None) -> int:

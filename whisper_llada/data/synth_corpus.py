@@ -29,8 +29,13 @@ class Speaker:
     pitch: int = 50
 
 
-def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]], sample_rate: int = 16000,
-               utts_per_chapter: int = 50) -> int:
+def write_part(
+    root: str | Path,
+    part: str,
+    items: Iterable[tuple[Speaker, str]],
+    sample_rate: int = 16000,
+    utts_per_chapter: int = 50,
+) -> int:
     """Synthesise ``(speaker, text)`` pairs into ``root/LibriSpeech/part``; returns the utterance count.
 
     Files that already exist are kept, so an interrupted run resumes (writing the same audio as
@@ -56,7 +61,9 @@ def write_part(root: str | Path, part: str, items: Iterable[tuple[Speaker, str]]
         flac = d / f"{utt_id}.flac"
         # Spoken even when the file exists: espeak-ng's output depends on what it spoke before,
         # so a resumed build must replay the history to write the files an uninterrupted one would.
-        wav = engine.synth(text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch, seed=zlib.crc32(utt_id.encode()))
+        wav = engine.synth(
+            text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch, seed=zlib.crc32(utt_id.encode())
+        )
         if not flac.exists():
             wav = librosa.resample(wav, orig_sr=engine.sample_rate, target_sr=sample_rate)
             atomic_write(flac, lambda tmp: sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate))

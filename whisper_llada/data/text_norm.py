@@ -22,7 +22,7 @@ _NUMBER = re.compile(r"(\d+(?:\.\d+)?)(ST|ND|RD|TH)?\b")
 _ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # Sentence punctuation is what the normaliser is meant to remove; any other character it removes
 # (%, &, $, a letter it cannot fold) changes what was said, so it is counted and reported.
-_PLAIN_PUNCTUATION = frozenset(".,;:!?\"()[]{}-\u2013\u2014\u2026\u00ab\u00bb\u201c\u201d/")
+_PLAIN_PUNCTUATION = frozenset('.,;:!?"()[]{}-\u2013\u2014\u2026\u00ab\u00bb\u201c\u201d/')
 # Quotes, not apostrophes inside words (SHE'S): an apostrophe with no letter or digit on one side.
 _QUOTES = re.compile(r"(?<!\w)'+|'+(?!\w)")
 _ASCII_REMOVED = re.compile(r"[^A-Z0-9' ]+")
@@ -98,9 +98,15 @@ class Normalizer:
         """Warn (once per call, then start counting afresh) about characters removed since the last report."""
         if self.removed:
             chars = ", ".join(f"{c!r} x{n}" for c, n in self.removed.most_common(10))
-            log.warning("%s: the %s normaliser removed %d characters that are not punctuation (%s); e.g. in %s. "
-                        "Set data.accents / data.digits in the config, or clean the transcripts.", where, self.name,
-                        sum(self.removed.values()), chars, " | ".join(repr(e) for e in self.examples))
+            log.warning(
+                "%s: the %s normaliser removed %d characters that are not punctuation (%s); e.g. in %s. "
+                "Set data.accents / data.digits in the config, or clean the transcripts.",
+                where,
+                self.name,
+                sum(self.removed.values()),
+                chars,
+                " | ".join(repr(e) for e in self.examples),
+            )
         self.removed, self.examples = Counter(), []
 
 

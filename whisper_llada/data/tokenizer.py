@@ -44,7 +44,6 @@ class TextTokenizer(ABC):
         """Chat prompt for a user turn ``task``, ending with the assistant header."""
 
 
-
 class SentencePieceTokenizer(TextTokenizer):
     """A sentencepiece model plus three ids we append after its vocabulary: mask, user, assistant."""
 
@@ -110,7 +109,9 @@ class HFChatTokenizer(TextTokenizer):
             # An encoder-only masked LM (BERT family, arch whisper_hf_mlm) has no chat turns: the task
             # in its own special tokens ([CLS] task [SEP]), as it read text in pretraining.
             return list(self.tok.encode(task, add_special_tokens=True))
-        out = self.tok.apply_chat_template([{"role": "user", "content": task}], add_generation_prompt=True, tokenize=True)
+        out = self.tok.apply_chat_template(
+            [{"role": "user", "content": task}], add_generation_prompt=True, tokenize=True
+        )
         if hasattr(out, "keys"):  # transformers may return a BatchEncoding
             out = out["input_ids"]
         return list(out)
@@ -126,7 +127,9 @@ def build_tokenizer(cfg: TokenizerConfig) -> TextTokenizer:
     raise ValueError(f"unknown tokenizer type {cfg.type!r} (expected 'sentencepiece' or 'hf')")
 
 
-def train_sentencepiece(texts: Sequence[str], model_prefix: str | Path, vocab_size: int, model_type: str = "bpe") -> Path:
+def train_sentencepiece(
+    texts: Sequence[str], model_prefix: str | Path, vocab_size: int, model_type: str = "bpe"
+) -> Path:
     """Train a sentencepiece model with ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2 (EOS) and no pad piece."""
     import io
 

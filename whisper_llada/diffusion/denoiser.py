@@ -70,20 +70,27 @@ class Denoiser:
         self._keep_arg = "logits_to_keep" in params
         self._pos_arg = "position_ids" in params
         if not prefix_attends_response and "prefix_length" not in params:
-            raise ValueError(f"{type(_base(lm)).__name__} cannot keep its prefix from attending to the response "
-                             "(model.prefix_attends_response: false needs an LM that takes prefix_length)")
+            raise ValueError(
+                f"{type(_base(lm)).__name__} cannot keep its prefix from attending to the response "
+                "(model.prefix_attends_response: false needs an LM that takes prefix_length)"
+            )
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
 
-    def prefill(self, embeds: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                positions: Optional[torch.Tensor] = None) -> PrefixState:
+    def prefill(
+        self, embeds: torch.Tensor, mask: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None
+    ) -> PrefixState:
         if mask is None:
             mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         elif mask.shape != embeds.shape[:2]:
-            raise ValueError(f"prefix mask {tuple(mask.shape)} does not match prefix embeddings {tuple(embeds.shape[:2])}")
+            raise ValueError(
+                f"prefix mask {tuple(mask.shape)} does not match prefix embeddings {tuple(embeds.shape[:2])}"
+            )
         if positions is not None and not self._pos_arg:
-            raise ValueError(f"{type(_base(self.lm)).__name__} takes no position ids (model.positions must be sequential)")
+            raise ValueError(
+                f"{type(_base(self.lm)).__name__} takes no position ids (model.positions must be sequential)"
+            )
         return PrefixState(embeds, mask.to(torch.bool), positions)
 
     def invalidate(self, state: PrefixState) -> None:
@@ -93,8 +100,13 @@ class Denoiser:
         """Sequence positions one call runs per row (the prefix's included when it is recomputed)."""
         return state.length + L
 
-    def response_logits(self, state: PrefixState, response: torch.Tensor, response_mask: torch.Tensor,
-                        rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def response_logits(
+        self,
+        state: PrefixState,
+        response: torch.Tensor,
+        response_mask: torch.Tensor,
+        rows: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """Logits (b, L, V) over the response positions of ``rows`` (all rows when None); ``response``
         and ``response_mask`` (B, L) hold every row."""
         if rows is not None:
@@ -128,9 +140,11 @@ class PrefixCache(Denoiser):
         if not supports_prefix_cache(lm):
             raise ValueError(f"{type(_base(lm)).__name__} keeps no prefix cache (it recomputes every step: cache none)")
         if prefix_attends_response and refresh is None:
-            raise ValueError("an exact prefix cache needs a model whose prefix does not attend to the response "
-                             "(model.prefix_attends_response: false, used in training too); this model attends "
-                             "in both directions: use the approximate cache (cache: approximate) or none")
+            raise ValueError(
+                "an exact prefix cache needs a model whose prefix does not attend to the response "
+                "(model.prefix_attends_response: false, used in training too); this model attends "
+                "in both directions: use the approximate cache (cache: approximate) or none"
+            )
         if refresh is not None and refresh < 1:
             raise ValueError(f"cache refresh {refresh}: expected a positive number of steps")
         self.refresh = refresh
@@ -138,14 +152,16 @@ class PrefixCache(Denoiser):
 
     def _positions(self, state: PrefixState, rows: torch.Tensor, L: int) -> torch.Tensor:
         if state.positions is not None:
-            return sequence_positions(state.positions[rows], L)[:, state.length:]
+            return sequence_positions(state.positions[rows], L)[:, state.length :]
         return torch.arange(state.length, state.length + L, device=state.embeds.device).expand(rows.numel(), -1)
 
     def prefill(self, embeds, mask=None, positions=None) -> PrefixState:
         state = super().prefill(embeds, mask, positions)
         if self.refresh is None:
             kw = {} if positions is None else {"position_ids": positions}
-            out = self.lm(inputs_embeds=embeds, attention_mask=state.mask, keep_kv=embeds.shape[1], logits_to_keep=1, **kw)
+            out = self.lm(
+                inputs_embeds=embeds, attention_mask=state.mask, keep_kv=embeds.shape[1], logits_to_keep=1, **kw
+            )
             state.kv = out.past_key_values
         # Calls of each row served since its cache was computed; a new one starts stale.
         state.age = torch.full((embeds.shape[0],), self.refresh or 0, dtype=torch.long)
@@ -174,26 +190,37 @@ class PrefixCache(Denoiser):
             embeds, mask = state.embeds[rows], state.mask[rows]
             x = torch.cat([embeds, self.embed(response[rows]).to(embeds.dtype)], dim=1)
             kw = {} if state.positions is None else {"position_ids": sequence_positions(state.positions[rows], L)}
-            out = self.lm(inputs_embeds=x, attention_mask=torch.cat([mask, response_mask[rows].to(torch.bool)], dim=1),
-                          logits_to_keep=L, keep_kv=state.length, **kw)
+            out = self.lm(
+                inputs_embeds=x,
+                attention_mask=torch.cat([mask, response_mask[rows].to(torch.bool)], dim=1),
+                logits_to_keep=L,
+                keep_kv=state.length,
+                **kw,
+            )
             if state.kv is None:
-                state.kv = [(k.new_zeros((B, *k.shape[1:])), v.new_zeros((B, *v.shape[1:])))
-                            for k, v in out.past_key_values]
+                state.kv = [
+                    (k.new_zeros((B, *k.shape[1:])), v.new_zeros((B, *v.shape[1:]))) for k, v in out.past_key_values
+                ]
             for (ck, cv), (k, v) in zip(state.kv, out.past_key_values):
                 ck[rows], cv[rows] = k, v
             state.age[rows.cpu()] = 0
             return out.logits[:, -L:]
         L = response.shape[1]
         past = [(k[rows], v[rows]) for k, v in state.kv]
-        out = self.lm(inputs_embeds=self.embed(response[rows]).to(state.embeds.dtype),
-                      attention_mask=response_mask[rows].to(torch.bool), past_key_values=past,
-                      past_mask=state.mask[rows], position_ids=self._positions(state, rows, L))
+        out = self.lm(
+            inputs_embeds=self.embed(response[rows]).to(state.embeds.dtype),
+            attention_mask=response_mask[rows].to(torch.bool),
+            past_key_values=past,
+            past_mask=state.mask[rows],
+            position_ids=self._positions(state, rows, L),
+        )
         state.age[rows.cpu()] += 1
         return out.logits
 
 
-def make_denoiser(lm, *, prefix_attends_response: bool = True, cache: str = "auto",
-                  refresh: Optional[int] = None) -> Denoiser:
+def make_denoiser(
+    lm, *, prefix_attends_response: bool = True, cache: str = "auto", refresh: Optional[int] = None
+) -> Denoiser:
     """The denoiser a decode setting asks for. ``cache``: ``auto`` (the exact cache where the model
     allows it, else none), ``none``, ``exact`` or ``approximate`` (refreshed every ``refresh`` calls)."""
     if cache not in CACHES:

@@ -153,7 +153,9 @@ def _denoise(
 def _rule(commit: CommitRule | str, threshold: float, remasking: str) -> CommitRule:
     rule = commit if isinstance(commit, CommitRule) else CommitRule(commit, threshold)
     if rule.adaptive and remasking != "low_confidence":
-        raise ValueError(f"the threshold commit rule reads the model's confidence: remasking must be low_confidence, not {remasking!r}")
+        raise ValueError(
+            f"the threshold commit rule reads the model's confidence: remasking must be low_confidence, not {remasking!r}"
+        )
     return rule
 
 
@@ -197,22 +199,33 @@ def generate(
     L = int(lengths.max()) if B else int(gen_length if not per_row else 0)
     if block_length is None or per_row:
         if per_row and block_length is not None and block_length < L:
-            raise ValueError("per-row canvas lengths (gen_len auto) decode by pure diffusion: block_length must be null")
+            raise ValueError(
+                "per-row canvas lengths (gen_len auto) decode by pure diffusion: block_length must be null"
+            )
         block_length = L
     if (B and int(lengths.min()) <= 0) or block_length <= 0 or steps <= 0:
-        raise ValueError(f"gen_length ({gen_length}), block_length ({block_length}) and steps ({steps}) must be positive")
+        raise ValueError(
+            f"gen_length ({gen_length}), block_length ({block_length}) and steps ({steps}) must be positive"
+        )
     if L % block_length:
         raise ValueError(f"gen_length {L} is not a multiple of block_length {block_length}")
     num_blocks = L // block_length
     if steps % num_blocks:
-        raise ValueError(f"steps {steps} is not a multiple of the number of blocks {num_blocks} (gen_length / block_length)")
+        raise ValueError(
+            f"steps {steps} is not a multiple of the number of blocks {num_blocks} (gen_length / block_length)"
+        )
     den = as_denoiser(model)
     run = _Runner(den, den.prefill(prefix_embeds, prefix_mask, prefix_positions), stats)
     pos = torch.arange(L, device=device)
     resp_mask = pos[None, :] < lengths[:, None]
-    x = torch.where(resp_mask, torch.full((B, L), mask_id, dtype=torch.long, device=device),
-                    torch.full((B, L), eos_id, dtype=torch.long, device=device))
-    row_steps = torch.minimum(lengths, torch.tensor(steps // num_blocks, device=device)) if per_row else steps // num_blocks
+    x = torch.where(
+        resp_mask,
+        torch.full((B, L), mask_id, dtype=torch.long, device=device),
+        torch.full((B, L), eos_id, dtype=torch.long, device=device),
+    )
+    row_steps = (
+        torch.minimum(lengths, torch.tensor(steps // num_blocks, device=device)) if per_row else steps // num_blocks
+    )
     for b in range(num_blocks):
         start, end = b * block_length, (b + 1) * block_length
         # A row whose EOS filled this block has no masks left in it: its steps are skipped.
@@ -221,8 +234,19 @@ def generate(
         window = (pos < end).expand(B, -1) & resp_mask
         if b:
             run.invalidate()  # an approximate cache is refreshed at every block
-        x = _denoise(run, x, resp_mask, window, schedule, mask_id=mask_id, remasking=remasking,
-                     temperature=temperature, generator=generator, eos_id=eos_id, rule=rule)
+        x = _denoise(
+            run,
+            x,
+            resp_mask,
+            window,
+            schedule,
+            mask_id=mask_id,
+            remasking=remasking,
+            temperature=temperature,
+            generator=generator,
+            eos_id=eos_id,
+            rule=rule,
+        )
     run.report()
     return x
 
@@ -338,7 +362,9 @@ def deliberate(
     if not 0.0 <= mask_ratio <= 1.0:
         raise ValueError(f"mask_ratio {mask_ratio} is not in [0, 1]")
     if mode == "semi_ar" and (num_chunks < 1 or steps < num_chunks):
-        raise ValueError(f"semi-AR deliberation needs 1 <= num_chunks <= steps (num_chunks {num_chunks}, steps {steps})")
+        raise ValueError(
+            f"semi-AR deliberation needs 1 <= num_chunks <= steps (num_chunks {num_chunks}, steps {steps})"
+        )
     if steps < 1:
         raise ValueError(f"steps {steps} must be positive")
     if len(hyps) != prefix_embeds.shape[0]:

@@ -78,8 +78,11 @@ class DecodeConfig:
         if self.mode == "autoregressive":
             return f"greedy-len-{self.gen_len}" if self.num_beams == 1 else f"beam-{self.num_beams}-len-{self.gen_len}"
         if self.mode == "decoding":
-            kind = ("diffusion" if self.gen_len == "auto" or self.block_length == self.gen_len
-                    else f"semi-ar-block-{self.block_length}")
+            kind = (
+                "diffusion"
+                if self.gen_len == "auto" or self.block_length == self.gen_len
+                else f"semi-ar-block-{self.block_length}"
+            )
             s = f"{kind}-gen-{self.gen_len}-steps-{self.steps}"
             if self.commit == "threshold":
                 s = f"{kind}-gen-{self.gen_len}-threshold-{self.threshold:g}"

@@ -11,8 +11,16 @@ from typing import Optional
 import numpy as np
 import torch
 
-from whisper_llada.lattice.lattice import (align, arc_posteriors, best_path, decode, nbest, search_windows,
-                                           word_confidences, word_spans)
+from whisper_llada.lattice.lattice import (
+    align,
+    arc_posteriors,
+    best_path,
+    decode,
+    nbest,
+    search_windows,
+    word_confidences,
+    word_spans,
+)
 from whisper_llada.recipe import LatticeConfig
 
 log = logging.getLogger(__name__)
@@ -37,8 +45,10 @@ class CTCLatticeFirstPass:
 
     def _words(self, names, ids, windows, spans, lat, post) -> list[dict]:
         conf = word_confidences(lat, post, ids, windows)
-        return [{"word": w, "conf": round(c, 4), "start": round(s * self.sec, 3), "end": round((e + 1) * self.sec, 3)}
-                for w, c, (s, e) in zip(names, conf, spans)]
+        return [
+            {"word": w, "conf": round(c, 4), "start": round(s * self.sec, 3), "end": round((e + 1) * self.sec, 3)}
+            for w, c, (s, e) in zip(names, conf, spans)
+        ]
 
     def _record(self, cut_id: str, lp: np.ndarray) -> dict:
         lc = self.lc
@@ -55,10 +65,17 @@ class CTCLatticeFirstPass:
         ids = [w for w, _, _ in spans]
         windows = search_windows([s for _, s, _ in spans], lat.num_frames, lc.tolerance)
         words = self._words([self.words[w] for w in ids], ids, windows, [(s, e) for _, s, e in spans], lat, post)
-        hyps = [{"text": " ".join(self.words[w] for w in seq), "score": round(score, 4)}
-                for seq, score in nbest(lat, lc.nbest, 1.0, lc.nbest_beam)]
-        rec = {"id": cut_id, "text": " ".join(w["word"] for w in words), "nbest": hyps, "words": words,
-               "lattice_depth": round(len(lat.src) / max(lat.num_frames, 1), 2)}
+        hyps = [
+            {"text": " ".join(self.words[w] for w in seq), "score": round(score, 4)}
+            for seq, score in nbest(lat, lc.nbest, 1.0, lc.nbest_beam)
+        ]
+        rec = {
+            "id": cut_id,
+            "text": " ".join(w["word"] for w in words),
+            "nbest": hyps,
+            "words": words,
+            "lattice_depth": round(len(lat.src) / max(lat.num_frames, 1), 2),
+        }
         other = self.align_to.get(cut_id) if self.align_to is not None else None
         if other is not None:
             other["words"] = self._aligned_words(other["text"].split(), lp, lat, post)

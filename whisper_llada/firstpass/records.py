@@ -39,9 +39,12 @@ def read_records(path: str | Path) -> dict[str, dict]:
                     out[r["id"]] = r
                     r["text"]
                 except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise ValueError(f"{path}:{n}: not a first-pass record ({e}); delete the file and rerun the "
-                                     "first-pass stage") from e
+                    raise ValueError(
+                        f"{path}:{n}: not a first-pass record ({e}); delete the file and rerun the first-pass stage"
+                    ) from e
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:  # truncated or not gzip at all
-        raise ValueError(f"{path}: cannot read these first-pass records after line {n} ({type(e).__name__}: {e}); "
-                         "the file is truncated or damaged: delete it and rerun the first-pass stage") from e
+        raise ValueError(
+            f"{path}: cannot read these first-pass records after line {n} ({type(e).__name__}: {e}); "
+            "the file is truncated or damaged: delete it and rerun the first-pass stage"
+        ) from e
     return out

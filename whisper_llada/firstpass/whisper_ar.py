@@ -37,8 +37,14 @@ class WhisperFirstPass:
             if fallback_tokenizer is None:
                 raise ValueError("a first-pass Whisper built from a config needs the recipe's tokenizer")
             t = fallback_tokenizer
-            fields = dict(vocab_size=t.vocab_size, decoder_start_token_id=t.user_id, bos_token_id=t.user_id,
-                          eos_token_id=t.eos_id, pad_token_id=t.pad_id, **cfg.whisper["config"])
+            fields = dict(
+                vocab_size=t.vocab_size,
+                decoder_start_token_id=t.user_id,
+                bos_token_id=t.user_id,
+                eos_token_id=t.eos_id,
+                pad_token_id=t.pad_id,
+                **cfg.whisper["config"],
+            )
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 self.model = WhisperForConditionalGeneration(WhisperConfig(**fields))
@@ -46,8 +52,10 @@ class WhisperFirstPass:
         else:
             raise ValueError("firstpass.whisper: give path (a Whisper directory), ct2_path or config")
         if cfg.pad_seconds is not None:
-            raise ValueError("firstpass.pad_seconds needs firstpass.whisper.ct2_path: transformers' Whisper "
-                             "accepts the 30 s window only")
+            raise ValueError(
+                "firstpass.pad_seconds needs firstpass.whisper.ct2_path: transformers' Whisper "
+                "accepts the 30 s window only"
+            )
         self.model.to(self.device).eval()
         self.frames = self.model.config.max_source_positions * 2
 
@@ -57,13 +65,20 @@ class WhisperFirstPass:
         audio = batch["audio"].expect(FEATURES, who="the Whisper first pass")
         x = pad_features(audio.data, audio.lens, self.frames).to(self.device)
         nbest = min(cfg.nbest, cfg.num_beams)
-        kw = dict(num_beams=cfg.num_beams, num_return_sequences=nbest, max_new_tokens=cfg.max_new_tokens,
-                  return_dict_in_generate=True, output_scores=True)
+        kw = dict(
+            num_beams=cfg.num_beams,
+            num_return_sequences=nbest,
+            max_new_tokens=cfg.max_new_tokens,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
         if cfg.language and getattr(self.model.generation_config, "is_multilingual", False):
             kw.update(language=cfg.language, task="transcribe")
         out = self.model.generate(input_features=x, **kw)
         seqs = out.sequences.tolist()
-        scores = out.sequences_scores.tolist() if getattr(out, "sequences_scores", None) is not None else [0.0] * len(seqs)
+        scores = (
+            out.sequences_scores.tolist() if getattr(out, "sequences_scores", None) is not None else [0.0] * len(seqs)
+        )
         records = []
         for i, cut_id in enumerate(batch["cut_ids"]):
             hyps = [{"text": self.decode(seqs[i * nbest + k]), "score": scores[i * nbest + k]} for k in range(nbest)]
@@ -91,8 +106,9 @@ class CT2WhisperFirstPass:
         # On a CPU, one thread per core torch may use: CTranslate2's default (4) oversubscribes a
         # 2-core machine (about 10 % slower, measured on 48 utterances).
         threads = {} if str(device).startswith("cuda") else {"intra_threads": torch.get_num_threads()}
-        self.model = ctranslate2.models.Whisper(str(path), device="cuda" if str(device).startswith("cuda") else "cpu",
-                                                compute_type=compute, **threads)
+        self.model = ctranslate2.models.Whisper(
+            str(path), device="cuda" if str(device).startswith("cuda") else "cpu", compute_type=compute, **threads
+        )
         self.tok = Tokenizer.from_file(str(path / "tokenizer.json"))
         special = {t["content"]: t["id"] for t in json.loads((path / "tokenizer.json").read_text())["added_tokens"]}
         self.prompt = [special["<|startoftranscript|>"]]
@@ -111,13 +127,20 @@ class CT2WhisperFirstPass:
         frames = window_frames(audio.lens, self.pad_frames, self.frames)
         x = pad_features(audio.data, audio.lens, frames).float().cpu().numpy()
         nbest = min(cfg.nbest, cfg.num_beams)
-        res = self.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(x)),
-                                  [self.prompt] * x.shape[0], beam_size=cfg.num_beams, num_hypotheses=nbest,
-                                  return_scores=True, max_length=cfg.max_new_tokens)
+        res = self.model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(x)),
+            [self.prompt] * x.shape[0],
+            beam_size=cfg.num_beams,
+            num_hypotheses=nbest,
+            return_scores=True,
+            max_length=cfg.max_new_tokens,
+        )
         records = []
         for cut_id, r in zip(batch["cut_ids"], res):
-            hyps = [{"text": self.tok.decode(ids, skip_special_tokens=True), "score": float(sc)}
-                    for ids, sc in zip(r.sequences_ids, r.scores)]
+            hyps = [
+                {"text": self.tok.decode(ids, skip_special_tokens=True), "score": float(sc)}
+                for ids, sc in zip(r.sequences_ids, r.scores)
+            ]
             records.append({"id": cut_id, "text": hyps[0]["text"], "nbest": hyps})
         return records
 
@@ -138,8 +161,9 @@ def make_first_pass(cfg: FirstPassConfig, fallback_tokenizer=None, device="cpu")
     return WhisperFirstPass(cfg, fallback_tokenizer, device)
 
 
-def run_first_pass(decoder: Callable[[dict], list[dict]], cuts, batch_size: int,
-                   normalize: Optional[Callable[[str], str]] = None) -> tuple[list[dict], dict]:
+def run_first_pass(
+    decoder: Callable[[dict], list[dict]], cuts, batch_size: int, normalize: Optional[Callable[[str], str]] = None
+) -> tuple[list[dict], dict]:
     """Records of every cut, in cut-id order, and the speed (audio seconds, wall seconds, RTF)."""
     import time
 
@@ -170,6 +194,10 @@ def run_first_pass(decoder: Callable[[dict], list[dict]], cuts, batch_size: int,
                 r["text"] = " ".join(w["word"] for w in r["words"])
             out.append(r)
     out.sort(key=lambda r: r["id"])  # decoded by duration, returned by id
-    speed = {"num_utts": len(out), "audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
-             "rtf": round(wall / audio, 5) if audio else None}
+    speed = {
+        "num_utts": len(out),
+        "audio_seconds": round(audio, 3),
+        "wall_seconds": round(wall, 3),
+        "rtf": round(wall / audio, 5) if audio else None,
+    }
     return out, speed

@@ -87,7 +87,7 @@ class KneserNeyLM:
 
     def prob(self, word: str, history: Sequence[str]) -> float:
         """p(word | history) as the ARPA file gives it (the last order-1 words of history count)."""
-        h = tuple(history)[-(self.order - 1):] if self.order > 1 else ()
+        h = tuple(history)[-(self.order - 1) :] if self.order > 1 else ()
         while True:
             g = h + (word,)
             if g in self._probs[len(g)]:

@@ -177,8 +177,10 @@ def build_graph(texts: Sequence[str], sp, out_dir: str | Path, lm_dir: str | Pat
     sentences = [t.split() for t in texts if t.split()]
     lex = Lexicon.from_words((w for s in sentences for w in s), sp)
     words_txt = write_words(lex, out_dir / "words.txt")
-    atomic_write_text(out_dir / "lexicon.txt", "".join(
-        f"{w} {' '.join(sp.id_to_piece(p) for p in pron)}\n" for w, pron in zip(lex.words, lex.prons)))
+    atomic_write_text(
+        out_dir / "lexicon.txt",
+        "".join(f"{w} {' '.join(sp.id_to_piece(p) for p in pron)}\n" for w, pron in zip(lex.words, lex.prons)),
+    )
     arpa = KneserNeyLM(sentences, order).write_arpa(lm_dir / f"G_{order}_gram.arpa")
     HLG = compile_hlg(lex, grammar_fst(arpa, words_txt))
     atomic_write(out_dir / "HLG.fst", HLG.write)

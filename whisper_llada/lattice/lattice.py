@@ -37,8 +37,17 @@ class Lattice:
         g, a = [float(w[0]) for w in weights], [float(w[1]) for w in weights]
         final = {s: tuple(map(float, w.split(","))) if w else (0.0, 0.0) for s, w in final.items()}
         n = max([lat.start + 1, *(s + 1 for s in src), *(d + 1 for d in dst), *(s + 1 for s in final)])
-        out = cls(np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(il, dtype=np.int64),
-                  np.array(ol, dtype=np.int64), np.array(g), np.array(a), lat.start, final, n)
+        out = cls(
+            np.array(src, dtype=np.int64),
+            np.array(dst, dtype=np.int64),
+            np.array(il, dtype=np.int64),
+            np.array(ol, dtype=np.int64),
+            np.array(g),
+            np.array(a),
+            lat.start,
+            final,
+            n,
+        )
         out._sort()
         return out
 
@@ -175,7 +184,9 @@ def search_windows(starts: Sequence[int], num_frames: int, tolerance: int) -> li
     return [(max(0, s - tolerance), max(e, s)) for s, e in zip(starts, ends)]
 
 
-def word_confidences(lat: Lattice, post: np.ndarray, words: Sequence[int], windows: Sequence[tuple[int, int]]) -> list[float]:
+def word_confidences(
+    lat: Lattice, post: np.ndarray, words: Sequence[int], windows: Sequence[tuple[int, int]]
+) -> list[float]:
     """Per word id and frame window: the posterior mass of lattice arcs writing that word inside
     the window. Paths are disjoint events, so at most 1 (capped against rounding)."""
     t_arc = lat.time[lat.src]
@@ -203,7 +214,9 @@ def _viterbi_margins(lat: Lattice, lm_scale: float) -> np.ndarray:
     return fwd[lat.src] + cost + bwd[lat.dst] - bwd[lat.start]
 
 
-def nbest(lat: Lattice, n: int, lm_scale: float = 1.0, beam: float = 6.0, max_states: int = 5000) -> list[tuple[list[int], float]]:
+def nbest(
+    lat: Lattice, n: int, lm_scale: float = 1.0, beam: float = 6.0, max_states: int = 5000
+) -> list[tuple[list[int], float]]:
     """The ``n`` best distinct word sequences with their Viterbi scores, best first.
 
     The word acceptor of the lattice is determinized in the tropical semiring, which keeps each
@@ -217,8 +230,10 @@ def nbest(lat: Lattice, n: int, lm_scale: float = 1.0, beam: float = 6.0, max_st
     margin = _viterbi_margins(lat, lm_scale)
     finals = [f"{s} {lat.final_cost(s, lm_scale):.6f}" for s in lat.final]
     while True:
-        lines = [f"{lat.src[k]} {lat.dst[k]} {lat.olabel[k]} {lat.olabel[k]} {cost[k]:.6f}"
-                 for k in np.flatnonzero(margin <= beam)] + finals
+        lines = [
+            f"{lat.src[k]} {lat.dst[k]} {lat.olabel[k]} {lat.olabel[k]} {cost[k]:.6f}"
+            for k in np.flatnonzero(margin <= beam)
+        ] + finals
         # compile() takes the first line's source as the start state.
         fst = kaldifst.compile("\n".join(sorted(lines, key=lambda ln: ln.split()[0] != str(lat.start))))
         kaldifst.connect(fst)
@@ -245,7 +260,7 @@ def _split_paths(fst) -> list[tuple[list[int], float]]:
     for dst, label, w in arcs.get(fst.start, []):
         words, cost, s = ([label] if label else []), w, dst
         while s not in finals or arcs.get(s):
-            (s, label, w), = arcs[s]
+            ((s, label, w),) = arcs[s]
             cost += w
             if label:
                 words.append(label)
@@ -255,13 +270,16 @@ def _split_paths(fst) -> list[tuple[list[int], float]]:
     return out
 
 
-def decode(log_probs: np.ndarray, graph, beam: float = 16.0, lattice_beam: float = 8.0,
-           acoustic_scale: float = 1.0) -> Optional[Lattice]:
+def decode(
+    log_probs: np.ndarray, graph, beam: float = 16.0, lattice_beam: float = 8.0, acoustic_scale: float = 1.0
+) -> Optional[Lattice]:
     """Lattice of one utterance's CTC log-probabilities (T, classes) over ``graph``; None when no
     path survives the beam. Acoustic costs are ``-acoustic_scale * log p`` (1 / the LM weight)."""
     import kaldi_decoder
 
-    dec = kaldi_decoder.LatticeSimpleDecoder(graph, kaldi_decoder.LatticeSimpleDecoderConfig(beam=beam, lattice_beam=lattice_beam))
+    dec = kaldi_decoder.LatticeSimpleDecoder(
+        graph, kaldi_decoder.LatticeSimpleDecoderConfig(beam=beam, lattice_beam=lattice_beam)
+    )
     dec.decode(kaldi_decoder.DecodableCtc(np.ascontiguousarray(acoustic_scale * log_probs, dtype=np.float32)))
     ok, lat = dec.get_raw_lattice()
     if not ok or lat.num_states == 0:
@@ -269,7 +287,9 @@ def decode(log_probs: np.ndarray, graph, beam: float = 16.0, lattice_beam: float
     return Lattice.from_kaldi(lat)
 
 
-def align(log_probs: np.ndarray, word_pieces: Sequence[Sequence[int]], beam: float = 1e4) -> Optional[list[tuple[int, int]]]:
+def align(
+    log_probs: np.ndarray, word_pieces: Sequence[Sequence[int]], beam: float = 1e4
+) -> Optional[list[tuple[int, int]]]:
     """Forced alignment of a piece sequence against CTC log-probs: (first, last) frame of each word,
     or None when it cannot be aligned (e.g. more symbols than frames).
 

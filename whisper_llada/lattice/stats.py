@@ -58,9 +58,15 @@ def reliability(conf: Sequence[float], correct: Sequence[bool], bins: int = 10) 
     out = []
     for b in range(bins):
         m = idx == b
-        out.append({"lo": round(float(edges[b]), 3), "hi": round(float(edges[b + 1]), 3), "words": int(m.sum()),
-                    "mean_conf": float(conf[m].mean()) if m.any() else None,
-                    "accuracy": float(correct[m].mean()) if m.any() else None})
+        out.append(
+            {
+                "lo": round(float(edges[b]), 3),
+                "hi": round(float(edges[b + 1]), 3),
+                "words": int(m.sum()),
+                "mean_conf": float(conf[m].mean()) if m.any() else None,
+                "accuracy": float(correct[m].mean()) if m.any() else None,
+            }
+        )
     return out
 
 
@@ -83,11 +89,16 @@ def first_pass_stats(records: dict, refs: dict[str, str]) -> dict:
             correct += word_correct(ref, hyp)
         if "lattice_depth" in rec:
             depth.append(rec["lattice_depth"])
-    out = {"utterances": len(records), "ref_words": n_ref, "wer": 100 * errors / max(n_ref, 1),
-           "nbest_oracle_wer": 100 * oracle / max(n_ref, 1)}
+    out = {
+        "utterances": len(records),
+        "ref_words": n_ref,
+        "wer": 100 * errors / max(n_ref, 1),
+        "nbest_oracle_wer": 100 * oracle / max(n_ref, 1),
+    }
     if conf:
-        out.update(confidence_auc=roc_auc(conf, correct), confident_words=len(conf),
-                   reliability=reliability(conf, correct))
+        out.update(
+            confidence_auc=roc_auc(conf, correct), confident_words=len(conf), reliability=reliability(conf, correct)
+        )
     if depth:
         out["lattice_depth"] = float(np.mean(depth))
     return out
@@ -104,8 +115,12 @@ def plot_reliability(stats: dict, path: str | Path, title: str) -> None:
     bins = [b for b in stats.get("reliability", []) if b["words"]]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], ":", color="grey", label="calibrated")
-    ax.plot([b["mean_conf"] for b in bins], [b["accuracy"] for b in bins], "o-",
-            label=f"AUC {stats.get('confidence_auc', float('nan')):.3f}")
+    ax.plot(
+        [b["mean_conf"] for b in bins],
+        [b["accuracy"] for b in bins],
+        "o-",
+        label=f"AUC {stats.get('confidence_auc', float('nan')):.3f}",
+    )
     ax.set_xlabel("word confidence")
     ax.set_ylabel("fraction of words correct")
     ax.set_title(title)

@@ -27,7 +27,9 @@ def apply_lora(llm: nn.Module, cfg: LoRAConfig) -> nn.Module:
     """Wrap ``llm`` with LoRA adapters on ``cfg.targets``; only adapter weights stay trainable."""
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.targets), bias="none")
+    lora = LoraConfig(
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.targets), bias="none"
+    )
     return get_peft_model(llm, lora)
 
 
@@ -63,13 +65,26 @@ def build_llama(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) 
 
 
 def llada_shape(width: int, layers: int, heads: int, ffn: int, vocab: int, max_len: int) -> dict:
-    return dict(d_model=width, n_layers=layers, n_heads=heads, mlp_hidden_size=ffn, vocab_size=vocab,
-                max_sequence_length=max_len)
+    return dict(
+        d_model=width,
+        n_layers=layers,
+        n_heads=heads,
+        mlp_hidden_size=ffn,
+        vocab_size=vocab,
+        max_sequence_length=max_len,
+    )
 
 
 def llama_shape(width: int, layers: int, heads: int, ffn: int, vocab: int, max_len: int) -> dict:
-    return dict(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                intermediate_size=ffn, vocab_size=vocab, max_position_embeddings=max_len)
+    return dict(
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=ffn,
+        vocab_size=vocab,
+        max_position_embeddings=max_len,
+    )
 
 
 def llm_width(llm: nn.Module) -> int:
@@ -99,7 +114,9 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
     llm = arch.build_llm(cfg, tokenizer, dtype)
     if llm.get_input_embeddings().weight.shape[0] < tokenizer.vocab_size:
         where = cfg.llm.path or "model.llm.config"
-        raise ValueError(f"{where}: LLM embeds {llm.get_input_embeddings().weight.shape[0]} ids but the tokenizer uses {tokenizer.vocab_size}")
+        raise ValueError(
+            f"{where}: LLM embeds {llm.get_input_embeddings().weight.shape[0]} ids but the tokenizer uses {tokenizer.vocab_size}"
+        )
     if cfg.llm.gradient_checkpointing:
         llm.gradient_checkpointing_enable()
     if cfg.llm.train == "lora":

@@ -71,7 +71,9 @@ class CTCHeadConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "whisper_llada"  # a name of models/registry.py: whisper_llada, whisper_llama (the AR twin), whisper_ctc, ...
+    arch: str = (
+        "whisper_llada"  # a name of models/registry.py: whisper_llada, whisper_llama (the AR twin), whisper_ctc, ...
+    )
     prompt: str = "Transcribe the audio:"
     # Parts built from a config (not loaded) are initialised from this seed, so a frozen
     # random encoder or LLM is the same in training and decoding.

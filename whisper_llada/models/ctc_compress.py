@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 
 
-def ctc_compress(tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, blank: int) -> tuple[torch.Tensor, torch.Tensor]:
+def ctc_compress(
+    tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, blank: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, A, D) tokens, (B, A) mask, (B, A) greedy labels -> (B, S, D) run means and (B, S) mask.
 
     Kept runs are packed to the left of each row in their original order. A row whose

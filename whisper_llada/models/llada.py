@@ -89,7 +89,9 @@ class LLaDAConfig:
                 raise ValueError(f"{source}: missing required LLaDA config field {req!r}")
         cfg = cls(**kwargs, extra={k: v for k, v in d.items() if k not in names})
         if cfg.d_model % cfg.n_heads or cfg.n_heads % cfg.num_kv_heads:
-            raise ValueError(f"{source}: d_model {cfg.d_model}, n_heads {cfg.n_heads}, n_kv_heads {cfg.n_kv_heads} do not divide")
+            raise ValueError(
+                f"{source}: d_model {cfg.d_model}, n_heads {cfg.n_heads}, n_kv_heads {cfg.n_kv_heads} do not divide"
+            )
         return cfg
 
     @classmethod
@@ -130,8 +132,9 @@ class RotaryEmbedding(nn.Module):
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def cos_sin(self, seq_len: int, device: torch.device,
-                position_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def cos_sin(
+        self, seq_len: int, device: torch.device, position_ids: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(T, hd) tables for positions 0..T-1, or (B, 1, T, hd) for per-row ``position_ids`` (B, T)."""
         if position_ids is None:
             pos = torch.arange(seq_len, device=device, dtype=torch.float32)
@@ -140,7 +143,6 @@ class RotaryEmbedding(nn.Module):
             freqs = (position_ids.to(device, torch.float32)[..., None] * self.inv_freq.to(device))[:, None]
         emb = torch.cat([freqs, freqs], dim=-1)
         return emb.cos(), emb.sin()
-
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -274,7 +276,9 @@ class LLaDAModelLM(nn.Module):
         B, T, _ = x.shape
         P = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         if P + T > self.config.max_sequence_length:
-            raise ValueError(f"sequence of {P + T} tokens exceeds max_sequence_length {self.config.max_sequence_length}")
+            raise ValueError(
+                f"sequence of {P + T} tokens exceeds max_sequence_length {self.config.max_sequence_length}"
+            )
         if position_ids is not None and position_ids.shape != (B, T):
             raise ValueError(f"position_ids {tuple(position_ids.shape)} do not match the input ({B}, {T})")
         if P and position_ids is None:
@@ -310,8 +314,11 @@ class LLaDAModelLM(nn.Module):
         keys = []
         if past_mask is not None:
             keys.append(past_mask.to(torch.bool))
-        keys.append(torch.ones(B, T, dtype=torch.bool, device=x.device) if attention_mask is None
-                    else attention_mask.to(torch.bool))
+        keys.append(
+            torch.ones(B, T, dtype=torch.bool, device=x.device)
+            if attention_mask is None
+            else attention_mask.to(torch.bool)
+        )
         keep = torch.cat(keys, dim=1).view(B, 1, 1, -1)
         if prefix_length:
             S = keep.shape[-1]

@@ -126,8 +126,9 @@ class WindowQFormer(nn.Module):
             nn.init.normal_(self.proj.weight, std=cfg.proj_init_std)
             nn.init.zeros_(self.proj.bias)
 
-    def forward(self, frames: torch.Tensor, real_frames: Optional[torch.Tensor] = None,
-                total_frames: Optional[int] = None):
+    def forward(
+        self, frames: torch.Tensor, real_frames: Optional[torch.Tensor] = None, total_frames: Optional[int] = None
+    ):
         """``frames`` may hold only the leading frames the windows read (a cache), in which
         case ``total_frames`` gives the encoder's full output length."""
         B, T, C = frames.shape
@@ -161,4 +162,3 @@ class WindowQFormer(nn.Module):
 def encoder_frames(num_feature_frames: torch.Tensor) -> torch.Tensor:
     """Whisper's two convolutions (the second with stride 2) halve the frame count, rounding up."""
     return torch.div(num_feature_frames + 1, 2, rounding_mode="floor")
-

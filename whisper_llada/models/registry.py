@@ -33,7 +33,9 @@ class Arch:
     # "module:function" (width, layers, heads, ffn, vocab, max_len) -> ``model.llm.config`` of that shape
     # (benchmarks and tests build any arch at a given size through it)
     llm_shape: Optional[str] = None
-    llm_family: Optional[str] = None  # which LLM code: "llada" (native, what the memory plan sizes), "llama", "hf_masked_lm"
+    llm_family: Optional[str] = (
+        None  # which LLM code: "llada" (native, what the memory plan sizes), "llama", "hf_masked_lm"
+    )
     about: str = ""
 
     @property
@@ -56,19 +58,44 @@ class Arch:
         return _load(self.llm_shape)(width, layers, heads, ffn, vocab, max_len)
 
 
-ARCHS: dict[str, Arch] = {a.name: a for a in (
-    Arch("whisper_llada", "whisper_llada.models.whisper_llada:WhisperLLaDA", MASKED_DIFFUSION,
-         "whisper_llada.models.build:build_llada", "whisper_llada.models.build:llada_shape", "llada",
-         "Whisper-LLaDA (the paper): native LLaDA, bidirectional, prefix cache"),
-    Arch("whisper_llama", "whisper_llada.models.whisper_llama:WhisperLLaMA", NEXT_TOKEN,
-         "whisper_llada.models.build:build_llama", "whisper_llada.models.build:llama_shape", "llama",
-         "the autoregressive twin: transformers' Llama, causal"),
-    Arch("whisper_ctc", "whisper_llada.models.whisper_ctc:WhisperCTC", CTC,
-         about="the first-pass CTC recogniser: transformer layers on the frozen encoder"),
-    Arch("whisper_hf_mlm", "whisper_llada.models.whisper_llada:WhisperLLaDA", MASKED_DIFFUSION,
-         "whisper_llada.models.hf_masked_lm:build_hf_masked_lm", "whisper_llada.models.hf_masked_lm:hf_masked_lm_shape",
-         "hf_masked_lm", "a Hugging Face AutoModelForMaskedLM (BERT, RoBERTa, ModernBERT...) as the diffusion LM"),
-)}
+ARCHS: dict[str, Arch] = {
+    a.name: a
+    for a in (
+        Arch(
+            "whisper_llada",
+            "whisper_llada.models.whisper_llada:WhisperLLaDA",
+            MASKED_DIFFUSION,
+            "whisper_llada.models.build:build_llada",
+            "whisper_llada.models.build:llada_shape",
+            "llada",
+            "Whisper-LLaDA (the paper): native LLaDA, bidirectional, prefix cache",
+        ),
+        Arch(
+            "whisper_llama",
+            "whisper_llada.models.whisper_llama:WhisperLLaMA",
+            NEXT_TOKEN,
+            "whisper_llada.models.build:build_llama",
+            "whisper_llada.models.build:llama_shape",
+            "llama",
+            "the autoregressive twin: transformers' Llama, causal",
+        ),
+        Arch(
+            "whisper_ctc",
+            "whisper_llada.models.whisper_ctc:WhisperCTC",
+            CTC,
+            about="the first-pass CTC recogniser: transformer layers on the frozen encoder",
+        ),
+        Arch(
+            "whisper_hf_mlm",
+            "whisper_llada.models.whisper_llada:WhisperLLaDA",
+            MASKED_DIFFUSION,
+            "whisper_llada.models.hf_masked_lm:build_hf_masked_lm",
+            "whisper_llada.models.hf_masked_lm:hf_masked_lm_shape",
+            "hf_masked_lm",
+            "a Hugging Face AutoModelForMaskedLM (BERT, RoBERTa, ModernBERT...) as the diffusion LM",
+        ),
+    )
+}
 
 
 def get_arch(name: str) -> Arch:
@@ -83,4 +110,3 @@ def get_arch(name: str) -> Arch:
 def arch_names(objective: Optional[str] = None) -> list[str]:
     """Names of the registered archs, optionally only those trained with ``objective``."""
     return [a.name for a in ARCHS.values() if objective is None or a.objective == objective]
-

@@ -34,12 +34,16 @@ def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[tor
 
 
 class SpeechLLM(FrozenWhisperFrontEnd):
-    def __init__(self, cfg: ModelConfig, encoder: nn.Module, qformer: WindowQFormer, llm: nn.Module, tokenizer: TextTokenizer):
+    def __init__(
+        self, cfg: ModelConfig, encoder: nn.Module, qformer: WindowQFormer, llm: nn.Module, tokenizer: TextTokenizer
+    ):
         super().__init__(cfg, encoder)
         self.qformer = qformer
         self.llm = llm
         self.tokenizer = tokenizer
-        self.register_buffer("prompt_ids", torch.tensor(tokenizer.prompt_ids(cfg.prompt), dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "prompt_ids", torch.tensor(tokenizer.prompt_ids(cfg.prompt), dtype=torch.long), persistent=False
+        )
         # Auxiliary CTC over the audio tokens; the mask id, never a target, is the blank.
         self.ctc_head = nn.Linear(qformer.proj.out_features, tokenizer.vocab_size) if cfg.loss.ctc_weight > 0 else None
         # Two-stage training (set_stage): the front end alone with CTC, or the LLM on a frozen front end.
@@ -58,7 +62,9 @@ class SpeechLLM(FrozenWhisperFrontEnd):
     def audio_tokens(self, audio: Audio) -> tuple[torch.Tensor, torch.Tensor]:
         """The Q-Former's audio tokens (B, A, D) and mask (B, A) of features or cached encoder frames."""
         frames, real = self.encoder_output(audio)
-        tokens, mask = self.qformer(frames, real.to(frames.device), total_frames=self.encoder.config.max_source_positions)
+        tokens, mask = self.qformer(
+            frames, real.to(frames.device), total_frames=self.encoder.config.max_source_positions
+        )
         return tokens.to(self.embed_tokens(self.prompt_ids[:1]).dtype), mask
 
     def compress(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +128,9 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         audio tokens of a frozen front end) and transcripts."""
         if audio.kind == TOKENS:
             if not self.frontend_frozen:
-                raise ValueError("cached audio tokens stand for a frozen front end (train.frontend_epochs or frontend_from)")
+                raise ValueError(
+                    "cached audio tokens stand for a frozen front end (train.frontend_epochs or frontend_from)"
+                )
             return self.loss(*self.prefix(audio), texts, generator)
         with torch.no_grad() if self.frontend_frozen else nullcontext():
             tokens, tokens_mask = self.audio_tokens(audio)
@@ -158,10 +166,22 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         logp = F.log_softmax(self.ctc_head(audio).float(), dim=-1).transpose(0, 1)
         ids = self.encode_texts(texts)
         targets = torch.tensor([i for row in ids for i in row], device=audio.device)
-        return F.ctc_loss(logp, targets, audio_mask.sum(1), torch.tensor([len(r) for r in ids], device=audio.device),
-                          blank=self.tokenizer.mask_id, reduction="mean", zero_infinity=True)
+        return F.ctc_loss(
+            logp,
+            targets,
+            audio_mask.sum(1),
+            torch.tensor([len(r) for r in ids], device=audio.device),
+            blank=self.tokenizer.mask_id,
+            reduction="mean",
+            zero_infinity=True,
+        )
 
-    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],
-             texts: Sequence[str], generator: Optional[torch.Generator]) -> dict:
+    def loss(
+        self,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        prefix_positions: Optional[torch.Tensor],
+        texts: Sequence[str],
+        generator: Optional[torch.Generator],
+    ) -> dict:
         raise NotImplementedError
-

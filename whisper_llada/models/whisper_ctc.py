@@ -23,8 +23,9 @@ class WhisperCTC(FrozenWhisperFrontEnd):
         self.tokenizer = tokenizer
         h = cfg.ctc
         self.proj_in = nn.Linear(encoder.config.d_model, h.d_model)
-        layer = nn.TransformerEncoderLayer(h.d_model, h.num_heads, h.ffn_dim, h.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            h.d_model, h.num_heads, h.ffn_dim, h.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.layers = nn.TransformerEncoder(layer, h.num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(h.d_model)
         self.out = nn.Linear(h.d_model, self.num_classes)
@@ -64,6 +65,13 @@ class WhisperCTC(FrozenWhisperFrontEnd):
             if not i:
                 raise ValueError(f"empty transcript {t!r}")
         targets = torch.tensor([p for row in ids for p in row], device=logp.device)
-        loss = F.ctc_loss(logp.transpose(0, 1), targets, lens, torch.tensor([len(r) for r in ids], device=logp.device),
-                          blank=0, reduction="mean", zero_infinity=True)
+        loss = F.ctc_loss(
+            logp.transpose(0, 1),
+            targets,
+            lens,
+            torch.tensor([len(r) for r in ids], device=logp.device),
+            blank=0,
+            reduction="mean",
+            zero_infinity=True,
+        )
         return {"loss": loss, "num_utts": len(texts)}

@@ -52,7 +52,9 @@ def check_feature_settings(path: str | Path, num_mel_bins: int) -> None:
     if cfg_file.is_file():
         n = json.loads(cfg_file.read_text()).get("num_mel_bins")
         if n is not None and n != num_mel_bins:
-            problems.append(f"{cfg_file}: the encoder takes {n} mel bins, the recipe's features have {num_mel_bins} (data.num_mel_bins)")
+            problems.append(
+                f"{cfg_file}: the encoder takes {n} mel bins, the recipe's features have {num_mel_bins} (data.num_mel_bins)"
+            )
     pre = p / "preprocessor_config.json"
     if pre.is_file():
         fe = json.loads(pre.read_text())
@@ -76,7 +78,7 @@ def load_whisper_encoder(path: Optional[str] = None, config: Optional[dict] = No
     encoder = WhisperEncoder(cfg)
     state = _read_weights(p)
     for prefix in ("model.encoder.", "encoder."):
-        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if sub:
             break
     else:
@@ -100,7 +102,9 @@ def pad_features(features: torch.Tensor, feature_lens: torch.Tensor, num_frames:
     """
     B, T, F = features.shape
     if int(feature_lens.max()) > num_frames:
-        raise ValueError(f"utterance of {int(feature_lens.max())} frames exceeds the encoder's {num_frames}-frame window")
+        raise ValueError(
+            f"utterance of {int(feature_lens.max())} frames exceeds the encoder's {num_frames}-frame window"
+        )
     frames = torch.arange(max(T, num_frames), device=features.device)
     real = frames[None, :T] < feature_lens[:, None].to(features.device)
     row_max = features.masked_fill(~real[..., None], float("-inf")).amax(dim=(1, 2))
@@ -111,8 +115,9 @@ def pad_features(features: torch.Tensor, feature_lens: torch.Tensor, num_frames:
     return out.transpose(1, 2)
 
 
-def encode_audio_window(encoder: nn.Module, features: torch.Tensor, feature_lens: torch.Tensor,
-                        out_frames: int) -> torch.Tensor:
+def encode_audio_window(
+    encoder: nn.Module, features: torch.Tensor, feature_lens: torch.Tensor, out_frames: int
+) -> torch.Tensor:
     """Run the encoder on the first ``out_frames`` output frames only, instead of a 30 s window.
 
     Frames past each utterance are zero at the convolutions' input and invisible as
@@ -144,8 +149,9 @@ def encode_audio_window(encoder: nn.Module, features: torch.Tensor, feature_lens
 
 
 @torch.no_grad()
-def run_frozen_encoder(encoder: nn.Module, window: str, features: torch.Tensor, feature_lens: torch.Tensor,
-                       frames_needed) -> tuple[torch.Tensor, torch.Tensor]:
+def run_frozen_encoder(
+    encoder: nn.Module, window: str, features: torch.Tensor, feature_lens: torch.Tensor, frames_needed
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T, F) log-mel -> encoder frames and the number of real frames per row.
 
     ``window`` "full": Whisper's 30 s window (1500 frames); "audio": only the leading frames

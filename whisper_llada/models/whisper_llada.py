@@ -34,7 +34,9 @@ class WhisperLLaDA(SpeechLLM):
         rows = []
         for text, ids in zip(texts, encoded):
             if len(ids) + 1 > L:
-                raise ValueError(f"transcript of {len(ids)} tokens does not fit response_length {L} (with EOS): {text[:60]!r}")
+                raise ValueError(
+                    f"transcript of {len(ids)} tokens does not fit response_length {L} (with EOS): {text[:60]!r}"
+                )
             rows.append(ids + [self.eos_id] * (L - len(ids)))
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
@@ -43,18 +45,33 @@ class WhisperLLaDA(SpeechLLM):
         cache a decode setting asks for (``cache``, ``cache_refresh``)."""
         if cfg is None:
             return make_denoiser(self.llm, prefix_attends_response=self.cfg.prefix_attends_response, cache="none")
-        return make_denoiser(self.llm, prefix_attends_response=self.cfg.prefix_attends_response,
-                             cache=cfg.cache, refresh=cfg.cache_refresh)
+        return make_denoiser(
+            self.llm,
+            prefix_attends_response=self.cfg.prefix_attends_response,
+            cache=cfg.cache,
+            refresh=cfg.cache_refresh,
+        )
 
-    def logits(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, response: torch.Tensor,
-               prefix_positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def logits(
+        self,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        response: torch.Tensor,
+        prefix_positions: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """Logits over the response block (B, L, V) for a (possibly masked) response."""
         den = self.denoiser()
         state = den.prefill(prefix, prefix_mask, prefix_positions)
         return den.response_logits(state, response, torch.ones_like(response, dtype=torch.bool))
 
-    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],
-             texts: Sequence[str], generator: Optional[torch.Generator] = None) -> dict:
+    def loss(
+        self,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        prefix_positions: Optional[torch.Tensor],
+        texts: Sequence[str],
+        generator: Optional[torch.Generator] = None,
+    ) -> dict:
         """Masked-diffusion loss over the EOS-padded response."""
         target = self.response_ids(texts)
         noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
@@ -63,8 +80,9 @@ class WhisperLLaDA(SpeechLLM):
         return {"loss": loss, "num_utts": len(texts)}
 
     @torch.no_grad()
-    def transcribe(self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None,
-                   generator: Optional[torch.Generator] = None) -> list[str]:
+    def transcribe(
+        self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None, generator: Optional[torch.Generator] = None
+    ) -> list[str]:
         """Direct decoding (pure diffusion or semi-AR blocks): features in, text out."""
         if cfg.mode != "decoding":
             raise ValueError(f"transcribe() takes mode 'decoding', not {cfg.mode!r}")
@@ -73,10 +91,23 @@ class WhisperLLaDA(SpeechLLM):
             gen_len, block = self.canvas_lengths(batch, mask, cfg), None
         else:
             gen_len, block = cfg.gen_len, cfg.block_length
-        ids = generate(self.denoiser(cfg), prefix, prefix_mask=mask, prefix_positions=positions, gen_length=gen_len,
-                       steps=cfg.steps, block_length=block, remasking=cfg.remasking, temperature=cfg.temperature,
-                       mask_id=self.mask_id, eos_id=self.eos_id, generator=generator, stats=stats,
-                       commit=cfg.commit, threshold=cfg.threshold)
+        ids = generate(
+            self.denoiser(cfg),
+            prefix,
+            prefix_mask=mask,
+            prefix_positions=positions,
+            gen_length=gen_len,
+            steps=cfg.steps,
+            block_length=block,
+            remasking=cfg.remasking,
+            temperature=cfg.temperature,
+            mask_id=self.mask_id,
+            eos_id=self.eos_id,
+            generator=generator,
+            stats=stats,
+            commit=cfg.commit,
+            threshold=cfg.threshold,
+        )
         return [self.tokenizer.decode(row) for row in ids.tolist()]
 
     def canvas_lengths(self, batch: dict, prefix_mask: torch.Tensor, cfg: DecodeConfig) -> torch.Tensor:
@@ -93,9 +124,15 @@ class WhisperLLaDA(SpeechLLM):
         return (est.ceil().long() + cfg.len_margin).clamp(min=2, max=cap)
 
     @torch.no_grad()
-    def deliberate(self, batch: dict, first_pass_texts: Sequence[str], cfg: DecodeConfig,
-                   confidences: Optional[Sequence[Sequence[float]]] = None, stats: Optional[dict] = None,
-                   generator: Optional[torch.Generator] = None) -> list[str]:
+    def deliberate(
+        self,
+        batch: dict,
+        first_pass_texts: Sequence[str],
+        cfg: DecodeConfig,
+        confidences: Optional[Sequence[Sequence[float]]] = None,
+        stats: Optional[dict] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> list[str]:
         """Re-mask and repair first-pass transcripts. ``confidences`` are per token of each text."""
         if not cfg.is_deliberation:
             raise ValueError(f"deliberate() takes a deliberation mode, not {cfg.mode!r}")
@@ -104,16 +141,30 @@ class WhisperLLaDA(SpeechLLM):
         pad_to = None
         if cfg.eos_pad:
             # gen_len auto: each hypothesis keeps len_margin EOS after it, not the whole training block.
-            pad_to = ([len(h) + cfg.len_margin for h in hyps] if cfg.gen_len == "auto"
-                      else self.cfg.loss.response_length)
-        out = deliberate(self.denoiser(cfg), prefix, hyps, prefix_mask=mask, prefix_positions=positions,
-                         mode="diffusion" if cfg.mode == "diffusion_deliberation" else "semi_ar",
-                         mask_ratio=cfg.mask_ratio, confidences=confidences,
-                         masking_type="given" if cfg.masking_type == "first_pass" else cfg.masking_type,
-                         num_chunks=cfg.num_chunks, steps=cfg.steps, remasking=cfg.remasking,
-                         temperature=cfg.temperature, mask_id=self.mask_id, eos_id=self.eos_id,
-                         pad_id=self.tokenizer.pad_id, pad_to=pad_to, generator=generator, stats=stats,
-                         commit=cfg.commit, threshold=cfg.threshold)
+            pad_to = [len(h) + cfg.len_margin for h in hyps] if cfg.gen_len == "auto" else self.cfg.loss.response_length
+        out = deliberate(
+            self.denoiser(cfg),
+            prefix,
+            hyps,
+            prefix_mask=mask,
+            prefix_positions=positions,
+            mode="diffusion" if cfg.mode == "diffusion_deliberation" else "semi_ar",
+            mask_ratio=cfg.mask_ratio,
+            confidences=confidences,
+            masking_type="given" if cfg.masking_type == "first_pass" else cfg.masking_type,
+            num_chunks=cfg.num_chunks,
+            steps=cfg.steps,
+            remasking=cfg.remasking,
+            temperature=cfg.temperature,
+            mask_id=self.mask_id,
+            eos_id=self.eos_id,
+            pad_id=self.tokenizer.pad_id,
+            pad_to=pad_to,
+            generator=generator,
+            stats=stats,
+            commit=cfg.commit,
+            threshold=cfg.threshold,
+        )
         return [self.tokenizer.decode(row) for row in out]
 
 
@@ -126,11 +177,15 @@ def token_rate(model_cfg, cfg: DecodeConfig) -> float:
     if path is None and model_cfg.tokenizer.type == "sentencepiece" and model_cfg.tokenizer.path:
         path = Path(model_cfg.tokenizer.path).parent / "token_rate.json"
     if path is None:
-        raise ValueError("gen_len auto without CTC-compressed audio tokens needs a token rate: set the decode "
-                         "setting's token_rate to a token_rate.json (the lang stage writes one for BPE)")
+        raise ValueError(
+            "gen_len auto without CTC-compressed audio tokens needs a token rate: set the decode "
+            "setting's token_rate to a token_rate.json (the lang stage writes one for BPE)"
+        )
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the token rate that gen_len auto needs is missing; the lang stage "
-                                "(local/prepare_lang.py) writes it beside bpe.model")
+        raise FileNotFoundError(
+            f"{path}: the token rate that gen_len auto needs is missing; the lang stage "
+            "(local/prepare_lang.py) writes it beside bpe.model"
+        )
     try:
         return float(json.loads(path.read_text())["tokens_per_second"])
     except (ValueError, KeyError) as e:

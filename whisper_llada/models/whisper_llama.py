@@ -21,8 +21,14 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 class WhisperLLaMA(SpeechLLM):
-    def loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, prefix_positions: Optional[torch.Tensor],
-             texts: Sequence[str], generator: Optional[torch.Generator] = None) -> dict:
+    def loss(
+        self,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        prefix_positions: Optional[torch.Tensor],
+        texts: Sequence[str],
+        generator: Optional[torch.Generator] = None,
+    ) -> dict:
         """Next-token loss on the transcript and its EOS."""
         del generator  # next-token loss draws nothing at random
         eos, pad = self.tokenizer.eos_id, self.tokenizer.pad_id
@@ -32,7 +38,9 @@ class WhisperLLaMA(SpeechLLM):
         resp_mask = torch.tensor([[True] * len(r) + [False] * (L - len(r)) for r in rows], device=self.device)
         x = torch.cat([prefix, self.embed_tokens(resp)], dim=1)
         mask = torch.cat([prefix_mask, resp_mask], dim=1)
-        labels = torch.cat([torch.full(prefix_mask.shape, -100, device=self.device), resp.masked_fill(~resp_mask, -100)], dim=1)
+        labels = torch.cat(
+            [torch.full(prefix_mask.shape, -100, device=self.device), resp.masked_fill(~resp_mask, -100)], dim=1
+        )
         if prefix_positions is None:
             positions = positions_from_mask(mask)
         else:
@@ -71,8 +79,9 @@ class WhisperLLaMA(SpeechLLM):
         return out.sequences, getattr(out, "sequences_scores", None)
 
     @torch.no_grad()
-    def transcribe(self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None,
-                   generator: Optional[torch.Generator] = None) -> list[str]:
+    def transcribe(
+        self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None, generator: Optional[torch.Generator] = None
+    ) -> list[str]:
         """Greedy (``num_beams`` 1) or beam-search decoding with a KV cache: features in, text out."""
         del generator  # deterministic
         if cfg.mode != "autoregressive":
@@ -81,8 +90,14 @@ class WhisperLLaMA(SpeechLLM):
         ids, _ = self.generate_ids(prefix, mask, positions, max_new_tokens=cfg.gen_len, num_beams=cfg.num_beams)
         if stats is not None:
             # One cached forward pass per generated position (the first reads the prefix).
-            passes = torch.tensor([min(row.index(self.tokenizer.eos_id) + 1, cfg.gen_len)
-                                   if self.tokenizer.eos_id in row else ids.shape[1] for row in ids.tolist()])
+            passes = torch.tensor(
+                [
+                    min(row.index(self.tokenizer.eos_id) + 1, cfg.gen_len)
+                    if self.tokenizer.eos_id in row
+                    else ids.shape[1]
+                    for row in ids.tolist()
+                ]
+            )
             stats["forward_passes"] = stats.get("forward_passes", 0) + passes
             stats["model_calls"] = stats.get("model_calls", 0) + ids.shape[1]
         return [self.tokenizer.decode(row) for row in ids.tolist()]

@@ -18,8 +18,12 @@ import kaldialign
 from whisper_llada.scoring.wer import EPS, Result, read_errs_accounting, read_recogs
 from whisper_llada.utils.checkpoint_io import atomic_write
 
-KINDS = {"decoding": "decoding", "diffusion_deliberation": "deliberation", "semi_ar_deliberation": "deliberation",
-         "autoregressive": "autoregressive"}
+KINDS = {
+    "decoding": "decoding",
+    "diffusion_deliberation": "deliberation",
+    "semi_ar_deliberation": "deliberation",
+    "autoregressive": "autoregressive",
+}
 
 
 def error_keys(ref: list[str], hyp: list[str], sclite_mode: bool = False) -> Counter:
@@ -55,8 +59,17 @@ def compare_results(a: list[Result], b: list[Result], sclite_mode: bool = False)
         fixed, made, left = sum((pa - pb).values()), sum((pb - pa).values()), sum((pa & pb).values())
         tot.update(fixed=fixed, introduced=made, left=left, ref_words=len(ref))
         if fixed or made:
-            per_utt.append({"id": cut_id, "ref": " ".join(ref), "a": " ".join(hyp_a), "b": " ".join(hyp_b),
-                            "fixed": fixed, "introduced": made, "left": left})
+            per_utt.append(
+                {
+                    "id": cut_id,
+                    "ref": " ".join(ref),
+                    "a": " ".join(hyp_a),
+                    "b": " ".join(hyp_b),
+                    "fixed": fixed,
+                    "introduced": made,
+                    "left": left,
+                }
+            )
     return {"totals": dict(tot), "utterances": per_utt}
 
 
@@ -72,8 +85,10 @@ def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list
             wer = float(lines[0].split("=")[1])
             words = int(re.search(r"over (\d+) reference words", lines[1]).group(1))
         except (IndexError, ValueError, AttributeError):
-            raise ValueError(f"{path}: not an errs file of this project's scoring (damaged? delete it and rerun "
-                             "the stage that wrote it)") from None
+            raise ValueError(
+                f"{path}: not an errs file of this project's scoring (damaged? delete it and rerun "
+                "the stage that wrote it)"
+            ) from None
         settings, speed, test = {}, {}, None
         for line in lines[2:12]:
             key, _, value = line.partition(": ")
@@ -83,12 +98,22 @@ def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list
                 speed = json.loads(value)
             elif key == "Test":
                 test = value
-        name = path.name[len("errs-"):-len(".txt")]
+        name = path.name[len("errs-") : -len(".txt")]
         if test is None:
             raise ValueError(f"{path}: no 'Test:' line; not written by this project's scoring")
-        rows.append({"name": f"{path.parent.name}/{name[len(test) + 1:]}", "kind": kind, "settings": settings,
-                     "test": test, "wer": wer, "rtf": speed.get("rtf"), "num_words": words,
-                     "recogs": str(path.parent / ("recogs-" + name + ".txt")), **read_errs_accounting(path, lines)})
+        rows.append(
+            {
+                "name": f"{path.parent.name}/{name[len(test) + 1 :]}",
+                "kind": kind,
+                "settings": settings,
+                "test": test,
+                "wer": wer,
+                "rtf": speed.get("rtf"),
+                "num_words": words,
+                "recogs": str(path.parent / ("recogs-" + name + ".txt")),
+                **read_errs_accounting(path, lines),
+            }
+        )
     return rows
 
 
@@ -98,7 +123,7 @@ def first_pass_stats(firstpass_dir: Path) -> dict:
     for path in sorted(Path(firstpass_dir).glob("*/stats-*.json")):
         stats = json.loads(path.read_text())
         stats.pop("reliability", None)
-        out.setdefault(path.parent.name, {})[path.stem[len("stats-"):]] = stats
+        out.setdefault(path.parent.name, {})[path.stem[len("stats-") :]] = stats
     return out
 
 
@@ -106,11 +131,15 @@ def format_first_pass_stats(stats: dict) -> str:
     def num(x, f="{:.2f}"):
         return f.format(x) if x is not None else "-"
 
-    lines = [f"{'first pass':14s} {'test':12s} {'WER':>7s} {'n-best oracle':>13s} {'conf. AUC':>9s} {'lattice depth':>13s}"]
+    lines = [
+        f"{'first pass':14s} {'test':12s} {'WER':>7s} {'n-best oracle':>13s} {'conf. AUC':>9s} {'lattice depth':>13s}"
+    ]
     for system, parts in stats.items():
         for part, s in parts.items():
-            lines.append(f"{system:14s} {part:12s} {s['wer']:7.2f} {s['nbest_oracle_wer']:13.2f} "
-                         f"{num(s.get('confidence_auc'), '{:.3f}'):>9s} {num(s.get('lattice_depth'), '{:.1f}'):>13s}")
+            lines.append(
+                f"{system:14s} {part:12s} {s['wer']:7.2f} {s['nbest_oracle_wer']:13.2f} "
+                f"{num(s.get('confidence_auc'), '{:.3f}'):>9s} {num(s.get('lattice_depth'), '{:.1f}'):>13s}"
+            )
     return "\n".join(lines)
 
 
@@ -122,8 +151,13 @@ def add_cascade_rtf(rows: list[dict]) -> list[dict]:
         if r["kind"] != "deliberation":
             continue
         system = r.get("settings", {}).get("first_pass")  # written by deliberation since first passes can be several
-        fp = [f for f in rows if f["kind"] == "first_pass" and f["test"] == r["test"]
-              and (system is None or f["name"].startswith(f"{system}/"))]
+        fp = [
+            f
+            for f in rows
+            if f["kind"] == "first_pass"
+            and f["test"] == r["test"]
+            and (system is None or f["name"].startswith(f"{system}/"))
+        ]
         ok = len(fp) == 1 and fp[0]["rtf"] is not None and r["rtf"] is not None
         r["cascade_rtf"] = round(fp[0]["rtf"] + r["rtf"], 5) if ok else None
     return rows
@@ -132,6 +166,7 @@ def add_cascade_rtf(rows: list[dict]) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     """One line per result, best WER first within a test part; deliberation rows also show the
     RTF of the whole cascade (first pass + deliberation)."""
+
     def num(x):
         return f"{x:.4f}" if x is not None else "-"
 
@@ -141,8 +176,10 @@ def format_table(rows: list[dict]) -> str:
     for r in sorted(rows, key=lambda r: (r["test"], r["wer"])):
         cascade = num(r["cascade_rtf"]) if "cascade_rtf" in r else ""
         scored = f"{r['utts_scored']}/{r['utts_in_part']}" if r.get("utts_in_part") is not None else "-"
-        out.append(f"{r['name']:{w}s} {r['kind']:14s} {r['test']:12s} {r['wer']:7.2f} {num(r['rtf']):>8s} {cascade:>9s} "
-                   f"{scored:>11s}")
+        out.append(
+            f"{r['name']:{w}s} {r['kind']:14s} {r['test']:12s} {r['wer']:7.2f} {num(r['rtf']):>8s} {cascade:>9s} "
+            f"{scored:>11s}"
+        )
     left = [(r, u) for r in rows for u in r.get("left_out", [])]
     if left:
         out += ["", "Utterances left out of a WER above (scored / in the part):"]
@@ -163,8 +200,13 @@ def plot(rows: list[dict], path: Path) -> None:
         if pts:
             ax.scatter([r["rtf"] for r in pts], [r["wer"] for r in pts], marker=m, label=kind)
             for r in pts:  # each point says which system and test part it is
-                ax.annotate(f"{r['name']} ({r['test']})", (r["rtf"], r["wer"]), fontsize=6,
-                            xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    f"{r['name']} ({r['test']})",
+                    (r["rtf"], r["wer"]),
+                    fontsize=6,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
     ax.set_xlabel("real-time factor")
     ax.set_ylabel("WER (%)")
     ax.set_xscale("log")

@@ -59,32 +59,43 @@ def error_counts(results: Sequence[Result], sclite_mode: bool = False) -> dict:
 
 def utterances_line(num_results: int, left_out: Sequence[LeftOut]) -> str:
     """What a WER is over: the utterances of the part, and those not decoded (in the WER as all deleted)."""
-    return (f"Utterances: {num_results - len(left_out)} scored of {num_results} in the part; "
-            f"{len(left_out)} left out (counted as all deleted; see LEFT OUT)")
+    return (
+        f"Utterances: {num_results - len(left_out)} scored of {num_results} in the part; "
+        f"{len(left_out)} left out (counted as all deleted; see LEFT OUT)"
+    )
 
 
 def read_errs_accounting(path: str | Path, lines: Sequence[str]) -> dict:
     """``utts_scored``, ``utts_in_part`` and ``left_out`` [{id, reason}] of an errs file (None when it
     predates the accounting)."""
     out: dict = {"utts_scored": None, "utts_in_part": None, "left_out": []}
-    m = next((re.match(r"Utterances: (\d+) scored of (\d+) in the part", x) for x in lines
-              if x.startswith("Utterances: ")), None)
+    m = next(
+        (re.match(r"Utterances: (\d+) scored of (\d+) in the part", x) for x in lines if x.startswith("Utterances: ")),
+        None,
+    )
     if m:
         out["utts_scored"], out["utts_in_part"] = int(m.group(1)), int(m.group(2))
     if "LEFT OUT: cut id, reason" in lines:
-        for line in lines[lines.index("LEFT OUT: cut id, reason") + 1:]:
+        for line in lines[lines.index("LEFT OUT: cut id, reason") + 1 :]:
             if not line.strip():
                 break
             cut_id, _, reason = line.partition("\t")
             out["left_out"].append({"id": cut_id, "reason": reason})
     if out["utts_in_part"] is not None and out["utts_in_part"] - out["utts_scored"] != len(out["left_out"]):
-        raise ValueError(f"{path}: its LEFT OUT section does not match its Utterances line (a damaged file? "
-                         "delete it and rerun the stage that wrote it)")
+        raise ValueError(
+            f"{path}: its LEFT OUT section does not match its Utterances line (a damaged file? "
+            "delete it and rerun the stage that wrote it)"
+        )
     return out
 
 
-def errs_text(results: Sequence[Result], normalizer: str, sclite_mode: bool = False, header: str = "",
-              left_out: Sequence[LeftOut] = ()) -> tuple[str, float]:
+def errs_text(
+    results: Sequence[Result],
+    normalizer: str,
+    sclite_mode: bool = False,
+    header: str = "",
+    left_out: Sequence[LeftOut] = (),
+) -> tuple[str, float]:
     """``left_out``: (cut id, reason) of cuts in ``results`` that were not decoded (their hypothesis is empty)."""
     c = error_counts(results, sclite_mode)
     out = [
@@ -96,8 +107,10 @@ def errs_text(results: Sequence[Result], normalizer: str, sclite_mode: bool = Fa
     ]
     if header:
         out.append(header)
-    out.append("Search below for sections starting with LEFT OUT:, PER-UTT DETAILS:, SUBSTITUTIONS:, DELETIONS:, "
-               "INSERTIONS:, PER-WORD STATS:")
+    out.append(
+        "Search below for sections starting with LEFT OUT:, PER-UTT DETAILS:, SUBSTITUTIONS:, DELETIONS:, "
+        "INSERTIONS:, PER-WORD STATS:"
+    )
     out.append("")
     out.append("LEFT OUT: cut id, reason")
     out += [f"{cut_id}\t{' '.join(reason.split())}" for cut_id, reason in sorted(left_out)]  # one line each
@@ -139,8 +152,16 @@ def errs_text(results: Sequence[Result], normalizer: str, sclite_mode: bool = Fa
     return "\n".join(out) + "\n", c["wer"]
 
 
-def write_results(exp_dir: str | Path, test: str, suffix: str, results: Sequence[Result], normalizer: str,
-                  sclite_mode: bool = False, header: str = "", left_out: Sequence[LeftOut] = ()) -> float:
+def write_results(
+    exp_dir: str | Path,
+    test: str,
+    suffix: str,
+    results: Sequence[Result],
+    normalizer: str,
+    sclite_mode: bool = False,
+    header: str = "",
+    left_out: Sequence[LeftOut] = (),
+) -> float:
     """Write ``recogs-`` and ``errs-`` files for one test set and setting; returns the WER.
 
     ``results`` holds every cut of the part; those in ``left_out`` (cut id, reason) with an empty
@@ -150,7 +171,9 @@ def write_results(exp_dir: str | Path, test: str, suffix: str, results: Sequence
     ids = {c for c, _, _ in results}
     missing = [c for c, _ in left_out if c not in ids]
     if missing:
-        raise ValueError(f"{test}: left-out cuts without a result row (e.g. {missing[:3]}): they would vanish from the WER")
+        raise ValueError(
+            f"{test}: left-out cuts without a result row (e.g. {missing[:3]}): they would vanish from the WER"
+        )
     # errs last: its presence marks the result done (a rerun skips it).
     atomic_write_text(exp_dir / f"recogs-{test}-{suffix}.txt", recogs_text(results))
     text, wer = errs_text(results, normalizer, sclite_mode, header, left_out)
@@ -158,7 +181,9 @@ def write_results(exp_dir: str | Path, test: str, suffix: str, results: Sequence
     return wer
 
 
-def write_wer_summary(path: str | Path, wers: dict[str, float], counts: Optional[dict[str, tuple[int, int]]] = None) -> None:
+def write_wer_summary(
+    path: str | Path, wers: dict[str, float], counts: Optional[dict[str, tuple[int, int]]] = None
+) -> None:
     """``counts``: setting -> (utterances scored, utterances in the part), shown beside each WER."""
     counts = counts or {}
     lines = ["settings\tWER\tscored/in part"]

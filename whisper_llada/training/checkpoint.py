@@ -25,8 +25,12 @@ def unwrap(model):
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -37,15 +41,28 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path, model, params: dict, optimizer=None, scheduler=None, scaler=None, sampler=None,
-                    rng_states: Optional[list] = None) -> None:
+def save_checkpoint(
+    path,
+    model,
+    params: dict,
+    optimizer=None,
+    scheduler=None,
+    scaler=None,
+    sampler=None,
+    rng_states: Optional[list] = None,
+) -> None:
     """``rng_states``: one RNG state per rank (default: this process's only)."""
     obj = {
         "model": {k: v.detach().cpu() for k, v in unwrap(model).trainable_state_dict().items()},
         "params": params,
         "rng": rng_states if rng_states is not None else [rng_state()],
     }
-    for name, thing in (("optimizer", optimizer), ("scheduler", scheduler), ("grad_scaler", scaler), ("sampler", sampler)):
+    for name, thing in (
+        ("optimizer", optimizer),
+        ("scheduler", scheduler),
+        ("grad_scaler", scaler),
+        ("sampler", sampler),
+    ):
         if thing is not None:
             obj[name] = thing.state_dict()
     atomic_torch_save(obj, path)
@@ -64,12 +81,16 @@ def load_model_state(model, state: dict, source: str, prefixes: Optional[tuple[s
         state = {k: v for k, v in state.items() if k.startswith(prefixes)}
     missing = sorted(set(want) - set(state))
     unexpected = sorted(set(state) - set(want))
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(want[k].shape)}"
-             for k in sorted(set(state) & set(want)) if state[k].shape != want[k].shape]
+    wrong = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(want[k].shape)}"
+        for k in sorted(set(state) & set(want))
+        if state[k].shape != want[k].shape
+    ]
     if missing or unexpected or wrong:
         raise ValueError(
             f"{source}: checkpoint does not fit the model: {len(missing)} missing (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(wrong)} of wrong shape (e.g. {wrong[:2]})")
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(wrong)} of wrong shape (e.g. {wrong[:2]})"
+        )
     model.load_state_dict(state, strict=False)  # the frozen rest comes from the base models
 
 
@@ -88,9 +109,11 @@ def read_checkpoint(path, mmap: bool = False) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as e:  # torch reports a truncated zip as RuntimeError, pickles as anything
-        raise CheckpointError(f"{path}: cannot read this checkpoint ({type(e).__name__}: {e}); it is truncated or "
-                              "damaged: delete it (training resumes from the newest readable one before it) or "
-                              "decode another epoch") from e
+        raise CheckpointError(
+            f"{path}: cannot read this checkpoint ({type(e).__name__}: {e}); it is truncated or "
+            "damaged: delete it (training resumes from the newest readable one before it) or "
+            "decode another epoch"
+        ) from e
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no 'model' entry)")
     return obj
@@ -116,10 +139,15 @@ def check_same_model_config(path, saved: Optional[dict], current: dict) -> None:
         return
     model_diff = config_differences(saved.get("model", {}), current.get("model", {}), "model.")
     if model_diff:
-        raise ValueError(f"{path}: was trained with another model config; differences (checkpoint -> now): "
-                         + "; ".join(model_diff) + ". Use the config it was trained with, or a new --exp-dir.")
-    rest = config_differences({k: v for k, v in saved.items() if k not in ("model", "source")},
-                              {k: v for k, v in current.items() if k not in ("model", "source")})
+        raise ValueError(
+            f"{path}: was trained with another model config; differences (checkpoint -> now): "
+            + "; ".join(model_diff)
+            + ". Use the config it was trained with, or a new --exp-dir."
+        )
+    rest = config_differences(
+        {k: v for k, v in saved.items() if k not in ("model", "source")},
+        {k: v for k, v in current.items() if k not in ("model", "source")},
+    )
     if rest:
         log.warning("%s: resuming with changed settings (checkpoint -> now): %s", path, "; ".join(rest))
 
@@ -158,17 +186,27 @@ def supersede_later_checkpoints(exp_dir, batch_idx: int, epoch_done: int) -> lis
     for p in sorted(moved):
         target = p.with_name(p.name + ".superseded")
         p.replace(target)
-        log.warning("%s: from a run that this one does not continue (it starts after batch %d); renamed to %s",
-                    p, batch_idx, target.name)
+        log.warning(
+            "%s: from a run that this one does not continue (it starts after batch %d); renamed to %s",
+            p,
+            batch_idx,
+            target.name,
+        )
     return moved
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, sampler=None,
-                    restore_rng_of_rank: Optional[int] = None) -> dict:
+def load_checkpoint(
+    path, model, optimizer=None, scheduler=None, scaler=None, sampler=None, restore_rng_of_rank: Optional[int] = None
+) -> dict:
     path = Path(path)
     obj = read_checkpoint(path)
     load_model_state(model, obj["model"], str(path))
-    for name, thing in (("optimizer", optimizer), ("scheduler", scheduler), ("grad_scaler", scaler), ("sampler", sampler)):
+    for name, thing in (
+        ("optimizer", optimizer),
+        ("scheduler", scheduler),
+        ("grad_scaler", scaler),
+        ("sampler", sampler),
+    ):
         if thing is not None and name in obj:
             thing.load_state_dict(obj[name])
     rngs = obj.get("rng") or []

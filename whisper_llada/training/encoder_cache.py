@@ -28,8 +28,13 @@ def encoder_cache_dir(cfg) -> Path:
     from dataclasses import asdict
 
     q = cfg.model.qformer
-    key = {"whisper": asdict(cfg.model.whisper), "kernel": q.kernel, "stride": q.stride, "trim": q.trim_to_audio,
-           "parts": [cfg.data.train_parts, cfg.data.dev_parts]}
+    key = {
+        "whisper": asdict(cfg.model.whisper),
+        "kernel": q.kernel,
+        "stride": q.stride,
+        "trim": q.trim_to_audio,
+        "parts": [cfg.data.train_parts, cfg.data.dev_parts],
+    }
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.data.manifest_dir).parent / "encoder_cache" / digest
 
@@ -55,20 +60,30 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
     """
     from lhotse import CutSet
     from lhotse.features.io import NumpyFilesWriter
+    from tqdm import tqdm
 
     from whisper_llada.data.manifests_io import read_manifest
-    from tqdm import tqdm
 
     out_dir = Path(out_dir)
     manifest = out_dir / "cuts.jsonl.gz"
     cut_list = list(cuts)
     if rank == 0:
-        done = {c.id: c for c in read_manifest(manifest, "train (delete the cache directory)")} if manifest.is_file() else {}
+        done = (
+            {c.id: c for c in read_manifest(manifest, "train (delete the cache directory)")}
+            if manifest.is_file()
+            else {}
+        )
         # An entry made from features that have since been recomputed (a fixed recording) is stale.
-        stale = [c.id for c in cut_list if c.id in done and done[c.id].custom.get("features_stamp") != features_stamp(c)]
+        stale = [
+            c.id for c in cut_list if c.id in done and done[c.id].custom.get("features_stamp") != features_stamp(c)
+        ]
         if stale:
-            log.warning("%s: %d cached encoder outputs were made from older features (e.g. cut %s); recomputing them",
-                        manifest, len(stale), stale[0])
+            log.warning(
+                "%s: %d cached encoder outputs were made from older features (e.g. cut %s); recomputing them",
+                manifest,
+                len(stale),
+                stale[0],
+            )
             for cut_id in stale:
                 del done[cut_id]
         todo = [c for c in cut_list if c.id not in done]
@@ -118,8 +133,9 @@ def frontend_fingerprint(model) -> str:
 
 
 @torch.no_grad()
-def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_duration: float,
-                      store: Path | None = None) -> dict:
+def audio_token_cache(
+    model, cuts, dataset: SpeechTextDataset, device, max_duration: float, store: Path | None = None
+) -> dict:
     """Cut id -> the audio tokens (n, D) the LLM reads, float32 on the CPU, for a frozen front end.
 
     Run once when the front end stops training: afterwards every LLM step would recompute the
@@ -149,8 +165,9 @@ def audio_token_cache(model, cuts, dataset: SpeechTextDataset, device, max_durat
         model.eval()
         # Batches of similar durations (little padding), as decoding makes them.
         by_length = CutSet.from_cuts(todo).sort_by_duration()
-        for cut_batch in tqdm(SimpleCutSampler(by_length, max_duration=max_duration), desc="caching audio tokens",
-                              leave=False):
+        for cut_batch in tqdm(
+            SimpleCutSampler(by_length, max_duration=max_duration), desc="caching audio tokens", leave=False
+        ):
             batch = dataset[cut_batch]
             if not batch["cut_ids"]:
                 continue

@@ -12,8 +12,8 @@ import os
 import time
 import warnings
 from contextlib import nullcontext
-from itertools import islice
 from dataclasses import asdict
+from itertools import islice
 from pathlib import Path
 from typing import Optional
 
@@ -51,14 +51,27 @@ def load_cuts(cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_du
     # A masked-diffusion response block is a fixed length: longer transcripts cannot be trained.
     max_tokens = cfg.model.loss.response_length if get_arch(cfg.model.arch).is_diffusion else None
     # Each cut left out of training, and why, is listed beside the manifests (not only counted in the log).
-    return load_part_cuts(cfg.data, parts, where, lazy=True, tokenizer=tokenizer, max_tokens=max_tokens,
-                          min_duration=min_duration,
-                          dropped_file=filtered_path(cfg.data.manifest_dir, cfg.data.prefix, where))
+    return load_part_cuts(
+        cfg.data,
+        parts,
+        where,
+        lazy=True,
+        tokenizer=tokenizer,
+        max_tokens=max_tokens,
+        min_duration=min_duration,
+        dropped_file=filtered_path(cfg.data.manifest_dir, cfg.data.prefix, where),
+    )
 
 
 class Trainer:
-    def __init__(self, cfg: RecipeConfig, exp_dir: str | Path, start_epoch: Optional[int] = 1,
-                 start_batch: Optional[int] = 0, device: Optional[str] = None):
+    def __init__(
+        self,
+        cfg: RecipeConfig,
+        exp_dir: str | Path,
+        start_epoch: Optional[int] = 1,
+        start_batch: Optional[int] = 0,
+        device: Optional[str] = None,
+    ):
         """``start_epoch`` and ``start_batch`` both None: continue from the checkpoint of ``exp_dir``
         that got furthest (a rerun after a kill resumes by itself); none there: start afresh."""
         self.cfg, self.exp_dir = cfg, Path(exp_dir)
@@ -84,13 +97,18 @@ class Trainer:
             resume_from = self.exp_dir / f"epoch-{start_epoch - 1}.pt"
         self.model = build_model(cfg.model).to(self.device)
         self.tokenizer = self.model.tokenizer
-        self.params = {"epoch": start_epoch, "batch_idx_train": 0, "best_valid_loss": float("inf"),
-                       "config": asdict(cfg)}
+        self.params = {
+            "epoch": start_epoch,
+            "batch_idx_train": 0,
+            "best_valid_loss": float("inf"),
+            "config": asdict(cfg),
+        }
         self._build_data()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_cosine(s, tc.lr, tc.lr_floor, tc.warmup_steps, tc.decay_steps) / tc.lr)
+            self.optimizer, lambda s: warmup_cosine(s, tc.lr, tc.lr_floor, tc.warmup_steps, tc.decay_steps) / tc.lr
+        )
         use_amp = self.device.type == "cuda" and tc.amp in ("bf16", "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if use_amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -116,7 +134,9 @@ class Trainer:
 
             ids = [self.local_rank] if self.device.type == "cuda" else None
             # Two-stage training leaves the LLM, then the front end, without gradients.
-            self.ddp = DDP(self.model, device_ids=ids, find_unused_parameters=bool(tc.frontend_epochs or tc.frontend_from))
+            self.ddp = DDP(
+                self.model, device_ids=ids, find_unused_parameters=bool(tc.frontend_epochs or tc.frontend_from)
+            )
         self.tb = None
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
@@ -142,27 +162,52 @@ class Trainer:
         warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
         # No more buckets than cuts (a tiny corpus); counted lazily, up to num_buckets.
         num_buckets = sum(1 for _ in islice(train_cuts, tc.num_buckets))
-        self.sampler = DynamicBucketingSampler(train_cuts, max_duration=tc.max_duration, max_cuts=tc.max_cuts, shuffle=True,
-                                               num_buckets=max(1, num_buckets),
-                                               drop_last=self.world > 1,
-                                               world_size=self.world, rank=self.rank, seed=tc.seed)
-        self.valid_sampler = SimpleCutSampler(dev_cuts, max_duration=tc.max_duration, max_cuts=tc.max_cuts, shuffle=False,
-                                              world_size=self.world, rank=self.rank)
+        self.sampler = DynamicBucketingSampler(
+            train_cuts,
+            max_duration=tc.max_duration,
+            max_cuts=tc.max_cuts,
+            shuffle=True,
+            num_buckets=max(1, num_buckets),
+            drop_last=self.world > 1,
+            world_size=self.world,
+            rank=self.rank,
+            seed=tc.seed,
+        )
+        self.valid_sampler = SimpleCutSampler(
+            dev_cuts,
+            max_duration=tc.max_duration,
+            max_cuts=tc.max_cuts,
+            shuffle=False,
+            world_size=self.world,
+            rank=self.rank,
+        )
         self.train_cuts, self.dev_cuts = train_cuts, dev_cuts
         ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder, strict=cfg.data.strict)
         self.dataset = ds
         # The loaders draw their worker seeds from their own generator, not from the global
         # RNG, whose stream (masks, dropout) a resumed run must repeat exactly.
-        kw = dict(batch_size=None, num_workers=tc.num_workers, persistent_workers=False,
-                  generator=torch.Generator().manual_seed(tc.seed))
+        kw = dict(
+            batch_size=None,
+            num_workers=tc.num_workers,
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(tc.seed),
+        )
         self.train_dl = torch.utils.data.DataLoader(ds, sampler=self.sampler, **kw)
         self.valid_dl = torch.utils.data.DataLoader(ds, sampler=self.valid_sampler, **kw)
 
     def _resume(self, path: Path) -> None:
-        check_same_model_config(path, read_checkpoint(path, mmap=True).get("params", {}).get("config"),
-                                self.params["config"])
-        params = load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.scaler,
-                                 self.sampler if "checkpoint-" in path.name else None, restore_rng_of_rank=self.rank)
+        check_same_model_config(
+            path, read_checkpoint(path, mmap=True).get("params", {}).get("config"), self.params["config"]
+        )
+        params = load_checkpoint(
+            path,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.sampler if "checkpoint-" in path.name else None,
+            restore_rng_of_rank=self.rank,
+        )
         self.params.update({k: v for k, v in params.items() if k != "config"})
         self.start_epoch = int(params.get("epoch", 1)) + (0 if "checkpoint-" in path.name else 1)
         log.info("resumed from %s at epoch %d, batch %d", path, self.start_epoch, self.params["batch_idx_train"])
@@ -185,8 +230,14 @@ class Trainer:
         if tc.cache_encoder:
             store = encoder_cache_dir(self.cfg) / "audio_tokens" / f"{frontend_fingerprint(self.model)}.pt"
         plain = SpeechTextDataset(encoder_cache=tc.cache_encoder, strict=self.cfg.data.strict)
-        cache = audio_token_cache(self.model, [*self.train_cuts, *self.dev_cuts], plain, self.device, tc.max_duration,
-                                  store if self.rank == 0 else None)
+        cache = audio_token_cache(
+            self.model,
+            [*self.train_cuts, *self.dev_cuts],
+            plain,
+            self.device,
+            tc.max_duration,
+            store if self.rank == 0 else None,
+        )
         self.dataset.token_cache = cache
         log.info("cached the frozen front end's audio tokens of %d cuts in %.1f s", len(cache), time.time() - t0)
 
@@ -219,8 +270,16 @@ class Trainer:
             states = [None] * self.world
             dist.all_gather_object(states, rng_state())
         if self.rank == 0:
-            save_checkpoint(path, self.model, dict(self.params), self.optimizer, self.scheduler, self.scaler,
-                            self.sampler if with_sampler else None, rng_states=states)
+            save_checkpoint(
+                path,
+                self.model,
+                dict(self.params),
+                self.optimizer,
+                self.scheduler,
+                self.scaler,
+                self.sampler if with_sampler else None,
+                rng_states=states,
+            )
         if self.world > 1:
             dist.barrier()
 
@@ -234,15 +293,21 @@ class Trainer:
             if tc.frontend_epochs > 0 or tc.frontend_from:
                 self.model.set_stage(frontend_only=epoch <= tc.frontend_epochs)
                 if epoch == tc.frontend_epochs + 1 or epoch == self.start_epoch:
-                    log.info("epoch %d: %s", epoch, "front end alone (CTC)" if self.model.ctc_only
-                             else "the LLM on the frozen front end")
+                    log.info(
+                        "epoch %d: %s",
+                        epoch,
+                        "front end alone (CTC)" if self.model.ctc_only else "the LLM on the frozen front end",
+                    )
                 if self.model.frontend_frozen and tc.cache_audio_tokens and self.dataset.token_cache is None:
                     self._cache_audio_tokens()
             t0, tot_loss, tot_n = time.time(), 0.0, 0
             if not self.resumed_mid_epoch:
                 self.sampler.set_epoch(epoch)
             else:  # the epoch's running average continues from the checkpoint's
-                tot_loss, tot_n = float(self.params.get("epoch_loss_sum", 0.0)), int(self.params.get("epoch_loss_batches", 0))
+                tot_loss, tot_n = (
+                    float(self.params.get("epoch_loss_sum", 0.0)),
+                    int(self.params.get("epoch_loss_batches", 0)),
+                )
             self.resumed_mid_epoch = False
             for batch in self.train_dl:
                 self.params["batch_idx_train"] += 1
@@ -259,7 +324,8 @@ class Trainer:
                 if step % tc.accum_grad == 0:
                     self.scaler.unscale_(self.optimizer)
                     grad_norm = torch.nn.utils.clip_grad_norm_(
-                        [p for p in self.model.parameters() if p.requires_grad], tc.grad_clip)
+                        [p for p in self.model.parameters() if p.requires_grad], tc.grad_clip
+                    )
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
                     self.optimizer.zero_grad(set_to_none=True)
@@ -273,21 +339,37 @@ class Trainer:
                         self.tb.add_scalar("train/ctc_loss", ctc, step)
                     self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
                 if step % tc.log_interval == 0:
-                    log.info("epoch %d, batch %d, loss %.4f%s (epoch avg %.4f), lr %.2e, %d cuts", epoch, step, losses[-1],
-                             "" if ctc is None else f" (CTC loss {ctc:.4f})",
-                             tot_loss / tot_n, self.scheduler.get_last_lr()[0], len(batch["cut_ids"]))
+                    log.info(
+                        "epoch %d, batch %d, loss %.4f%s (epoch avg %.4f), lr %.2e, %d cuts",
+                        epoch,
+                        step,
+                        losses[-1],
+                        "" if ctc is None else f" (CTC loss {ctc:.4f})",
+                        tot_loss / tot_n,
+                        self.scheduler.get_last_lr()[0],
+                        len(batch["cut_ids"]),
+                    )
                 if tc.save_every_n and step % tc.save_every_n == 0:
                     self.params["epoch_loss_sum"], self.params["epoch_loss_batches"] = tot_loss, tot_n
                     self._save(self.exp_dir / f"checkpoint-{step}.pt", with_sampler=True)
                     if self.rank == 0:
                         remove_old_checkpoints(self.exp_dir, tc.keep_last_k)
             if tot_n == 0:
-                log.warning("epoch %d had no training batch: with %d ranks, batches that do not fill "
-                            "max_duration are dropped; lower train.max_duration", epoch, self.world)
+                log.warning(
+                    "epoch %d had no training batch: with %d ranks, batches that do not fill "
+                    "max_duration are dropped; lower train.max_duration",
+                    epoch,
+                    self.world,
+                )
             valid = self.validate()
             self.params["best_valid_loss"] = min(self.params["best_valid_loss"], valid)
-            log.info("epoch %d done in %.1f s: train loss %.4f, valid loss %.4f", epoch, time.time() - t0,
-                     tot_loss / max(tot_n, 1), valid)
+            log.info(
+                "epoch %d done in %.1f s: train loss %.4f, valid loss %.4f",
+                epoch,
+                time.time() - t0,
+                tot_loss / max(tot_n, 1),
+                valid,
+            )
             if self.tb is not None:
                 self.tb.add_scalar("valid/loss", valid, step if tot_n else self.params["batch_idx_train"])
             self._save(self.exp_dir / f"epoch-{epoch}.pt", with_sampler=False)
@@ -296,8 +378,13 @@ class Trainer:
         return losses
 
 
-def run_training(cfg: RecipeConfig, exp_dir, start_epoch: Optional[int] = 1, start_batch: Optional[int] = 0,
-                 device: Optional[str] = None):
+def run_training(
+    cfg: RecipeConfig,
+    exp_dir,
+    start_epoch: Optional[int] = 1,
+    start_batch: Optional[int] = 0,
+    device: Optional[str] = None,
+):
     trainer = Trainer(cfg, exp_dir, start_epoch, start_batch, device)
     try:
         return trainer.train()

@@ -105,7 +105,9 @@ def read_safetensors_dir(path: str | Path) -> dict[str, torch.Tensor]:
             state.update(load_file(str(shard_path)))
         missing = set(weight_map) - set(state)
         if missing:
-            raise ValueError(f"{index}: {len(missing)} tensors listed but absent from the shards, e.g. {sorted(missing)[:3]}")
+            raise ValueError(
+                f"{index}: {len(missing)} tensors listed but absent from the shards, e.g. {sorted(missing)[:3]}"
+            )
         return state
     if single.is_file():
         return load_file(str(single))
@@ -174,6 +176,8 @@ def check_state_dict(
         raise ValueError(f"{source}: state dict does not fit the model: " + "; ".join(problems))
 
 
-def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, assign: bool = False) -> None:
+def load_state_dict_strict(
+    module: nn.Module, state: Mapping[str, torch.Tensor], source: str, assign: bool = False
+) -> None:
     check_state_dict(module, state, source)
     module.load_state_dict(state, strict=True, assign=assign)

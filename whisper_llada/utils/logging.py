@@ -10,8 +10,9 @@ from typing import Optional
 FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
 
 
-def setup_logger(log_prefix: Optional[str | Path] = None, rank: int = 0, world_size: int = 1,
-                 level: int = logging.INFO) -> None:
+def setup_logger(
+    log_prefix: Optional[str | Path] = None, rank: int = 0, world_size: int = 1, level: int = logging.INFO
+) -> None:
     """Console logging; with ``log_prefix`` also ``{prefix}-{date}[-{rank}]`` (icefall's naming)."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_prefix is not None:

@@ -61,8 +61,14 @@ class StageRecord:
     outputs of a run that predates records.
     """
 
-    def __init__(self, path: str | Path, inputs: Iterable[str | Path], options: dict, outputs: Iterable[str | Path],
-                 verify: Optional[Callable[[Path], object]] = None):
+    def __init__(
+        self,
+        path: str | Path,
+        inputs: Iterable[str | Path],
+        options: dict,
+        outputs: Iterable[str | Path],
+        verify: Optional[Callable[[Path], object]] = None,
+    ):
         self.path = Path(path)
         self.inputs = [Path(p) for p in inputs]
         self.options = _jsonable(options)
@@ -104,8 +110,11 @@ class StageRecord:
             bad = next(filter(None, (self._damaged(p) for p in self.outputs)), None)
             if bad:
                 return bad
-            log.warning("%s: no record of what it was made from (older run); kept as is, recorded now. "
-                        "Delete it if its inputs changed since.", self.outputs[0])
+            log.warning(
+                "%s: no record of what it was made from (older run); kept as is, recorded now. "
+                "Delete it if its inputs changed since.",
+                self.outputs[0],
+            )
             self.done()
             return None
         if not rec:
@@ -131,8 +140,12 @@ class StageRecord:
 
     def done(self) -> None:
         """Record the inputs, options and outputs as they are now (call after the outputs are written)."""
-        rec = {"version": VERSION, "inputs": {str(p): fingerprint(p) for p in self.inputs}, "options": self.options,
-               "outputs": {str(p): fingerprint(p) for p in self.outputs}}
+        rec = {
+            "version": VERSION,
+            "inputs": {str(p): fingerprint(p) for p in self.inputs},
+            "options": self.options,
+            "outputs": {str(p): fingerprint(p) for p in self.outputs},
+        }
         atomic_write_text(self.path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
 
     @staticmethod
