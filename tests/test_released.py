@@ -94,3 +94,7 @@ def test_import_refuses_what_does_not_fit(sp_model, tmp_path):
     torch.save({"state_dict": released}, pth)
     with pytest.raises(ValueError, match="key 'model'"):
         import_released_checkpoint(lora_model(sp_model), pth, tmp_path / "z.pt")
+    # a truncated download is named, with what to do
+    pth.write_bytes(pth.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"r\.pth: cannot read the released checkpoint.*download it again"):
+        import_released_checkpoint(lora_model(sp_model), pth, tmp_path / "w.pt")

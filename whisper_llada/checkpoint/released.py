@@ -64,7 +64,12 @@ def import_released_checkpoint(model, pth: str | Path, out: str | Path, allow_un
     pth = Path(pth)
     if not pth.is_file():
         raise FileNotFoundError(f"{pth}: released checkpoint not found")
-    obj = torch.load(pth, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(pth, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated zip is a RuntimeError, a foreign pickle anything
+        raise ValueError(
+            f"{pth}: cannot read the released checkpoint ({type(e).__name__}: {e}); download it again"
+        ) from e
     released = obj.get("model") if isinstance(obj, dict) else None
     if not isinstance(released, dict):
         raise ValueError(f"{pth}: expected a dict with key 'model' (the authors' release layout)")
