@@ -230,8 +230,8 @@ def run(args) -> list[Row]:
     hyps = torch.randint(0, vocab - 2, (args.num_utts, T), generator=g).tolist()
     oracle = EndsAt(llada.llm, T, tok.eos_id)
     audio_s = args.num_utts * args.seconds
-    names = [n for n, _ in strategies(L, T, margin)]
     chosen = strategies(L, T, margin)
+    names = [n for n, _ in chosen]
     if args.only:
         chosen = [(n, s) for n, s in chosen if any(o in n for o in args.only) or s["kind"] == "ar"]
         if len(chosen) < 2:

@@ -109,22 +109,25 @@ class Denoiser:
     ) -> torch.Tensor:
         """Logits (b, L, V) over the response positions of ``rows`` (all rows when None); ``response``
         and ``response_mask`` (B, L) hold every row."""
-        if rows is not None:
-            response, response_mask = response[rows], response_mask[rows]
+        return self._full_pass(state, response, response_mask, rows).logits[:, -response.shape[1] :]
+
+    def _full_pass(self, state: PrefixState, response, response_mask, rows=None, **extra):
+        """The LM's output for ``[prefix][response]`` of ``rows``; ``extra`` goes to the LM."""
         embeds, mask, positions = state.embeds, state.mask, state.positions
         if rows is not None:
+            response, response_mask = response[rows], response_mask[rows]
             embeds, mask = embeds[rows], mask[rows]
             positions = None if positions is None else positions[rows]
         L = response.shape[1]
         x = torch.cat([embeds, self.embed(response).to(embeds.dtype)], dim=1)
-        kw = {"attention_mask": torch.cat([mask, response_mask.to(torch.bool)], dim=1)}
+        kw = {"attention_mask": torch.cat([mask, response_mask.to(torch.bool)], dim=1), **extra}
         if self._keep_arg:
             kw["logits_to_keep"] = L  # the prefix's logits would cost (P x vocab) for nothing
         if positions is not None:
             kw["position_ids"] = sequence_positions(positions, L)
         if not self.prefix_attends_response:
             kw["prefix_length"] = embeds.shape[1]
-        return self.lm(inputs_embeds=x, **kw).logits[:, -L:]
+        return self.lm(inputs_embeds=x, **kw)
 
 
 class PrefixCache(Denoiser):
@@ -186,17 +189,7 @@ class PrefixCache(Denoiser):
         if self._stale(state, rows):
             # Full pass over [prefix][response]; the prefix's keys and values (which saw this
             # response) serve the next calls of these rows.
-            L = response.shape[1]
-            embeds, mask = state.embeds[rows], state.mask[rows]
-            x = torch.cat([embeds, self.embed(response[rows]).to(embeds.dtype)], dim=1)
-            kw = {} if state.positions is None else {"position_ids": sequence_positions(state.positions[rows], L)}
-            out = self.lm(
-                inputs_embeds=x,
-                attention_mask=torch.cat([mask, response_mask[rows].to(torch.bool)], dim=1),
-                logits_to_keep=L,
-                keep_kv=state.length,
-                **kw,
-            )
+            out = self._full_pass(state, response, response_mask, rows, keep_kv=state.length)
             if state.kv is None:
                 state.kv = [
                     (k.new_zeros((B, *k.shape[1:])), v.new_zeros((B, *v.shape[1:]))) for k, v in out.past_key_values
@@ -204,7 +197,7 @@ class PrefixCache(Denoiser):
             for (ck, cv), (k, v) in zip(state.kv, out.past_key_values):
                 ck[rows], cv[rows] = k, v
             state.age[rows.cpu()] = 0
-            return out.logits[:, -L:]
+            return out.logits[:, -response.shape[1] :]
         L = response.shape[1]
         past = [(k[rows], v[rows]) for k, v in state.kv]
         out = self.lm(
@@ -229,9 +222,7 @@ def make_denoiser(
         cache = "exact" if not prefix_attends_response and supports_prefix_cache(lm) else "none"
     if cache == "none":
         return Denoiser(lm, prefix_attends_response)
-    if cache == "exact":
-        return PrefixCache(lm, prefix_attends_response, None)
-    if not prefix_attends_response:
-        # The exact cache is free of error and cheaper: an approximate one makes no sense here.
+    if cache == "exact" or not prefix_attends_response:
+        # For a prefix-blind model the exact cache is free of error and cheaper than an approximate one.
         return PrefixCache(lm, prefix_attends_response, None)
     return PrefixCache(lm, prefix_attends_response, refresh or 4)
