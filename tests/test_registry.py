@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import TINY_WHISPER, fake_batch, tiny_model_config
 
+from tests.test_transcribe import QF  # the tiny Q-Former without dropout
 from whisper_llada.data.audio import FEATURES, FRAMES, TOKENS, Audio
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models import build_model
@@ -17,14 +18,6 @@ from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 from whisper_llada.models.registry import ARCHS, CTC, MASKED_DIFFUSION, get_arch
 from whisper_llada.utils.config import from_dict
 
-QF = {
-    "num_layers": 1,
-    "hidden_size": 32,
-    "num_heads": 2,
-    "intermediate_size": 64,
-    "trim_to_audio": True,
-    "dropout": 0.0,
-}
 BERT = dict(
     model_type="bert",
     hidden_size=64,
