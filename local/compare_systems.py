@@ -4,7 +4,9 @@ introduced and left of another's errors.
 
 Reads  {exp_dir}/*/errs-*.txt, {firstpass_dir}/*/errs-*.txt and stats-*.json; --a/--b: two recogs files
 Writes {output_dir}/report.txt, report.json (default: the first --exp-dir), and with --plot a PNG of
-       WER against RTF. A deliberation row also gets cascade_rtf: its RTF plus the first pass's;
+       WER against RTF. The headline names, per test part, the best single system, the best cascade
+       (its change against both, and the dev figures that chose its weights) and AR against diffusion.
+       A deliberation row also gets cascade_rtf: its RTF plus the first pass's;
        first passes with statistics (n-best oracle WER, confidence AUC, lattice depth) get a table.
 """
 
@@ -33,7 +35,9 @@ def main() -> None:
         compare_files,
         first_pass_stats,
         format_first_pass_stats,
+        format_headline,
         format_table,
+        headline,
         plot,
     )
     from whisper_llada.utils.checkpoint_io import atomic_write_text
@@ -62,7 +66,10 @@ def main() -> None:
         "utts_in_part",
         "left_out",
     )
-    report = {"systems": [{k: r[k] for k in keys if k in r} for r in rows]}
+    heads = headline(rows)
+    report = {"headline": heads, "systems": [{k: r[k] for k in keys if k in r} for r in rows]}
+    if heads:
+        table = format_headline(heads) + "\n\n" + table
     stats = first_pass_stats(args.firstpass_dir) if args.firstpass_dir.is_dir() else {}
     if stats:
         report["first_pass_stats"] = stats

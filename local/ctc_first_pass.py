@@ -9,7 +9,8 @@ Writes {lang_dir}/{words.txt,lexicon.txt,HLG.fst} (lang_dir: the BPE model's dir
        {output_dir}/ctc/stats-{part}.json and reliability-{part}.png (n-best oracle WER, lattice
        depth, confidence AUC and reliability);
        with --align SYSTEM, word confidences and times for {output_dir}/SYSTEM/{part}.jsonl.gz
-       (forced alignment of its 1-best against the CTC output) and its stats likewise.
+       (forced alignment of its 1-best against the CTC output), the CTC log-likelihood of each of
+       its n-best (ctc_score, for n-best rescoring) and its stats likewise.
 """
 
 import argparse
@@ -26,7 +27,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--epoch", type=int, help="use epoch-N.pt (default: the config's train.num_epochs)")
     p.add_argument("--avg", type=int, default=1, help="average the last AVG epochs up to --epoch")
-    p.add_argument("--parts", nargs="+", help="parts to decode (default: data.test_parts)")
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        help="parts to decode (default: data.dev_parts and data.test_parts; n-best rescoring chooses its weights on dev)",
+    )
     p.add_argument("--output-dir", type=Path, default=Path("data/firstpass"))
     p.add_argument("--lm-dir", type=Path, default=Path("data/lm"))
     p.add_argument("--align", metavar="SYSTEM", help="give this first-pass system's records word confidences")
@@ -91,7 +96,7 @@ def main() -> None:
     norm = get_normalizer(cfg.score.normalizer)
     lc = cfg.firstpass.lattice
     model = graph = None
-    for part in args.parts or cfg.data.test_parts:
+    for part in args.parts or [*cfg.data.dev_parts, *cfg.data.test_parts]:
         out = records_path(args.output_dir, "ctc", part)
         other_path = records_path(args.output_dir, args.align, part) if args.align else None
         other = read_records(other_path) if other_path else None
@@ -105,7 +110,10 @@ def main() -> None:
             [out, out.parent / f"errs-{part}-{suffix}.txt", out.parent / f"recogs-{part}-{suffix}.txt"],
             verify=lambda p: read_records(p) if p == out else p.read_text(),
         )
-        if record.check(str(out)) and (other is None or all("words" in r for r in other.values())):
+        if record.check(str(out)) and (
+            other is None
+            or all("words" in r and all("ctc_score" in h for h in r.get("nbest", [])) for r in other.values())
+        ):
             continue
         if model is None:
             graph, words = load_graph(cfg, args.lm_dir)

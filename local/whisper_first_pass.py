@@ -14,7 +14,11 @@ from pathlib import Path
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, required=True)
-    p.add_argument("--parts", nargs="+", help="default: data.test_parts")
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        help="default: data.dev_parts and data.test_parts (n-best rescoring chooses its weights on dev)",
+    )
     p.add_argument("--output-dir", type=Path, default=Path("data/firstpass"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -41,7 +45,7 @@ def main() -> None:
     cfg = load_recipe_config(args.config, args.overrides)
     norm = get_normalizer(cfg.score.normalizer)
     decoder = None
-    for part in args.parts or cfg.data.test_parts:
+    for part in args.parts or [*cfg.data.dev_parts, *cfg.data.test_parts]:
         out = records_path(args.output_dir, "whisper", part)
         suffix = f"beam-{cfg.firstpass.num_beams}"
         # Redone when the cuts or the first pass's options changed, or an output is damaged.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from whisper_llada.data.espeak_corpus import TEST_VOICES, TRAIN_VOICES, build_corpus
+from whisper_llada.data.espeak_corpus import DEV_VOICES, TEST_VOICES, TRAIN_VOICES, build_corpus
 from whisper_llada.data.fortunes import fortune_sentences, normalize_sentence
 
 
@@ -31,9 +31,12 @@ def test_build_corpus_holds_out_voices_and_sentences(tmp_path):
         assert len(lines) == counts[part] and len(list((root / part).rglob("*.flac"))) == counts[part]
         texts[part] = {l.split(" ", 1)[1] for l in lines}
         speakers = {int(l.split("-")[0]) for l in lines}
-        assert all((s >= 9000) == (part == "test-clean") for s in speakers)  # test speakers are their own
+        # Dev (8000...) and test (9000...) speakers are their own.
+        assert all(
+            (s >= 9000) == (part == "test-clean") and (8000 <= s < 9000) == (part == "dev-clean") for s in speakers
+        )
     assert not texts["test-clean"] & (texts["train-clean-100"] | texts["dev-clean"])
-    assert not set(TRAIN_VOICES) & set(TEST_VOICES)
+    assert not set(TRAIN_VOICES) & set(TEST_VOICES) and not set(DEV_VOICES) & set(TRAIN_VOICES + TEST_VOICES)
 
 
 def test_breathy_voices_are_the_same_in_every_process():

@@ -58,6 +58,7 @@ def test_lattice_records(trained):
     model, graph, words, batch, texts, _ = trained
     other = {f"c{i}": {"id": f"c{i}", "text": t} for i, t in enumerate(texts)}
     other["c0"]["text"] = " ".join(["RIVER"] + texts[0].split()[1:])  # a first word the audio does not hold
+    other["c0"]["nbest"] = [{"text": other["c0"]["text"], "score": -1.0}, {"text": texts[0], "score": -2.0}]
     decoder = CTCLatticeFirstPass(model, graph, words, LatticeConfig(nbest=5, beam=20, lattice_beam=10), align_to=other)
     records = decoder(batch)
     assert [r["text"] for r in records] == texts  # the overfitted recogniser's 1-best
@@ -72,6 +73,9 @@ def test_lattice_records(trained):
     aligned = other["c0"]["words"]
     assert [w["word"] for w in aligned] == other["c0"]["text"].split()
     assert aligned[0]["conf"] < 0.5 and min(w["conf"] for w in aligned[1:]) > 0.5
+    # Its n-best got CTC log-likelihoods: the true transcript is the likelier, both are log-probabilities.
+    wrong, right = (h["ctc_score"] for h in other["c0"]["nbest"])
+    assert wrong < right <= 0.0
     refs = {r["id"]: t for r, t in zip(records, texts)}
     stats = first_pass_stats({r["id"]: r for r in records}, refs)
     assert stats["wer"] == 0.0 and stats["nbest_oracle_wer"] == 0.0 and stats["lattice_depth"] >= 1

@@ -3,6 +3,7 @@ its result files, multi-process training and exact resumption."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -53,6 +54,14 @@ def test_smoke_run_writes_every_stage(recipe):
     assert len(list((exp / "decoding").glob("errs-test-clean-*"))) == 2
     assert len(list((exp / "diffusion_deliberation").glob("errs-test-clean-*"))) == 2
     assert len(list((exp / "semi_ar_deliberation").glob("errs-test-clean-*"))) == 1
+    # N-best rescoring: weights chosen on dev-clean (which both first passes decode too), shown in the header.
+    assert (rdir / "data/firstpass/whisper/dev-clean.jsonl.gz").is_file()
+    assert (rdir / "data/firstpass/ctc/dev-clean.jsonl.gz").is_file()
+    (fusion,) = (exp / "nbest_rescoring").glob("fusion-*.json")
+    chosen = json.loads(fusion.read_text())
+    assert chosen["dev_parts"] == ["dev-clean"] and chosen["wer"] <= chosen["wer_first_pass"]
+    (rescored,) = (exp / "nbest_rescoring").glob("errs-test-clean-*")
+    assert '"fusion": {' in rescored.read_text()
     assert (exp / "report.json").is_file() and (exp / "wer-vs-rtf.png").stat().st_size > 1000
 
 
@@ -86,7 +95,7 @@ def test_rerun_skips_every_stage(recipe):
 def test_errs_wer_equals_recogs_wer(recipe):
     rdir, _ = recipe
     errs = sorted((rdir / "exp/smoke").glob("*/errs-*.txt")) + sorted((rdir / "data/firstpass").glob("*/errs-*.txt"))
-    assert len(errs) == 7  # 2 decoding, 3 deliberation, 2 first passes
+    assert len(errs) == 10  # 2 decoding, 3 deliberation, 1 rescoring, 2 first passes of dev and test
     for e in errs:
         printed = float(e.read_text().split("\n", 1)[0].split("=")[1])
         recogs = e.with_name(e.name.replace("errs-", "recogs-"))
@@ -293,8 +302,16 @@ def test_embedded_recipe_in_miniature(tmp_path):
     report = json.loads((rdir / "exp/report.json").read_text())
     kinds = {s["kind"] for s in report["systems"]}
     assert kinds == {"first_pass", "decoding", "deliberation", "autoregressive"}
-    assert all(s["test"] == "test-clean" and s["num_words"] > 0 and s["rtf"] > 0 for s in report["systems"])
+    # First passes decode dev-clean too (n-best rescoring chooses its weights there); the rest test only.
+    assert {s["test"] for s in report["systems"] if s["kind"] != "first_pass"} == {"test-clean"}
+    assert {s["test"] for s in report["systems"]} == {"dev-clean", "test-clean"}
+    assert all(s["num_words"] > 0 and s["rtf"] > 0 for s in report["systems"])
     assert {s["name"].split("/")[0] for s in report["systems"] if s["kind"] == "first_pass"} == {"whisper", "ctc"}
+    head = report["headline"]["test-clean"]
+    assert {"best_single", "best_cascade", "ar_vs_diffusion"} <= set(head) and list(report["headline"]) == [
+        "test-clean"
+    ]
+    assert "Headline, test-clean:" in (rdir / "exp/report.txt").read_text()
     assert any(s["settings"].get("masking_type") == "first_pass" for s in report["systems"])
     assert set(report["first_pass_stats"]) == {"whisper", "ctc"}
     assert "n-best oracle" in (rdir / "exp/report.txt").read_text()

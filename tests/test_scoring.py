@@ -86,3 +86,47 @@ def test_cascade_rtf_adds_the_first_pass():
     ]
     add_cascade_rtf(rows)
     assert rows[2]["cascade_rtf"] == 0.03 and rows[3]["cascade_rtf"] is None
+
+
+def test_fusion_weights_are_chosen_on_dev_and_never_lose_there():
+    """The grid point with the fewest dev errors: the LM's weight when it knows the right
+    candidate, none when it is wrong (the first pass's 1-best kept), ties to the smaller weights."""
+    from whisper_llada.scoring.fusion import LM_WEIGHTS, Candidate, Fusion, tune_fusion
+
+    refs = {"a": "the cat sat".split(), "b": "a dog ran".split()}
+
+    def cands(lm_right: bool):
+        def c(text, fp, good):
+            return Candidate(
+                text, fp, (0.0 if good else -5.0) if lm_right else (-5.0 if good else 0.0), len(text.split())
+            )
+
+        return {
+            "a": [c("the cat sad", -0.1, False), c("the cat sat", -0.2, True)],
+            "b": [c("a dog ran", -0.1, True), c("a dog rat", -0.3, False)],
+        }
+
+    f, info = tune_fusion(cands(True), refs)
+    assert f.lm_weight > 0 and info["wer_first_pass"] == pytest.approx(100 / 6, abs=0.01) and info["wer"] == 0.0
+    assert info["wer_oracle"] == 0.0 and info["utts"] == 2 and info["words"] == 6
+    # The smallest LM weight that flips cut a: 0.1 / 5 = 0.02, so the grid's first point above it.
+    assert f.lm_weight == min(w for w in LM_WEIGHTS if w > 0.02)
+    f, info = tune_fusion(cands(False), refs)
+    assert f == Fusion() and info["wer"] == info["wer_first_pass"]
+    assert Fusion().best([Candidate("x", 0.0, 0.0, 1), Candidate("y", 0.0, 9.0, 1)]) == 0  # ties: first pass order
+    with pytest.raises(ValueError, match="no reference"):
+        tune_fusion(cands(True), {"a": refs["a"]})
+
+
+def test_fusion_takes_the_ctc_score_where_records_have_one():
+    """A CTC log-likelihood on the candidates is a third feature; wer_without_lm says what the
+    fusion gives without the second model's score."""
+    from whisper_llada.scoring.fusion import Candidate, tune_fusion
+
+    refs = {"a": "the cat sat".split()}
+    cands = {"a": [Candidate("the cat sad", -0.1, 0.0, 3, -20.0), Candidate("the cat sat", -0.2, 0.0, 3, -10.0)]}
+    f, info = tune_fusion(cands, refs)
+    assert f.lm_weight == 0 and f.ctc_weight > 0 and info["wer"] == info["wer_without_lm"] == 0.0
+    assert info["wer_first_pass"] == pytest.approx(100 / 3, abs=0.01)
+    f, info = tune_fusion(cands, refs, features=("lm", "words"))  # the CTC score left out
+    assert f.ctc_weight == 0 and info["wer"] == info["wer_first_pass"]

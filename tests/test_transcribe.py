@@ -176,3 +176,38 @@ def test_prefix_cache_serves_every_setting_of_a_call(llada):
         assert len(calls) == 5 and not full.entries  # 1 + the two transcribes above + 2 uncached
     finally:
         model.batch_prefix = real
+
+
+def test_rescoring_ranks_the_true_transcript_first(llada):
+    """The pseudo-log-likelihood prefers each cut's own transcript to corrupted ones, is the exact
+    per-token one when every group holds one token, and does not depend on what shares its batch."""
+    from whisper_llada.diffusion.scoring import pseudo_log_likelihood
+
+    model, batch, texts = llada
+    wrong = [t.replace(t.split()[0], "RIVER" if t.split()[0] != "RIVER" else "STONE", 1) for t in texts]
+    short = [" ".join(t.split()[:-1]) for t in texts]
+    cfg = DecodeConfig(mode="nbest_rescoring", pll_groups=3, batch_size=5)
+    stats = {}
+    scores = model.score_texts(batch, [[w, t, s] for w, t, s in zip(wrong, texts, short)], cfg, stats=stats)
+    assert all(max(range(3), key=lambda k: sc[k]) == 1 for sc in scores), scores
+    assert (stats["forward_passes"] == 3 * 3).all()  # 3 candidates x 3 groups, in chunks of 5 rows
+    # Alone, in a batch of one, the same score (padding and chunking change nothing).
+    one = {"prefix": tuple(None if t is None else t[2:3] for t in model.batch_prefix(batch))}
+    alone = model.score_texts(one, [[texts[2]]], DecodeConfig(mode="nbest_rescoring", pll_groups=3))
+    assert alone[0][0] == pytest.approx(scores[2][1], abs=1e-4)
+    # Exact pseudo-log-likelihood: each token (and the EOS) masked alone, by hand.
+    ids = model.tokenizer.encode(texts[0])
+    prefix, mask, positions = model.batch_prefix(batch)
+    resp = torch.tensor([ids + [model.eos_id] * 5])
+    by_hand = 0.0
+    for i in range(len(ids) + 1):
+        noisy = resp.clone()
+        noisy[0, i] = model.mask_id
+        logits = model.logits(prefix[:1], mask[:1], noisy, None if positions is None else positions[:1])
+        by_hand += torch.log_softmax(logits[0, i].float(), -1)[resp[0, i]].item()
+    den = model.denoiser()
+    state = den.prefill(prefix[:1], mask[:1], None if positions is None else positions[:1])
+    scored = torch.zeros_like(resp, dtype=torch.bool)
+    scored[0, : len(ids) + 1] = True
+    exact = pseudo_log_likelihood(den, state, resp, torch.ones_like(scored), scored, 64, model.mask_id)
+    assert exact.item() == pytest.approx(by_hand, abs=1e-3)

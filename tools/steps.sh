@@ -6,7 +6,7 @@
 #   step_manifests CONFIG CORPUS_DIR      recordings + supervisions of every part (data.corpus says the format)
 #   step_features CONFIG                  Whisper log-mel cuts of every part
 #   step_lang CONFIG                      data/lang_bpe_{data.vocab_size}: BPE, words
-#   step_whisper_first_pass CONFIG        Whisper's n-best of the test parts
+#   step_whisper_first_pass CONFIG        Whisper's n-best of the dev and test parts
 #   step_train_ctc CONFIG                 the CTC recogniser of CONFIG's firstpass.ctc_config (none: nothing)
 #   step_ctc_first_pass CONFIG            its lattices, n-best and word confidences (Whisper's words too)
 #   step_train CONFIG EXP_DIR [MAIN]      train; MAIN: the recipe config whose data and lang it uses

@@ -24,6 +24,7 @@ from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.firstpass.records import read_records, records_path
 from whisper_llada.models.build import build_model
 from whisper_llada.recipe import RecipeConfig
+from whisper_llada.scoring.fusion import Candidate, Fusion, tune_fusion
 from whisper_llada.scoring.wer import read_errs_accounting, read_recogs, write_results, write_wer_summary
 from whisper_llada.training.checkpoint import average_checkpoints, load_model_state
 from whisper_llada.utils.checkpoint_io import atomic_write_text
@@ -91,9 +92,12 @@ def decode_part(
     strict: bool = False,
     prefixes: Optional[PrefixCache] = None,
     left_out: Optional[list] = None,
+    fusion: Optional[Fusion] = None,
+    candidates: Optional[dict] = None,
 ) -> tuple[list, dict]:
     """Returns (results [(cut id, ref words, hyp words)], speed). ``prefixes`` shares the front
-    end's work between the settings of one call.
+    end's work between the settings of one call. N-best rescoring picks each cut's candidate with
+    ``fusion`` (None: the first pass's 1-best) and puts every cut's ``Candidate`` list in ``candidates``.
 
     A cut whose input cannot be loaded is not lost: it gets a row with an empty hypothesis (all
     deleted) and (cut id, reason) goes to ``left_out``.
@@ -118,7 +122,9 @@ def decode_part(
         batch["prefix"], seconds = prefixes.get(model, batch, device)
         front += seconds
         t0 = time.perf_counter()
-        if setting.is_deliberation:
+        if setting.mode == "nbest_rescoring":
+            hyps = rescore_batch(model, batch, first_pass, setting, norm, fusion or Fusion(), candidates, stats)
+        elif setting.is_deliberation:
             recs = [first_pass[c] for c in batch["cut_ids"]]
             conf = None
             if setting.masking_type == "first_pass":
@@ -152,6 +158,37 @@ def decode_part(
         "positions_per_utt": round(positions / max(n, 1), 1) if positions else None,
     }
     return results, speed
+
+
+def nbest_of(record: dict, n: Optional[int] = None) -> list[dict]:
+    """A first-pass record's first ``n`` distinct candidates ({"text", "score"}), best first; a
+    record without an n-best is its 1-best with score 0."""
+    out, seen = [], set()
+    for h in record.get("nbest") or [{"text": record["text"], "score": 0.0}]:
+        if h["text"] not in seen:
+            seen.add(h["text"])
+            out.append(h)
+    return out[:n] if n else out
+
+
+def rescore_batch(model, batch, first_pass, setting, norm, fusion, candidates=None, stats=None) -> list[str]:
+    """Each cut's n-best scored by the model (``score_texts``) and the fused best of it."""
+    if not hasattr(model, "score_texts"):
+        raise ValueError(
+            f"{type(model).__name__} cannot score candidates: nbest_rescoring needs a masked-diffusion model"
+        )
+    nbests = [nbest_of(first_pass[c], setting.nbest) for c in batch["cut_ids"]]
+    lm = model.score_texts(batch, [[h["text"] for h in nb] for nb in nbests], setting, stats=stats)
+    hyps = []
+    for cut_id, nb, scores in zip(batch["cut_ids"], nbests, lm):
+        cands = [
+            Candidate(h["text"], float(h["score"]), s, len(norm(h["text"]).split()), h.get("ctc_score"))
+            for h, s in zip(nb, scores)
+        ]
+        if candidates is not None:
+            candidates[cut_id] = cands
+        hyps.append(cands[fusion.best(cands)].text)
+    return hyps
 
 
 def token_confidences(tokenizer, record: dict) -> list[float]:
@@ -221,6 +258,7 @@ def run_settings(
     wers: dict = {}
     model = None
     prefixes = PrefixCache()
+    fusions: dict = {}  # n-best rescoring: (setting, first pass) -> weights chosen on dev, once a call
     norm = get_normalizer(cfg.score.normalizer)
     for part in parts:
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
@@ -234,6 +272,9 @@ def run_settings(
                 system = setting.first_pass or cfg.first_pass_system
                 fp_path = records_path(firstpass_dir, system, part)
                 inputs.append(fp_path)
+                if setting.mode == "nbest_rescoring":  # its weights are chosen on dev
+                    for dev in cfg.data.dev_parts:
+                        inputs += [*part_inputs(cfg, dev), records_path(firstpass_dir, system, dev)]
             options = {"setting": vars(setting), "score": asdict(cfg.score), "model": asdict(cfg.model)}
             record = StageRecord(
                 record_path_for(errs),
@@ -244,24 +285,35 @@ def run_settings(
             )
             if record.check(str(errs)):
                 continue
-            first_pass = None
-            if setting.is_deliberation:
-                first_pass = read_records(fp_path)
-                no_record = [c.id for c in cuts if c.id not in first_pass]
-                if no_record:
-                    raise ValueError(
-                        f"{fp_path}: no record for {len(no_record)} cuts (e.g. {no_record[:3]}); "
-                        "is it from another recipe, or older than the cuts? (rerun the first-pass stage)"
-                    )
+            first_pass = read_first_pass(fp_path, cuts) if setting.is_deliberation else None
             model = model or get_model()
+            fusion = None
+            if setting.mode == "nbest_rescoring":
+                key = (setting.suffix(), system)
+                if key not in fusions:
+                    fusions[key] = choose_fusion(
+                        cfg, model, setting, system, firstpass_dir, device, prefixes, out_dir / f"fusion-{suffix}.json"
+                    )
+                fusion, fusion_info = fusions[key]
             left_out = list(missing)
             results, speed = decode_part(
-                model, cuts, setting, cfg.score.normalizer, first_pass, device, cfg.data.strict, prefixes, left_out
+                model,
+                cuts,
+                setting,
+                cfg.score.normalizer,
+                first_pass,
+                device,
+                cfg.data.strict,
+                prefixes,
+                left_out,
+                fusion=fusion,
             )
             results += missing_rows
             shown = {k: v for k, v in vars(setting).items() if v is not None}
             if setting.is_deliberation:
                 shown["first_pass"] = system
+            if fusion is not None:
+                shown["fusion"] = fusion_info
             header = f"Test: {part}\nSetting: {json.dumps(shown)}\nSpeed: {json.dumps(speed)}"
             wer = write_results(
                 out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, left_out
@@ -283,6 +335,66 @@ def run_settings(
         for mode in written:
             summarise(Path(exp_dir) / mode, part, tag)
     return wers
+
+
+def read_first_pass(path: Path, cuts) -> dict:
+    """A first pass's records of a part, one for every cut in ``cuts``."""
+    first_pass = read_records(path)
+    no_record = [c.id for c in cuts if c.id not in first_pass]
+    if no_record:
+        raise ValueError(
+            f"{path}: no record for {len(no_record)} cuts (e.g. {no_record[:3]}); "
+            "is it from another recipe, or older than the cuts? (rerun the first-pass stage)"
+        )
+    return first_pass
+
+
+def choose_fusion(cfg, model, setting, system, firstpass_dir, device, prefixes, path: Path) -> tuple[Fusion, dict]:
+    """N-best rescoring's fusion weights, chosen on the dev parts (never on a test part), and what
+    they measured there; written to ``path``."""
+    if not cfg.data.dev_parts:
+        raise ValueError("nbest_rescoring chooses its fusion weights on data.dev_parts, and the config lists none")
+    norm = get_normalizer(cfg.score.normalizer)
+    cands: dict = {}
+    refs: dict = {}
+    for part in cfg.data.dev_parts:
+        fp_path = records_path(firstpass_dir, system, part)
+        if not fp_path.is_file():
+            raise FileNotFoundError(
+                f"{fp_path}: n-best rescoring chooses its weights on {part}, which the first pass {system} "
+                "has not decoded (rerun the first-pass stage: it decodes the dev parts too)"
+            )
+        cuts, _, _ = load_test_part(cfg, part, norm)
+        results, _ = decode_part(
+            model,
+            cuts,
+            setting,
+            cfg.score.normalizer,
+            read_first_pass(fp_path, cuts),
+            device,
+            cfg.data.strict,
+            prefixes,
+            candidates=cands,
+        )
+        refs.update((cut_id, ref) for cut_id, ref, _ in results)
+    fusion, info = tune_fusion(cands, refs, norm, setting.fuse)
+    info = {"dev_parts": list(cfg.data.dev_parts), **info}
+    atomic_write_text(path, json.dumps(info, indent=1))
+    log.info(
+        "%s on %s: weights chosen on %s (lm %g, words %g, ctc %g): dev WER %.2f%% -> %.2f%% "
+        "(without the LM %.2f%%, n-best oracle %.2f%%)",
+        setting.suffix(),
+        system,
+        "+".join(cfg.data.dev_parts),
+        fusion.lm_weight,
+        fusion.length_weight,
+        fusion.ctc_weight,
+        info["wer_first_pass"],
+        info["wer"],
+        info["wer_without_lm"],
+        info["wer_oracle"],
+    )
+    return fusion, info
 
 
 def _check_errs(path: Path) -> None:

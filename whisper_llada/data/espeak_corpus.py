@@ -1,8 +1,7 @@
 """The embedded corpus: fortune-file sentences spoken by espeak-ng voices, in LibriSpeech layout.
 
-Parts ``train-clean-100`` (training voices and sentences), ``dev-clean`` (training voices,
-held-out sentences) and ``test-clean`` (held-out voices and held-out sentences), so every
-later stage is the LibriSpeech code path.
+Parts ``train-clean-100`` (training voices and sentences), ``dev-clean`` and ``test-clean`` (each its
+own held-out voices, held-out sentences), so every later stage is the LibriSpeech code path.
 """
 
 from __future__ import annotations
@@ -17,8 +16,12 @@ from whisper_llada.data.synth_corpus import Speaker, write_part
 
 log = logging.getLogger(__name__)
 
-TRAIN_VOICES = ["en-us", "en", "en-gb-x-rp", "en-029", "en-gb-scotland", "en-gb-x-gbclan"]
+TRAIN_VOICES = ["en-us", "en", "en-gb-x-rp", "en-029", "en-gb-x-gbclan"]
 TRAIN_VARIANTS = ["", "+m1", "+m2", "+m3", "+m4", "+f1", "+f2", "+f3"]
+# Dev speaks with voices and variants that neither training nor test uses, as test does: settings
+# chosen on dev (fusion weights, thresholds) then face unseen voices there as they do on test.
+DEV_VOICES = ["en-gb-scotland"]
+DEV_VARIANTS = ["+m7", "+m8"]
 TEST_VOICES = ["en-us-nyc", "en-gb-x-gbcwmd"]
 TEST_VARIANTS = ["+m5", "+m6", "+f4", "+f5"]
 
@@ -38,6 +41,7 @@ def build_corpus(dl_dir: str | Path, num_train: int, num_dev: int, num_test: int
     random.Random(seed).shuffle(sents)
     test, dev, train = sents[:num_test], sents[num_test : num_test + num_dev], sents[num_test + num_dev : need]
     train_spk = speakers(TRAIN_VOICES, TRAIN_VARIANTS, [150, 180], [40, 60], first_id=1000)
+    dev_spk = speakers(DEV_VOICES, DEV_VARIANTS, [155, 185], [45, 55], first_id=8000)
     test_spk = speakers(TEST_VOICES, TEST_VARIANTS, [160, 190], [50], first_id=9000)
     counts = {}
     # Test and dev first, each with its own speaker draws: espeak-ng's output depends on what the
@@ -45,10 +49,17 @@ def build_corpus(dl_dir: str | Path, num_train: int, num_dev: int, num_test: int
     # the test and dev audio do not change with --num-train.
     for part, texts, pool in (
         ("test-clean", test, test_spk),
-        ("dev-clean", dev, train_spk),
+        ("dev-clean", dev, dev_spk),
         ("train-clean-100", train, train_spk),
     ):
         rng = random.Random(f"{seed}:{part}")
         counts[part] = write_part(dl_dir, part, [(rng.choice(pool), t) for t in texts])
-    log.info("corpus in %s: %s (%d training speakers, %d test speakers)", dl_dir, counts, len(train_spk), len(test_spk))
+    log.info(
+        "corpus in %s: %s (%d training, %d dev, %d test speakers)",
+        dl_dir,
+        counts,
+        len(train_spk),
+        len(dev_spk),
+        len(test_spk),
+    )
     return counts

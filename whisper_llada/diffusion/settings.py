@@ -6,15 +6,18 @@ files of different settings never collide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from whisper_llada.diffusion.commit import RULES
 from whisper_llada.diffusion.denoiser import CACHES
 from whisper_llada.utils.config import from_dict
 
-MODES = ("decoding", "diffusion_deliberation", "semi_ar_deliberation", "autoregressive")
+MODES = ("decoding", "diffusion_deliberation", "semi_ar_deliberation", "nbest_rescoring", "autoregressive")
+# Modes that take a first pass's records (nbest_rescoring ranks its n-best instead of rewriting its 1-best).
+FIRST_PASS_MODES = ("diffusion_deliberation", "semi_ar_deliberation", "nbest_rescoring")
 MASKING = ("low_confidence", "random", "first_pass")
+FUSE = ("lm", "words", "ctc")
 
 
 @dataclass
@@ -46,6 +49,14 @@ class DecodeConfig:
     # Deliberation: the first-pass system whose records it repairs (None: the recipe's first_pass_system).
     first_pass: Optional[str] = None
     num_chunks: int = 4  # semi-AR deliberation
+    # nbest_rescoring: the first pass's n-best (the first `nbest`, None: all) scored by the model's
+    # pseudo-log-likelihood over pll_groups interleaved mask groups (one pass each), fused
+    # log-linearly with the first pass's score and the word count, weights chosen on the dev parts.
+    nbest: Optional[int] = None
+    pll_groups: int = 4
+    # The fusion's features besides the first pass's score (lm: the pseudo-log-likelihood; words:
+    # the word count; ctc: the CTC recogniser's log-likelihood, where the records carry one).
+    fuse: list[str] = field(default_factory=lambda: list(FUSE))
     # Deliberation: follow the hypothesis with EOS up to the training response length, as
     # responses are padded in our training. False is the paper's layout (the hypothesis alone), which suits models
     # trained, as the paper's were, on responses padded only to the batch's longest.
@@ -65,12 +76,17 @@ class DecodeConfig:
             raise ValueError(f"commit {self.commit!r}: expected one of {RULES}")
         if self.cache not in CACHES:
             raise ValueError(f"cache {self.cache!r}: expected one of {CACHES}")
+        if not set(self.fuse) <= set(FUSE) or "lm" not in self.fuse:
+            raise ValueError(f"fuse {list(self.fuse)}: expected lm and any of {FUSE[1:]}")
+        if (self.nbest is not None and self.nbest < 1) or self.pll_groups < 1:
+            raise ValueError(f"nbest {self.nbest} / pll_groups {self.pll_groups}: expected positive numbers")
         if self.gen_len == "auto" and self.mode == "autoregressive":
             raise ValueError("gen_len auto is for diffusion decoding and deliberation; give the AR twin a number")
 
     @property
     def is_deliberation(self) -> bool:
-        return self.mode.endswith("_deliberation")
+        """Works on a first pass's records (deliberation proper or n-best rescoring)."""
+        return self.mode in FIRST_PASS_MODES
 
     def suffix(self) -> str:
         if self.name:
@@ -88,11 +104,15 @@ class DecodeConfig:
                 s = f"{kind}-gen-{self.gen_len}-threshold-{self.threshold:g}"
         elif self.mode == "diffusion_deliberation":
             s = f"delib-{self.masking_type}-ratio-{self.mask_ratio:g}-steps-{self.steps}"
+        elif self.mode == "nbest_rescoring":
+            s = f"rescore-nbest-{self.nbest or 'all'}-pll-{self.pll_groups}"
+            if set(self.fuse) != set(FUSE):
+                s += "-fuse-" + "-".join(f for f in FUSE if f in self.fuse)
         else:
             s = f"delib-semi-ar-chunks-{self.num_chunks}-steps-{self.steps}"
         if self.is_deliberation and self.first_pass:
             s += f"-on-{self.first_pass}"
-        if self.is_deliberation and not self.eos_pad:
+        if self.is_deliberation and not self.eos_pad and self.mode != "nbest_rescoring":
             s += "-no-eos-pad"
         if self.is_deliberation and self.gen_len == "auto":
             s += "-len-auto"

@@ -1,6 +1,6 @@
 """The CTC first pass: lattices from the CTC recogniser over HLG, turned into first-pass records
-(1-best, n-best, word confidences and times), and confidences for another system's 1-best by
-forced alignment against the same CTC output.
+(1-best, n-best, word confidences and times), and for another system's records confidences of its
+1-best by forced alignment and the CTC log-likelihood of each of its n-best, against the same CTC output.
 """
 
 from __future__ import annotations
@@ -25,13 +25,18 @@ from whisper_llada.recipe import LatticeConfig
 
 log = logging.getLogger(__name__)
 
+# The CTC score of a text with more pieces than the frames can hold (its likelihood is 0).
+CTC_FLOOR = -1.0e4
+
 
 class CTCLatticeFirstPass:
     """``decoder(batch) -> records`` for ``run_first_pass``.
 
     ``align_to`` (cut id -> record of another system), if given, receives ``words`` with
     confidences: each word's span from forced alignment of its pieces, its confidence the
-    lattice posterior of that word there (0 for a word outside the lexicon).
+    lattice posterior of that word there (0 for a word outside the lexicon); and each of its
+    n-best a ``ctc_score``, the CTC log-likelihood of its pieces (``CTC_FLOOR`` where they cannot
+    fit the frames), a feature for n-best rescoring.
     """
 
     def __init__(self, model, graph, words: dict[int, str], lc: LatticeConfig, align_to: Optional[dict] = None):
@@ -79,7 +84,24 @@ class CTCLatticeFirstPass:
         other = self.align_to.get(cut_id) if self.align_to is not None else None
         if other is not None:
             other["words"] = self._aligned_words(other["text"].split(), lp, lat, post)
+            for h in other.get("nbest") or []:
+                h["ctc_score"] = self.log_likelihood(lp, h["text"])
         return rec
+
+    def log_likelihood(self, lp: np.ndarray, text: str) -> float:
+        """log P_ctc(text | audio) summed over alignments (blank 0, piece p is class p + 1)."""
+        pieces = [p + 1 for p in self.sp.encode(text)]
+        if not pieces:
+            return round(float(lp[:, 0].sum()), 4)  # all blank
+        loss = torch.nn.functional.ctc_loss(
+            torch.from_numpy(np.ascontiguousarray(lp)).float()[:, None, :],
+            torch.tensor([pieces]),
+            torch.tensor([lp.shape[0]]),
+            torch.tensor([len(pieces)]),
+            blank=0,
+            reduction="sum",
+        )
+        return round(-float(loss), 4) if torch.isfinite(loss) else CTC_FLOOR
 
     def _aligned_words(self, text: list[str], lp: np.ndarray, lat, post) -> list[dict]:
         spans = align(lp, [self.sp.encode(w) for w in text]) if text else []

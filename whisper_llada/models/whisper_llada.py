@@ -13,6 +13,7 @@ import torch
 from whisper_llada.diffusion.denoiser import Denoiser, make_denoiser
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
 from whisper_llada.diffusion.sampling import deliberate, generate
+from whisper_llada.diffusion.scoring import pseudo_log_likelihood
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
@@ -166,6 +167,53 @@ class WhisperLLaDA(SpeechLLM):
             threshold=cfg.threshold,
         )
         return [self.tokenizer.decode(row) for row in out]
+
+    @torch.no_grad()
+    def score_texts(
+        self, batch: dict, candidates: Sequence[Sequence[str]], cfg: DecodeConfig, stats: Optional[dict] = None
+    ) -> list[list[float]]:
+        """Pseudo-log-likelihood of each cut's candidate transcripts (n-best rescoring). A candidate
+        is laid out as deliberation lays out a hypothesis: its tokens, EOS, then ``len_margin`` more
+        EOS; its tokens and first EOS are scored, in ``cfg.pll_groups`` passes, ``cfg.batch_size``
+        candidates a pass."""
+        prefix, mask, positions = self.batch_prefix(batch)
+        row_of = [i for i, texts in enumerate(candidates) for _ in texts]
+        seqs = [self.tokenizer.encode(t) for texts in candidates for t in texts]
+        if not seqs:
+            return [[] for _ in candidates]
+        L = max(map(len, seqs)) + 1 + cfg.len_margin
+        response = torch.full((len(seqs), L), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
+        real = torch.zeros(len(seqs), L, dtype=torch.bool, device=self.device)
+        scored = torch.zeros_like(real)
+        for r, ids in enumerate(seqs):
+            n = len(ids)
+            response[r, :n] = torch.tensor(ids, dtype=torch.long)
+            response[r, n : n + 1 + cfg.len_margin] = self.eos_id
+            real[r, : n + 1 + cfg.len_margin] = True
+            scored[r, : n + 1] = True
+        den = self.denoiser(cfg)
+        rows = torch.tensor(row_of, device=self.device)
+        out, passes, spans = (
+            [],
+            torch.zeros(len(candidates), dtype=torch.long),
+            torch.zeros(len(candidates), dtype=torch.long),
+        )
+        for start in range(0, len(seqs), cfg.batch_size):
+            part = rows[start : start + cfg.batch_size]
+            state = den.prefill(prefix[part], mask[part], None if positions is None else positions[part])
+            sl = slice(start, start + cfg.batch_size)
+            chunk_stats: dict = {}
+            out += pseudo_log_likelihood(
+                den, state, response[sl], real[sl], scored[sl], cfg.pll_groups, self.mask_id, chunk_stats
+            ).tolist()
+            passes.index_add_(0, part.cpu(), chunk_stats["forward_passes"])
+            spans.index_add_(0, part.cpu(), chunk_stats["positions"])
+        if stats is not None:
+            stats["forward_passes"], stats["positions"] = passes, spans
+        scores: list[list[float]] = [[] for _ in candidates]
+        for i, s in zip(row_of, out):
+            scores[i].append(s)
+        return scores
 
 
 def token_rate(model_cfg, cfg: DecodeConfig) -> float:

@@ -22,6 +22,7 @@ KINDS = {
     "decoding": "decoding",
     "diffusion_deliberation": "deliberation",
     "semi_ar_deliberation": "deliberation",
+    "nbest_rescoring": "deliberation",  # a cascade too: it ranks a first pass's n-best
     "autoregressive": "autoregressive",
 }
 
@@ -161,6 +162,86 @@ def add_cascade_rtf(rows: list[dict]) -> list[dict]:
         ok = len(fp) == 1 and fp[0]["rtf"] is not None and r["rtf"] is not None
         r["cascade_rtf"] = round(fp[0]["rtf"] + r["rtf"], 5) if ok else None
     return rows
+
+
+SINGLE = ("first_pass", "decoding", "autoregressive")
+
+
+def headline(rows: list[dict]) -> dict:
+    """Per test part with decoded results: the best single system (first passes, direct decoding and
+    the AR twin alike), the best cascade and its relative change against both that system and its own
+    first pass (with the dev figures its weights were chosen by), and the best AR row against the
+    best diffusion row."""
+
+    def best(kinds, part):
+        cands = [r for r in rows if r["test"] == part and r["kind"] in kinds]
+        return min(cands, key=lambda r: r["wer"]) if cands else None
+
+    def rel(a, b):
+        return round(100.0 * (a - b) / b, 2) if b else None
+
+    out = {}
+    for part in sorted({r["test"] for r in rows if r["kind"] != "first_pass"}):
+        h: dict = {}
+        single, cascade = best(SINGLE, part), best(("deliberation",), part)
+        if single:
+            h["best_single"] = {"name": single["name"], "kind": single["kind"], "wer": single["wer"]}
+        if cascade:
+            h["best_cascade"] = {"name": cascade["name"], "wer": cascade["wer"]}
+            system = cascade.get("settings", {}).get("first_pass")
+            fp = [
+                r
+                for r in rows
+                if r["kind"] == "first_pass" and r["test"] == part and r["name"].startswith(f"{system}/")
+            ]
+            if len(fp) == 1:
+                h["best_cascade"].update(first_pass=fp[0]["name"], first_pass_wer=fp[0]["wer"])
+                h["best_cascade"]["change_vs_first_pass"] = rel(cascade["wer"], fp[0]["wer"])
+            if single:
+                h["best_cascade"]["change_vs_best_single"] = rel(cascade["wer"], single["wer"])
+            if "fusion" in cascade.get("settings", {}):
+                h["best_cascade"]["chosen_on_dev"] = cascade["settings"]["fusion"]
+        ar, diff = best(("autoregressive",), part), best(("decoding",), part)
+        if ar and diff:
+            h["ar_vs_diffusion"] = {
+                "autoregressive": {"name": ar["name"], "wer": ar["wer"], "rtf": ar["rtf"]},
+                "diffusion": {"name": diff["name"], "wer": diff["wer"], "rtf": diff["rtf"]},
+                "wer_change": rel(diff["wer"], ar["wer"]),
+            }
+        out[part] = h
+    return out
+
+
+def format_headline(heads: dict) -> str:
+    out = []
+    for part, h in heads.items():
+        out.append(f"Headline, {part}:")
+        if "best_single" in h:
+            b = h["best_single"]
+            out.append(f"  best single system  {b['name']} ({b['kind']}): {b['wer']:.2f}")
+        if "best_cascade" in h:
+            c = h["best_cascade"]
+            line = f"  best cascade        {c['name']}: {c['wer']:.2f}"
+            if c.get("change_vs_best_single") is not None:
+                line += f", {c['change_vs_best_single']:+.2f} % against the best single system"
+            if "first_pass_wer" in c:
+                line += f", {c['change_vs_first_pass']:+.2f} % against its first pass {c['first_pass']} ({c['first_pass_wer']:.2f})"
+            out.append(line)
+            d = c.get("chosen_on_dev")
+            if d:
+                out.append(
+                    f"    weights chosen on {'+'.join(d['dev_parts'])}: lm {d['lm_weight']:g}, words "
+                    f"{d['length_weight']:g}, ctc {d.get('ctc_weight', 0):g}; dev WER {d['wer_first_pass']:.2f} "
+                    f"-> {d['wer']:.2f} (without the LM {d.get('wer_without_lm', '-')}, n-best oracle {d['wer_oracle']:.2f})"
+                )
+        if "ar_vs_diffusion" in h:
+            a = h["ar_vs_diffusion"]
+            ar, df = a["autoregressive"], a["diffusion"]
+            out.append(
+                f"  AR vs diffusion     {ar['name']} {ar['wer']:.2f} (RTF {ar['rtf']}) against "
+                f"{df['name']} {df['wer']:.2f} (RTF {df['rtf']}): {a['wer_change']:+.2f} %"
+            )
+    return "\n".join(out)
 
 
 def format_table(rows: list[dict]) -> str:
