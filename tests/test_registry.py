@@ -321,3 +321,48 @@ def test_masked_lm_from_a_hub_directory_with_its_own_tokenizer(tmp_path):
                 "t",
             )
         )
+
+
+@pytest.mark.parametrize("window", ["audio", "full"])
+def test_encoder_adaptation_trains_the_top_layers_only(sp_model, window):
+    """whisper.train_layers: the top layers and the final norm train, the rest stay frozen; at
+    initialisation the model reads what the frozen encoder gives, from features or from the cache
+    (which holds the frozen layers' output); a checkpoint and the front end's fingerprint hold them."""
+    from whisper_llada.training.encoder_cache import frontend_fingerprint
+
+    torch.manual_seed(0)
+    enc = {"config": {**TINY_WHISPER, "encoder_layers": 2}, "window": window}
+    frozen = build_model(tiny_model_config(sp_model, "whisper_llada", whisper=enc))
+    adapted = build_model(tiny_model_config(sp_model, "whisper_llada", whisper={**enc, "train_layers": 1}))
+    adapted.load_state_dict(frozen.state_dict())
+    n = len(adapted.encoder.layers)
+    trained = {".".join(k.split(".")[1:3]) for k in adapted.trainable_state_dict() if k.startswith("encoder.")}
+    assert trained == {f"layers.{n - 1}", "layer_norm.weight", "layer_norm.bias"}
+    feats, lens, texts = fake_batch(3, seed=2)
+    frozen.eval(), adapted.eval()
+    with torch.no_grad():
+        want, real = frozen.encoder_output(Audio.features(feats, lens))
+        got, real2 = adapted.encoder_output(Audio.features(feats, lens))
+        cached = adapted.encoder_output(Audio.frames(*adapted.run_encoder(feats, lens)))[0]
+    assert torch.equal(real, real2)
+    for r in range(3):  # the frames the model reads (full: Whisper's whole window)
+        k = int(real[r]) if window == "audio" else want.shape[1]
+        torch.testing.assert_close(got[r, :k], want[r, :k], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(cached[r, :k], got[r, :k])
+    adapted.train()
+    adapted(texts, Audio.features(feats, lens))["loss"].backward()
+    assert adapted.encoder.layers[-1].fc1.weight.grad is not None and adapted.encoder.layers[0].fc1.weight.grad is None
+    before = frontend_fingerprint(adapted)
+    with torch.no_grad():
+        adapted.encoder.layers[-1].fc1.weight.add_(1.0)
+    assert frontend_fingerprint(adapted) != before
+    # The AR twin takes this front end (frontend_from) only with the same adapted layers.
+    with pytest.raises(ValueError, match="same whisper.train_layers"):
+        build_model(tiny_model_config(sp_model, "whisper_llama", whisper=enc)).load_frontend(
+            adapted.trainable_state_dict(), "llada.pt"
+        )
+    twin = build_model(tiny_model_config(sp_model, "whisper_llama", whisper={**enc, "train_layers": 1}))
+    twin.load_frontend(adapted.trainable_state_dict(), "llada.pt")
+    assert torch.equal(twin.encoder.layers[-1].fc1.weight, adapted.encoder.layers[-1].fc1.weight)
+    with pytest.raises(ValueError, match="train_layers 9"):
+        build_model(tiny_model_config(sp_model, "whisper_ctc", whisper={"config": TINY_WHISPER, "train_layers": 9}))

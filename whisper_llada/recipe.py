@@ -72,6 +72,9 @@ class TrainConfig:
     num_buckets: int = 30
     lr: float = 3e-5  # peak
     lr_floor: float = 1e-5
+    # Peak learning rate of the adapted Whisper layers (model.whisper.train_layers), on the same
+    # schedule scaled; None: lr. Pretrained layers want less than a module trained from scratch.
+    encoder_lr: Optional[float] = None
     warmup_steps: int = 3000
     decay_steps: int = 100000  # cosine from peak to floor over this many optimiser steps
     weight_decay: float = 0.0

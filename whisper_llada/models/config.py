@@ -21,10 +21,15 @@ class WhisperEncoderConfig:
     # the Q-Former reads, padding masked; several times faster on short utterances, but not
     # what Whisper computed in its own training.
     window: str = "full"
+    # Encoder adaptation: the top N layers (and the final layer norm) train with the model; 0 (the
+    # paper): all frozen. An encoder cache then holds the output of the layers below them.
+    train_layers: int = 0
 
     def __post_init__(self):
         if self.window not in ("full", "audio"):
             raise ValueError(f"whisper.window {self.window!r}: expected full or audio")
+        if self.train_layers < 0:
+            raise ValueError(f"whisper.train_layers {self.train_layers}: expected 0 or more")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The frozen Whisper front end that every model on Whisper's encoder inherits (Whisper-LLaDA,
-its autoregressive twin, the CTC recogniser): the encoder kept frozen and in eval mode, how much
-of it a model reads, its output from a batch's ``Audio``, and the checkpoint's trainable part.
+its autoregressive twin, the CTC recogniser): the encoder kept frozen and in eval mode (or all but
+its top ``whisper.train_layers`` layers), how much of it a model reads, its output from a batch's
+``Audio``, and the checkpoint's trainable part.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from whisper_llada.data.audio import FEATURES, FRAMES, Audio
-from whisper_llada.models.whisper_encoder import run_frozen_encoder
+from whisper_llada.models.whisper_encoder import adapted_layers, run_frozen_encoder
 
 
 class FrozenWhisperFrontEnd(nn.Module):
@@ -18,6 +19,14 @@ class FrozenWhisperFrontEnd(nn.Module):
         self.cfg = cfg
         self.encoder = encoder
         self.encoder.requires_grad_(False)
+        # Encoder adaptation: the top train_layers layers and the final layer norm train with the
+        # model (an encoder cache then holds the frozen layers' output). 0: the paper's frozen encoder.
+        n, k = len(encoder.layers), cfg.whisper.train_layers
+        if k > n:
+            raise ValueError(f"whisper.train_layers {k}: this encoder has {n} layers")
+        self.frozen_layers = n - k
+        for module in (*encoder.layers[n - k :], encoder.layer_norm) if k else ():
+            module.requires_grad_(True)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -33,17 +42,36 @@ class FrozenWhisperFrontEnd(nn.Module):
         Q-Former's geometry for every model, so that two configs of a recipe share one cache."""
         return self.cfg.qformer.frames_needed(real_frames, total_frames)
 
+    @property
+    def adapted(self) -> bool:
+        return self.frozen_layers < len(self.encoder.layers)
+
     def run_encoder(self, features: torch.Tensor, feature_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, F) log-mel -> encoder frames (B, 1500, C) and the number of real frames per row."""
-        return run_frozen_encoder(self.encoder, self.cfg.whisper.window, features, feature_lens, self.frames_needed)
+        """(B, T, F) log-mel -> the frozen encoder's frames (B, T', C) and the number of real frames
+        per row: what an encoder cache holds (with adaptation, the frozen layers' output)."""
+        stop = self.frozen_layers if self.adapted else None
+        return run_frozen_encoder(
+            self.encoder, self.cfg.whisper.window, features, feature_lens, self.frames_needed, stop
+        )
 
     def encoder_output(self, audio: Audio) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder frames and real frames per row of a batch's audio: computed from features, or
-        as the encoder cache holds them."""
+        from what the encoder cache holds; the adapted layers run on either."""
         audio.expect(FEATURES, FRAMES, who=f"{type(self).__name__}'s encoder")
         if audio.kind == FEATURES:
-            return self.run_encoder(audio.data, audio.lens)
-        return audio.data, audio.lens
+            frames, real = self.run_encoder(audio.data, audio.lens)
+        else:
+            frames, real = audio.data, audio.lens
+        if self.adapted:
+            frames = adapted_layers(self.encoder, self.frozen_layers, frames, real, self.cfg.whisper.window)
+        return frames, real
+
+    def adapted_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the adapted encoder layers (none when the encoder is frozen)."""
+        if not self.adapted:
+            return ()
+        layers = range(self.frozen_layers, len(self.encoder.layers))
+        return (*(f"encoder.layers.{i}." for i in layers), "encoder.layer_norm.")
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes (never the frozen encoder): what a checkpoint holds."""

@@ -155,10 +155,19 @@ class SpeechLLM(FrozenWhisperFrontEnd):
     FRONTEND = ("qformer.", "ctc_head.")
 
     def load_frontend(self, state: dict, source: str) -> None:
-        """The Q-Former and CTC head from another model's checkpoint state (same shapes)."""
+        """The Q-Former, CTC head and adapted encoder layers from another model's checkpoint state
+        (same shapes)."""
         from whisper_llada.training.checkpoint import load_model_state
 
-        load_model_state(self, state, source, prefixes=self.FRONTEND)
+        prefixes = (*self.FRONTEND, *self.adapted_prefixes())
+        theirs = sorted({k.split(".")[2] for k in state if k.startswith("encoder.layers.")})
+        ours = sorted({p.split(".")[2] for p in prefixes if p.startswith("encoder.layers.")})
+        if theirs != ours:
+            raise ValueError(
+                f"{source}: its front end adapts encoder layers {theirs or 'none'}, this model {ours or 'none'}; "
+                "give both configs the same whisper.train_layers"
+            )
+        load_model_state(self, state, source, prefixes=prefixes)
 
     def ctc_loss(self, audio: torch.Tensor, audio_mask: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         import torch.nn.functional as F

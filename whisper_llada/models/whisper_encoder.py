@@ -116,9 +116,10 @@ def pad_features(features: torch.Tensor, feature_lens: torch.Tensor, num_frames:
 
 
 def encode_audio_window(
-    encoder: nn.Module, features: torch.Tensor, feature_lens: torch.Tensor, out_frames: int
+    encoder: nn.Module, features: torch.Tensor, feature_lens: torch.Tensor, out_frames: int, stop: Optional[int] = None
 ) -> torch.Tensor:
-    """Run the encoder on the first ``out_frames`` output frames only, instead of a 30 s window.
+    """Run the encoder on the first ``out_frames`` output frames only, instead of a 30 s window;
+    with ``stop``, only its first ``stop`` layers (no final layer norm: ``adapted_layers`` follow).
 
     Frames past each utterance are zero at the convolutions' input and invisible as
     attention keys, so a row's output does not depend on the rest of the batch; it is
@@ -139,10 +140,27 @@ def encode_audio_window(
     h = h.masked_fill(~real_in[:, None, :], 0.0)  # what conv2's zero padding would see alone
     h = F.gelu(encoder.conv2(h)).transpose(1, 2)
     h = h + encoder.embed_positions.weight[:out_frames].to(h.dtype)
-    real_out = torch.arange(out_frames, device=h.device)[None, :] < (feature_lens[:, None] + 1) // 2
-    bias = torch.zeros(B, 1, 1, out_frames, dtype=h.dtype, device=h.device)
-    bias = bias.masked_fill(~real_out[:, None, None, :], torch.finfo(h.dtype).min)
-    for layer in encoder.layers:
+    bias = key_padding_bias((feature_lens + 1) // 2, out_frames, h.dtype)
+    for layer in encoder.layers[:stop]:
+        h = layer(h, bias)
+        h = h[0] if isinstance(h, tuple) else h
+    return h if stop is not None else encoder.layer_norm(h)
+
+
+def key_padding_bias(real: torch.Tensor, frames: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, 1, frames) attention bias that hides the frames past each row's ``real``."""
+    keep = torch.arange(frames, device=real.device)[None, :] < real[:, None]
+    bias = torch.zeros(real.shape[0], 1, 1, frames, dtype=dtype, device=real.device)
+    return bias.masked_fill(~keep[:, None, None, :], torch.finfo(dtype).min)
+
+
+def adapted_layers(encoder: nn.Module, start: int, frames: torch.Tensor, real: torch.Tensor, window: str):
+    """The encoder's layers from ``start`` on and its final layer norm, on the hidden states
+    (B, T, C) its first ``start`` layers gave (``run_frozen_encoder(..., stop=start)``). Frames
+    past ``real`` are hidden as keys (``window`` audio) or seen, as Whisper sees its padding (full)."""
+    h = frames.to(next(encoder.parameters()).dtype)
+    bias = key_padding_bias(real.to(h.device), h.shape[1], h.dtype) if window == "audio" else None
+    for layer in encoder.layers[start:]:
         h = layer(h, bias)
         h = h[0] if isinstance(h, tuple) else h
     return encoder.layer_norm(h)
@@ -150,12 +168,13 @@ def encode_audio_window(
 
 @torch.no_grad()
 def run_frozen_encoder(
-    encoder: nn.Module, window: str, features: torch.Tensor, feature_lens: torch.Tensor, frames_needed
+    encoder: nn.Module, window: str, features: torch.Tensor, feature_lens: torch.Tensor, frames_needed, stop=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T, F) log-mel -> encoder frames and the number of real frames per row.
 
     ``window`` "full": Whisper's 30 s window (1500 frames); "audio": only the leading frames
-    ``frames_needed(real, total)`` says the model reads (``encode_audio_window``).
+    ``frames_needed(real, total)`` says the model reads (``encode_audio_window``). ``stop``: the
+    hidden states after the first ``stop`` layers instead (the rest are trained: ``adapted_layers``).
     """
     from whisper_llada.models.qformer import encoder_frames
 
@@ -163,7 +182,9 @@ def run_frozen_encoder(
     real = encoder_frames(feature_lens).clamp(max=total)
     if window == "audio":
         need = int(frames_needed(real, total).max())
-        return encode_audio_window(encoder, features, feature_lens, need), real
+        return encode_audio_window(encoder, features, feature_lens, need, stop), real
     x = pad_features(features, feature_lens, input_frames(encoder))
     x = x.to(next(encoder.parameters()).dtype)
+    if stop is not None:
+        return encoder(x, output_hidden_states=True).hidden_states[stop], real
     return encoder(x).last_hidden_state, real

@@ -101,7 +101,8 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
                     batch = ds[chunk]
                     if not batch["cut_ids"]:
                         continue
-                    frames, real = model.encoder_output(batch["audio"].to(device))
+                    audio = batch["audio"].to(device)
+                    frames, real = model.run_encoder(audio.data, audio.lens)  # the frozen part alone
                     need = model.frames_needed(real, total)
                     by_id = {c.id: c for c in chunk}
                     for j, cut_id in enumerate(batch["cut_ids"]):
@@ -120,13 +121,14 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
 
 
 def frontend_fingerprint(model) -> str:
-    """A digest of the front end's weights (Q-Former, CTC head) and of how its tokens are made:
+    """A digest of the front end's weights (Q-Former, CTC head, adapted encoder layers) and of how its tokens are made:
     two models with the same fingerprint read the same audio tokens."""
     import hashlib
 
     h = hashlib.sha1(f"ctc_compress={model.cfg.ctc_compress}".encode())
+    prefixes = (*model.FRONTEND, *model.adapted_prefixes())
     for name, t in sorted(model.state_dict().items()):
-        if name.startswith(model.FRONTEND):
+        if name.startswith(prefixes):
             h.update(name.encode())
             h.update(t.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:12]

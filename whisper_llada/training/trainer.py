@@ -104,8 +104,14 @@ class Trainer:
             "config": asdict(cfg),
         }
         self._build_data()
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
+        # Adapted Whisper layers (model.whisper.train_layers) form a group of their own at
+        # train.encoder_lr; the schedule below scales every group alike.
+        adapted = [p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
+        rest = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+        groups = [{"params": rest}]
+        if adapted:
+            groups.append({"params": adapted, "lr": tc.encoder_lr or tc.lr})
+        self.optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, tc.lr, tc.lr_floor, tc.warmup_steps, tc.decay_steps) / tc.lr
         )
