@@ -86,6 +86,18 @@ def test_cascade_rtf_adds_the_first_pass():
     ]
     add_cascade_rtf(rows)
     assert rows[2]["cascade_rtf"] == 0.03 and rows[3]["cascade_rtf"] is None
+    # A row that reads the CTC pass too (its confidences, or its score in a fusion) adds its RTF.
+    used = [
+        {"first_pass": "whisper", "mode": "diffusion_deliberation", "masking_type": "first_pass"},
+        {"first_pass": "whisper", "mode": "nbest_rescoring", "fusion": {"ctc_weight": 0.03}},
+        {"first_pass": "whisper", "mode": "nbest_rescoring", "fusion": {"ctc_weight": 0.0}},
+    ]
+    rows = rows[:2] + [
+        {"name": f"d/{i}", "kind": "deliberation", "test": "t", "wer": 35.0, "rtf": 0.02, "settings": u}
+        for i, u in enumerate(used)
+    ]
+    add_cascade_rtf(rows)
+    assert [r["cascade_rtf"] for r in rows[2:]] == [0.13, 0.13, 0.12]
 
 
 def test_fusion_weights_are_chosen_on_dev_and_never_lose_there():

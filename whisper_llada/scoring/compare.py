@@ -146,21 +146,31 @@ def format_first_pass_stats(stats: dict) -> str:
 
 def add_cascade_rtf(rows: list[dict]) -> list[dict]:
     """Give each deliberation row ``cascade_rtf``: its RTF plus that of the first pass it repairs
-    (the system its settings name, else the one first pass of its test part; None when that is
-    not one result)."""
-    for r in rows:
-        if r["kind"] != "deliberation":
-            continue
-        system = r.get("settings", {}).get("first_pass")  # written by deliberation since first passes can be several
+    (the system its settings name, else the one first pass of its test part) and, where it uses
+    the CTC recogniser's output too (its word confidences, or its score in a fusion), the CTC
+    pass's; None when one of them is not one result."""
+
+    def first_pass_rtf(system, part):
         fp = [
             f
             for f in rows
             if f["kind"] == "first_pass"
-            and f["test"] == r["test"]
+            and f["test"] == part
             and (system is None or f["name"].startswith(f"{system}/"))
         ]
-        ok = len(fp) == 1 and fp[0]["rtf"] is not None and r["rtf"] is not None
-        r["cascade_rtf"] = round(fp[0]["rtf"] + r["rtf"], 5) if ok else None
+        return fp[0]["rtf"] if len(fp) == 1 else None
+
+    for r in rows:
+        if r["kind"] != "deliberation":
+            continue
+        settings = r.get("settings", {})
+        system = settings.get("first_pass")  # written by deliberation since first passes can be several
+        parts = [first_pass_rtf(system, r["test"])]
+        uses_ctc = settings.get("masking_type") == "first_pass" or settings.get("fusion", {}).get("ctc_weight")
+        if uses_ctc and system != "ctc":
+            parts.append(first_pass_rtf("ctc", r["test"]))
+        ok = None not in parts and r["rtf"] is not None
+        r["cascade_rtf"] = round(sum(parts) + r["rtf"], 5) if ok else None
     return rows
 
 
