@@ -159,15 +159,18 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         (same shapes)."""
         from whisper_llada.training.checkpoint import load_model_state
 
-        prefixes = (*self.FRONTEND, *self.adapted_prefixes())
         theirs = sorted({k.split(".")[2] for k in state if k.startswith("encoder.layers.")})
-        ours = sorted({p.split(".")[2] for p in prefixes if p.startswith("encoder.layers.")})
+        ours = [str(i) for i in range(self.frozen_layers, len(self.encoder.layers))]
         if theirs != ours:
             raise ValueError(
                 f"{source}: its front end adapts encoder layers {theirs or 'none'}, this model {ours or 'none'}; "
                 "give both configs the same whisper.train_layers"
             )
-        load_model_state(self, state, source, prefixes=prefixes)
+        load_model_state(self, state, source, prefixes=self.frontend_prefixes())
+
+    def frontend_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the front end: the Q-Former, the CTC head, adapted encoder layers."""
+        return (*self.FRONTEND, *self.adapted_prefixes())
 
     def ctc_loss(self, audio: torch.Tensor, audio_mask: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         import torch.nn.functional as F

@@ -144,6 +144,17 @@ def format_first_pass_stats(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def first_pass_row(rows: list[dict], system: Optional[str], part: str) -> Optional[dict]:
+    """The result row of first pass ``system`` on ``part`` (None: the part's one first pass), or
+    None when that is not exactly one row."""
+    fp = [
+        f
+        for f in rows
+        if f["kind"] == "first_pass" and f["test"] == part and (system is None or f["name"].startswith(f"{system}/"))
+    ]
+    return fp[0] if len(fp) == 1 else None
+
+
 def add_cascade_rtf(rows: list[dict]) -> list[dict]:
     """Give each deliberation row ``cascade_rtf``: its RTF plus that of the first pass it repairs
     (the system its settings name, else the one first pass of its test part) and, where it uses
@@ -151,14 +162,8 @@ def add_cascade_rtf(rows: list[dict]) -> list[dict]:
     pass's; None when one of them is not one result."""
 
     def first_pass_rtf(system, part):
-        fp = [
-            f
-            for f in rows
-            if f["kind"] == "first_pass"
-            and f["test"] == part
-            and (system is None or f["name"].startswith(f"{system}/"))
-        ]
-        return fp[0]["rtf"] if len(fp) == 1 else None
+        fp = first_pass_row(rows, system, part)
+        return fp["rtf"] if fp else None
 
     for r in rows:
         if r["kind"] != "deliberation":
@@ -198,15 +203,10 @@ def headline(rows: list[dict]) -> dict:
             h["best_single"] = {"name": single["name"], "kind": single["kind"], "wer": single["wer"]}
         if cascade:
             h["best_cascade"] = {"name": cascade["name"], "wer": cascade["wer"]}
-            system = cascade.get("settings", {}).get("first_pass")
-            fp = [
-                r
-                for r in rows
-                if r["kind"] == "first_pass" and r["test"] == part and r["name"].startswith(f"{system}/")
-            ]
-            if len(fp) == 1:
-                h["best_cascade"].update(first_pass=fp[0]["name"], first_pass_wer=fp[0]["wer"])
-                h["best_cascade"]["change_vs_first_pass"] = rel(cascade["wer"], fp[0]["wer"])
+            fp = first_pass_row(rows, cascade.get("settings", {}).get("first_pass"), part)
+            if fp:
+                h["best_cascade"].update(first_pass=fp["name"], first_pass_wer=fp["wer"])
+                h["best_cascade"]["change_vs_first_pass"] = rel(cascade["wer"], fp["wer"])
             if single:
                 h["best_cascade"]["change_vs_best_single"] = rel(cascade["wer"], single["wer"])
             if "fusion" in cascade.get("settings", {}):

@@ -126,7 +126,7 @@ def frontend_fingerprint(model) -> str:
     import hashlib
 
     h = hashlib.sha1(f"ctc_compress={model.cfg.ctc_compress}".encode())
-    prefixes = (*model.FRONTEND, *model.adapted_prefixes())
+    prefixes = model.frontend_prefixes()
     for name, t in sorted(model.state_dict().items()):
         if name.startswith(prefixes):
             h.update(name.encode())
