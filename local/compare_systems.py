@@ -47,7 +47,8 @@ def main() -> None:
     rows = []
     for i, exp in enumerate(args.exp_dir):
         fp = args.firstpass_dir if i == 0 and args.firstpass_dir.is_dir() else None
-        rows += collect_systems(exp, fp)
+        # Several experiments may hold equally named results (decoding/..., nbest_rescoring/...).
+        rows += collect_systems(exp, fp, exp.name if len(args.exp_dir) > 1 else None)
     if not rows:
         raise SystemExit(f"{args.exp_dir}: no errs-*.txt results to compare (run decode / deliberate first)")
     out_dir = args.output_dir or args.exp_dir[0]

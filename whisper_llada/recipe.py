@@ -101,6 +101,14 @@ class TrainConfig:
     # Once the front end is frozen, compute every cut's audio tokens once and train the LLM on
     # them (in memory: for small models; exact, the frozen Q-Former is deterministic).
     cache_audio_tokens: bool = False
+    # Text-only pre-training of the LLM before it first hears audio (training.text_pretrain): the
+    # model's own objective on the sentences of lm_text (one a line, .gz allowed; dev and test
+    # transcripts are dropped), the prompt its only prefix. The paper's LLaDA knows English
+    # before fine-tuning; a small LLM trained from scratch learns its language here. 0: none.
+    lm_text: Optional[str] = None
+    lm_epochs: int = 0
+    lm_batch_size: int = 128  # sentences per batch and rank
+    lm_lr: Optional[float] = None  # peak, on its own warmup and cosine; None: lr
 
 
 @dataclass

@@ -33,13 +33,35 @@ def speakers(
     return [Speaker(first_id + i, v + var, r, p) for i, (v, var, r, p) in enumerate(combos)]
 
 
-def build_corpus(dl_dir: str | Path, num_train: int, num_dev: int, num_test: int, seed: int = 0) -> dict[str, int]:
+def split_sentences(num_train: int, num_dev: int, num_test: int, seed: int = 0) -> dict[str, list[str]]:
+    """The fortune sentences of each part, and under ``"lm"`` every sentence that neither dev nor
+    test speaks (the training ones included): the corpus's text-only LM data."""
     sents = fortune_sentences()
     need = num_train + num_dev + num_test
     if need > len(sents):
         raise ValueError(f"{need} sentences asked for, the fortune file has {len(sents)} usable ones")
     random.Random(seed).shuffle(sents)
-    test, dev, train = sents[:num_test], sents[num_test : num_test + num_dev], sents[num_test + num_dev : need]
+    return {
+        "test-clean": sents[:num_test],
+        "dev-clean": sents[num_test : num_test + num_dev],
+        "train-clean-100": sents[num_test + num_dev : need],
+        "lm": sents[num_test + num_dev :],
+    }
+
+
+def write_lm_text(path: str | Path, num_train: int, num_dev: int, num_test: int, seed: int = 0) -> int:
+    """The LM text (``split_sentences``' ``"lm"``), one sentence a line, as LibriSpeech's
+    ``librispeech-lm-norm.txt``; returns its number of sentences."""
+    from whisper_llada.utils.checkpoint_io import atomic_write_text
+
+    lm = split_sentences(num_train, num_dev, num_test, seed)["lm"]
+    atomic_write_text(path, "".join(s + "\n" for s in lm))
+    return len(lm)
+
+
+def build_corpus(dl_dir: str | Path, num_train: int, num_dev: int, num_test: int, seed: int = 0) -> dict[str, int]:
+    parts = split_sentences(num_train, num_dev, num_test, seed)
+    test, dev, train = parts["test-clean"], parts["dev-clean"], parts["train-clean-100"]
     train_spk = speakers(TRAIN_VOICES, TRAIN_VARIANTS, [150, 180], [40, 60], first_id=1000)
     dev_spk = speakers(DEV_VOICES, DEV_VARIANTS, [155, 185], [45, 55], first_id=8000)
     test_spk = speakers(TEST_VOICES, TEST_VARIANTS, [160, 190], [50], first_id=9000)

@@ -6,6 +6,7 @@ precede the audio tokens.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Iterable, Optional, Sequence
 
 @dataclass
 class TokenizerConfig:
-    type: str = "sentencepiece"  # "sentencepiece" or "hf"
+    type: str = "sentencepiece"  # "sentencepiece", "hf" or "whisper" (a Whisper directory's own BPE)
     path: Optional[str] = None  # .model file, or a Hugging Face tokenizer directory
     mask_token: str = "<|mdm_mask|>"  # hf only: names of LLaDA's special tokens
     eos_token: str = "<|endoftext|>"
@@ -94,7 +95,7 @@ class HFChatTokenizer(TextTokenizer):
 
     def _id(self, token: str) -> int:
         i = self.tok.convert_tokens_to_ids(token)
-        if i is None or i == self.tok.unk_token_id:
+        if i is None or (i == self.tok.unk_token_id and token != self.tok.unk_token):  # Whisper's EOS is its unk
             raise ValueError(f"{self.path}: tokenizer has no token {token!r}")
         return int(i)
 
@@ -117,6 +118,25 @@ class HFChatTokenizer(TextTokenizer):
         return list(out)
 
 
+def sentence_case(text: str) -> str:
+    """An upper-case LibriSpeech transcript in the casing Whisper's LM knows ("I" and its contractions
+    kept upper); the scoring normaliser upper-cases again."""
+    s = re.sub(r"\bi\b", "I", text.lower())
+    return s[:1].upper() + s[1:]
+
+
+class WhisperTextTokenizer(HFChatTokenizer):
+    """Whisper's byte-level BPE (a Whisper model directory's ``tokenizer.json``): transcripts in sentence
+    case after a space, as Whisper writes them; the prompt is ``<|startoftranscript|><|notimestamps|>``
+    (an English-only model's), whatever the task text."""
+
+    def encode(self, text: str) -> list[int]:
+        return super().encode(" " + sentence_case(text.strip()))
+
+    def prompt_ids(self, task: str) -> list[int]:
+        return [self._id("<|startoftranscript|>"), self._id("<|notimestamps|>")]
+
+
 def build_tokenizer(cfg: TokenizerConfig) -> TextTokenizer:
     if cfg.path is None:
         raise ValueError("tokenizer.path is not set")
@@ -124,7 +144,9 @@ def build_tokenizer(cfg: TokenizerConfig) -> TextTokenizer:
         return SentencePieceTokenizer(cfg.path)
     if cfg.type == "hf":
         return HFChatTokenizer(cfg.path, cfg.mask_token, cfg.eos_token, cfg.pad_token)
-    raise ValueError(f"unknown tokenizer type {cfg.type!r} (expected 'sentencepiece' or 'hf')")
+    if cfg.type == "whisper":
+        return WhisperTextTokenizer(cfg.path, cfg.mask_token, cfg.eos_token, cfg.pad_token)
+    raise ValueError(f"unknown tokenizer type {cfg.type!r} (expected 'sentencepiece', 'hf' or 'whisper')")
 
 
 def train_sentencepiece(

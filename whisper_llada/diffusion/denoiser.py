@@ -111,6 +111,19 @@ class Denoiser:
         and ``response_mask`` (B, L) hold every row."""
         return self._full_pass(state, response, response_mask, rows).logits[:, -response.shape[1] :]
 
+    def selected_logits(
+        self,
+        state: PrefixState,
+        response: torch.Tensor,
+        response_mask: torch.Tensor,
+        rows: Optional[torch.Tensor],
+        select: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits (n, V) of the ``select``ed (b, L) response positions of ``rows`` only, in row-major
+        order: what a loss or a score needs. A model whose output layer is costly (a large
+        vocabulary) computes no others; here, all are computed."""
+        return self.response_logits(state, response, response_mask, rows)[select]
+
     def _full_pass(self, state: PrefixState, response, response_mask, rows=None, **extra):
         """The LM's output for ``[prefix][response]`` of ``rows``; ``extra`` goes to the LM."""
         embeds, mask, positions = state.embeds, state.mask, state.positions

@@ -33,14 +33,20 @@ def masked_diffusion_loss(
 ) -> torch.Tensor:
     """Cross-entropy on masked positions of the response.
 
-    logits (B, L, V), targets (B, L), masked (B, L) bool, p (B,).
+    logits (B, L, V), or (n, V) of the masked positions only (row-major; a model with a costly
+    output layer computes no others), targets (B, L), masked (B, L) bool, p (B,).
     ``plain``: mean over all masked tokens of the batch.
     ``llada``: sum over masked tokens of CE / p, divided by the row's answer length L,
     then averaged over rows.
     """
-    B, L, V = logits.shape
-    ce = F.cross_entropy(logits.float().reshape(-1, V), targets.reshape(-1), reduction="none").view(B, L)
-    ce = ce * masked
+    B, L = targets.shape
+    if logits.dim() == 2:
+        ce = torch.zeros(B, L, dtype=torch.float32, device=logits.device)
+        ce[masked] = F.cross_entropy(logits.float(), targets[masked], reduction="none")
+    else:
+        V = logits.shape[-1]
+        ce = F.cross_entropy(logits.float().reshape(-1, V), targets.reshape(-1), reduction="none").view(B, L)
+        ce = ce * masked
     if weighting == "plain":
         return ce.sum() / masked.sum().clamp(min=1)
     if weighting == "llada":

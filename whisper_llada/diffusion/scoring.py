@@ -44,9 +44,10 @@ def pseudo_log_likelihood(
             continue
         noisy = response.masked_fill(masked, mask_id)
         positions[rows.cpu()] += denoiser.positions_per_pass(state, rows, L)
-        logits = denoiser.response_logits(state, noisy, response_mask, rows)
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, response[rows].unsqueeze(-1)).squeeze(-1)
-        total[rows] += (logp.double() * masked[rows]).sum(1)
+        select = masked[rows]
+        logits = denoiser.selected_logits(state, noisy, response_mask, rows, select)
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, response[rows][select][:, None]).squeeze(-1)
+        total.index_add_(0, rows.repeat_interleave(select.sum(1)), logp.double())
         passes[rows.cpu()] += 1
     if stats is not None:
         stats["forward_passes"] = passes

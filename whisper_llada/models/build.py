@@ -124,5 +124,6 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
         llm = apply_lora(llm, cfg.lora)
     else:
         llm.requires_grad_(cfg.llm.train == "full")
-    qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm))
+    # A cross-attention LLM reads the encoder's frames itself: no Q-Former.
+    qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm)) if arch.layout == "prefix" else None
     return arch.model_cls()(cfg, encoder, qformer, llm, tokenizer)

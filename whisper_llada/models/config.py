@@ -114,6 +114,12 @@ class ModelConfig:
         if arch.objective == CTC:
             if self.tokenizer.type != "sentencepiece":
                 raise ValueError(f"{self.arch} reads BPE pieces: tokenizer.type must be sentencepiece")
+        elif arch.layout == "cross_attention":
+            # Whisper's own decoder is the LM: the whisper: section's directory (or config) holds it.
+            if self.llm.path is not None or self.llm.config is not None:
+                raise ValueError(f"{self.arch}: its LLM is the decoder of whisper: give llm no path or config")
+            if self.ctc_compress or self.loss.ctc_weight > 0:
+                raise ValueError(f"{self.arch} reads the encoder's frames: no ctc_compress, loss.ctc_weight 0")
         elif (self.llm.path is None) == (self.llm.config is None):
             raise ValueError("llm: give exactly one of path and config")
         if self.positions not in ("sequential", "aligned"):

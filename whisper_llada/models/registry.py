@@ -37,6 +37,9 @@ class Arch:
         None  # which LLM code: "llada" (native, what the memory plan sizes), "llama", "hf_masked_lm"
     )
     about: str = ""
+    # "prefix": the LLM reads the Q-Former's audio tokens before the text (the paper);
+    # "cross_attention": the LLM attends to the encoder's frames from every layer (no Q-Former).
+    layout: str = "prefix"
 
     @property
     def reads_llm(self) -> bool:
@@ -93,6 +96,24 @@ ARCHS: dict[str, Arch] = {
             "whisper_llada.models.hf_masked_lm:hf_masked_lm_shape",
             "hf_masked_lm",
             "a Hugging Face AutoModelForMaskedLM (BERT, RoBERTa, ModernBERT...) as the diffusion LM",
+        ),
+        Arch(
+            "whisper_decoder_mdm",
+            "whisper_llada.models.whisper_decoder:WhisperDecoderMDM",
+            MASKED_DIFFUSION,
+            "whisper_llada.models.whisper_decoder:build_whisper_decoder_lm",
+            llm_family="whisper_decoder",
+            about="Whisper's pretrained decoder as a masked-diffusion LM, cross-attending to the encoder",
+            layout="cross_attention",
+        ),
+        Arch(
+            "whisper_decoder_ar",
+            "whisper_llada.models.whisper_decoder:WhisperDecoderAR",
+            NEXT_TOKEN,
+            "whisper_llada.models.whisper_decoder:build_whisper_decoder_lm",
+            llm_family="whisper_decoder",
+            about="the autoregressive twin of whisper_decoder_mdm: Whisper's decoder fine-tuned as it was trained",
+            layout="cross_attention",
         ),
     )
 }

@@ -123,9 +123,20 @@ class SpeechLLM(FrozenWhisperFrontEnd):
             out.append(ids)
         return out
 
-    def forward(self, texts: Sequence[str], audio: Audio, generator: Optional[torch.Generator] = None) -> dict:
+    def text_prefix(self, batch_size: int):
+        """``build_prefix`` with no audio: the prompt alone, as text-only pre-training reads it."""
+        like = self.embed_tokens(self.prompt_ids[:1])
+        none = torch.zeros(batch_size, 0, dtype=torch.bool, device=like.device)
+        return self.build_prefix(like.new_zeros(batch_size, 0, like.shape[-1]), none)
+
+    def forward(
+        self, texts: Sequence[str], audio: Optional[Audio], generator: Optional[torch.Generator] = None
+    ) -> dict:
         """Training loss for a batch: its audio (features, cached encoder frames, or the cached
-        audio tokens of a frozen front end) and transcripts."""
+        audio tokens of a frozen front end) and transcripts; ``audio`` None: the LLM's loss on the
+        texts alone (text-only pre-training)."""
+        if audio is None:
+            return self.loss(*self.text_prefix(len(texts)), texts, generator)
         if audio.kind == TOKENS:
             if not self.frontend_frozen:
                 raise ValueError(

@@ -74,13 +74,15 @@ def compare_results(a: list[Result], b: list[Result], sclite_mode: bool = False)
     return {"totals": dict(tot), "utterances": per_utt}
 
 
-def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list[dict]:
-    """One row per errs file: name, kind, settings, test part, WER, RTF, number of words."""
+def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None, label: Optional[str] = None) -> list[dict]:
+    """One row per errs file: name, kind, settings, test part, WER, RTF, number of words. ``label``
+    (a report over several experiments: their names) goes before the names of ``exp_dir``'s rows."""
     rows = []
     sources = [(p, KINDS.get(p.parent.name, p.parent.name)) for p in sorted(Path(exp_dir).glob("*/errs-*.txt"))]
     if firstpass_dir is not None:
         sources += [(p, "first_pass") for p in sorted(Path(firstpass_dir).glob("*/errs-*.txt"))]
     for path, kind in sources:
+        prefix = f"{label}/" if label and kind != "first_pass" else ""
         lines = path.read_text().splitlines()
         try:
             wer = float(lines[0].split("=")[1])
@@ -104,7 +106,7 @@ def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None) -> list
             raise ValueError(f"{path}: no 'Test:' line; not written by this project's scoring")
         rows.append(
             {
-                "name": f"{path.parent.name}/{name[len(test) + 1 :]}",
+                "name": f"{prefix}{path.parent.name}/{name[len(test) + 1 :]}",
                 "kind": kind,
                 "settings": settings,
                 "test": test,

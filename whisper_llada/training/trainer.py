@@ -119,6 +119,11 @@ class Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if use_amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.resumed_mid_epoch = start_epoch, False
+        if tc.lm_epochs > 0 and not (tc.lm_text and Path(tc.lm_text).is_file()):
+            raise ValueError(
+                f"train.lm_epochs {tc.lm_epochs} needs train.lm_text, a file of sentences: "
+                f"{tc.lm_text or 'none given'}{'' if not tc.lm_text else ' does not exist'}"
+            )
         if tc.frontend_from:
             if tc.frontend_epochs:
                 raise ValueError("train.frontend_from and train.frontend_epochs exclude each other")
@@ -139,9 +144,12 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.local_rank] if self.device.type == "cuda" else None
-            # Two-stage training leaves the LLM, then the front end, without gradients.
+            # Two-stage training leaves the LLM, then the front end, without gradients; so does
+            # text-only pre-training the front end.
             self.ddp = DDP(
-                self.model, device_ids=ids, find_unused_parameters=bool(tc.frontend_epochs or tc.frontend_from)
+                self.model,
+                device_ids=ids,
+                find_unused_parameters=bool(tc.frontend_epochs or tc.frontend_from or tc.lm_epochs),
             )
         self.tb = None
         if self.rank == 0:
@@ -306,6 +314,10 @@ class Trainer:
                     )
                 if self.model.frontend_frozen and tc.cache_audio_tokens and self.dataset.token_cache is None:
                     self._cache_audio_tokens()
+            if tc.lm_epochs > 0 and epoch == tc.frontend_epochs + 1 and not self.resumed_mid_epoch:
+                from whisper_llada.training.text_pretrain import pretrain_llm
+
+                pretrain_llm(self)  # before the LLM's first epoch with audio (or loaded by a rerun)
             t0, tot_loss, tot_n = time.time(), 0.0, 0
             if not self.resumed_mid_epoch:
                 self.sampler.set_epoch(epoch)

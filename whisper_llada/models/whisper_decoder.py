@@ -1,0 +1,265 @@
+"""Whisper's own pretrained decoder as the second pass's LM, cross-attending to the frozen encoder:
+as a masked-diffusion model (``arch: whisper_decoder_mdm``) and as its autoregressive twin
+(``arch: whisper_decoder_ar``), the same weights, data and budget on both sides.
+
+A layout beside the paper's (audio tokens as a prefix of a from-scratch LLaDA): a small recipe's
+LLM then knows English before it hears the corpus. The diffusion model keeps the AR head's shifted
+logits (the hidden state before a position predicts it) and attends in both directions; the mask
+is a token Whisper never emits in transcripts (``<|startoflm|>``). See docs/models.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from whisper_llada.diffusion.denoiser import Denoiser, PrefixState
+from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
+from whisper_llada.models.speech_llm import SpeechLLM
+from whisper_llada.models.whisper_llada import WhisperLLaDA
+
+
+def _attend(attn: nn.Module, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
+    """One of Whisper's attention modules with given keys and values (B, H, S, hd); mask (B|1, 1, L|1, S) bool."""
+    B, L, C = x.shape
+    H = k.shape[1]
+    q = attn.q_proj(x).view(B, L, H, C // H).transpose(1, 2)
+    # Whisper scales queries inside q_proj's use (HF multiplies by head_dim ** -0.5); so does SDPA's default.
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return attn.out_proj(o.transpose(1, 2).reshape(B, L, C))
+
+
+def _heads(proj: nn.Module, x: torch.Tensor, H: int) -> torch.Tensor:
+    B, T, C = x.shape
+    return proj(x).view(B, T, H, C // H).transpose(1, 2)
+
+
+class WhisperDecoderLM(nn.Module):
+    """Whisper's decoder run either way: causal (next token) or bidirectional (masked diffusion),
+    over per-layer cross-attention keys and values computed once per utterance (``cross_kv``)."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.decoder = decoder
+        self.num_heads = decoder.layers[0].self_attn.num_heads
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.decoder.embed_tokens
+
+    @property
+    def max_positions(self) -> int:
+        return self.decoder.embed_positions.weight.shape[0]
+
+    def cross_kv(self, frames: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        H = self.num_heads
+        return [
+            (_heads(layer.encoder_attn.k_proj, frames, H), _heads(layer.encoder_attn.v_proj, frames, H))
+            for layer in self.decoder.layers
+        ]
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        key_mask: torch.Tensor,
+        cross: list,
+        frames_mask: torch.Tensor,
+        causal: bool,
+        start: int = 0,
+        cache: Optional[list] = None,
+    ) -> torch.Tensor:
+        """Hidden states (B, L, C) of ``ids`` at positions ``start``..; ``key_mask`` (B, S) marks real
+        keys (the cached ones first); ``cache``: per-layer (k, v) of earlier positions, extended in place."""
+        dec, H = self.decoder, self.num_heads
+        L = ids.shape[1]
+        if start + L > self.max_positions:
+            raise ValueError(f"{start + L} decoder positions asked for; Whisper's decoder has {self.max_positions}")
+        h = dec.embed_tokens(ids) + dec.embed_positions.weight[start : start + L]
+        self_mask = key_mask[:, None, None, :]
+        if causal:
+            S = key_mask.shape[1]
+            self_mask = self_mask & torch.ones(L, S, dtype=torch.bool, device=ids.device).tril(S - L)
+        cross_mask = frames_mask[:, None, None, :]
+        for i, layer in enumerate(dec.layers):
+            x = layer.self_attn_layer_norm(h)
+            k, v = _heads(layer.self_attn.k_proj, x, H), _heads(layer.self_attn.v_proj, x, H)
+            if cache is not None:
+                if cache[i] is not None:
+                    k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
+                cache[i] = (k, v)
+            h = h + _attend(layer.self_attn, x, k, v, self_mask)
+            x = layer.encoder_attn_layer_norm(h)
+            h = h + _attend(layer.encoder_attn, x, *cross[i], cross_mask)
+            x = layer.final_layer_norm(h)
+            h = h + layer.fc2(layer.activation_fn(layer.fc1(x)))
+        return dec.layer_norm(h)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.decoder.embed_tokens.weight.T  # Whisper ties its output to the embeddings
+
+
+def load_whisper_decoder(path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
+    """Whisper's decoder with its pretrained weights (or random, from ``config``: tests)."""
+    from whisper_llada.models.whisper_encoder import _read_weights, _whisper_classes
+    from whisper_llada.utils.checkpoint_io import load_state_dict_strict
+
+    WhisperConfig, _ = _whisper_classes()
+    from transformers.models.whisper.modeling_whisper import WhisperDecoder
+
+    if config is not None:
+        return WhisperDecoder(WhisperConfig(**config))
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"{p}: not a Whisper directory (no config.json)")
+    decoder = WhisperDecoder(WhisperConfig(**json.loads((p / "config.json").read_text())))
+    state = _read_weights(p)
+    for prefix in ("model.decoder.", "decoder."):
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub:
+            break
+    else:
+        raise ValueError(f"{p}: no decoder weights (keys starting with model.decoder. or decoder.)")
+    load_state_dict_strict(decoder, sub, source=str(p))
+    return decoder
+
+
+def build_whisper_decoder_lm(cfg, tokenizer, dtype) -> WhisperDecoderLM:
+    """The registry's LLM builder: the decoder of ``model.whisper``'s directory (or its random config)."""
+    del tokenizer
+    lm = WhisperDecoderLM(load_whisper_decoder(cfg.whisper.path, cfg.whisper.config).to(dtype))
+    # Learned positions stay as pretrained: a short corpus would unlearn the positions it never reaches.
+    lm.decoder.embed_positions.requires_grad_(False)
+    return lm
+
+
+class CrossAttentionDenoiser(Denoiser):
+    """The samplers' interface for a cross-attention model: ``prefill`` computes each layer's keys and
+    values of the encoder frames once (exact: the audio never attends to the response); every call
+    runs the prompt and the response through the bidirectional decoder."""
+
+    cache = "exact"
+
+    def __init__(self, lm: WhisperDecoderLM, prompt_ids: torch.Tensor):
+        self.lm, self.prompt_ids = lm, prompt_ids
+        self.prefix_attends_response = False
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)
+
+    def prefill(self, embeds, mask=None, positions=None) -> PrefixState:
+        if mask is None:
+            mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
+        return PrefixState(embeds, mask.to(torch.bool), None, kv=self.lm.cross_kv(embeds))
+
+    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int) -> int:
+        return len(self.prompt_ids) + L
+
+    def response_logits(self, state, response, response_mask, rows=None):
+        return self.lm.logits(self._hidden(state, response, response_mask, rows))
+
+    def selected_logits(self, state, response, response_mask, rows, select):
+        # Only the selected positions meet the output layer: 51,865 ids make it most of a pass.
+        return self.lm.logits(self._hidden(state, response, response_mask, rows)[select])
+
+    def _hidden(self, state, response, response_mask, rows):
+        """The decoder's hidden states that predict the response positions (b, L, C): shifted, the
+        state before a position predicts it, as the pretrained AR head was trained."""
+        kv, frames_mask = state.kv, state.mask
+        if rows is not None:
+            response, response_mask = response[rows], response_mask[rows]
+            kv, frames_mask = [(k[rows], v[rows]) for k, v in kv], frames_mask[rows]
+        B, L = response.shape
+        P = len(self.prompt_ids)
+        ids = torch.cat([self.prompt_ids[None].expand(B, -1), response], dim=1)
+        keys = torch.cat([torch.ones(B, P, dtype=torch.bool, device=ids.device), response_mask.to(torch.bool)], 1)
+        return self.lm(ids, keys, kv, frames_mask, causal=False)[:, P - 1 : P - 1 + L]
+
+
+class WhisperDecoderMDM(WhisperLLaDA):
+    """Masked diffusion on Whisper's decoder: decoded, deliberated and rescored by the same samplers
+    as Whisper-LLaDA, through ``CrossAttentionDenoiser``; its "prefix" is the encoder's frames."""
+
+    def __init__(self, cfg, encoder, qformer, llm, tokenizer):
+        SpeechLLM.__init__(self, cfg, encoder, qformer, llm, tokenizer)
+
+    def llm_audio(self, audio):
+        frames, real = self.encoder_output(audio)
+        return frames, torch.arange(frames.shape[1], device=frames.device)[None] < real.to(frames.device)[:, None]
+
+    def prefix(self, audio):
+        return (*self.llm_audio(audio), None)
+
+    def denoiser(self, cfg=None) -> Denoiser:
+        return CrossAttentionDenoiser(self.llm, self.prompt_ids)
+
+    def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
+        if audio is None:
+            raise ValueError(
+                f"{self.cfg.arch} cannot pre-train on text alone (train.lm_epochs): it has no audio-free input"
+            )
+        frames, mask, _ = self.prefix(audio)
+        target = self.response_ids(texts)
+        noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
+        den = self.denoiser()
+        logits = den.selected_logits(den.prefill(frames, mask), noisy, torch.ones_like(masked), None, masked)
+        loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
+        return {"loss": loss, "num_utts": len(texts)}
+
+    def canvas_lengths(self, batch, prefix_mask, cfg):
+        raise ValueError(f"{self.cfg.arch}: gen_len auto is not available yet; give gen_len a number")
+
+
+class WhisperDecoderAR(SpeechLLM):
+    """The autoregressive twin on Whisper's decoder: next-token loss, greedy decoding with a KV cache."""
+
+    def llm_audio(self, audio):
+        return WhisperDecoderMDM.llm_audio(self, audio)
+
+    def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
+        del generator
+        if audio is None:
+            raise ValueError(
+                f"{self.cfg.arch} cannot pre-train on text alone (train.lm_epochs): it has no audio-free input"
+            )
+        frames, mask = self.llm_audio(audio)
+        eos, P = self.tokenizer.eos_id, len(self.prompt_ids)
+        rows = [self.prompt_ids.tolist() + ids + [eos] for ids in self.encode_texts(texts)]
+        L = max(map(len, rows))
+        ids = torch.tensor([r + [eos] * (L - len(r)) for r in rows], device=self.device)
+        real = torch.tensor([[j < len(r) for j in range(L)] for r in rows], device=self.device)
+        hidden = self.llm(ids, real, self.llm.cross_kv(frames), mask, causal=True)[:, P - 1 : -1]
+        target, valid = ids[:, P:], real[:, P:]
+        loss = F.cross_entropy(self.llm.logits(hidden[valid]).float(), target[valid])
+        return {"loss": loss, "num_tokens": int(valid.sum()), "num_utts": len(texts)}
+
+    @torch.no_grad()
+    def transcribe(self, batch: dict, cfg, stats: Optional[dict] = None, generator=None) -> list[str]:
+        del generator
+        if cfg.mode != "autoregressive" or cfg.num_beams != 1:
+            raise ValueError(f"{self.cfg.arch} decodes greedily (mode autoregressive, num_beams 1)")
+        frames, mask = self.llm_audio(batch["audio"].to(self.device))
+        B, P = frames.shape[0], len(self.prompt_ids)
+        cross, cache = self.llm.cross_kv(frames), [None] * len(self.llm.decoder.layers)
+        ids = self.prompt_ids[None].expand(B, -1)
+        keys = torch.ones(B, P, dtype=torch.bool, device=self.device)
+        out = torch.full((B, cfg.gen_len), self.tokenizer.eos_id, dtype=torch.long, device=self.device)
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        steps = 0
+        for t in range(min(cfg.gen_len, self.llm.max_positions - P)):
+            # The prompt at positions 0..P-1 first, then the token of step t - 1 at position P + t - 1.
+            start = 0 if t == 0 else P + t - 1
+            hidden = self.llm(ids, keys, cross, mask, causal=True, start=start, cache=cache)
+            nxt = self.llm.logits(hidden[:, -1]).argmax(-1).masked_fill(done, self.tokenizer.eos_id)
+            out[:, t], steps = nxt, t + 1
+            done |= nxt == self.tokenizer.eos_id
+            if bool(done.all()):
+                break
+            ids, keys = nxt[:, None], torch.cat([keys, torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)
+        if stats is not None:
+            stats["forward_passes"] = stats.get("forward_passes", 0) + torch.full((B,), steps)
+            stats["model_calls"] = stats.get("model_calls", 0) + steps
+        return [self.tokenizer.decode(row) for row in out[:, :steps].tolist()]
