@@ -61,9 +61,15 @@ class _Runner:
             self.passes += 1
             self.positions += state.length
 
-    def __call__(self, rows: torch.Tensor, x: torch.Tensor, resp_mask: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, rows: torch.Tensor, x: torch.Tensor, resp_mask: torch.Tensor, select: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Logits (b, L, V) of ``rows``, or (n, V) of their ``select``ed (b, L) positions only."""
         n = self.denoiser.positions_per_pass(self.state, rows, x.shape[1])
-        logits = self.denoiser.response_logits(self.state, x, resp_mask, rows)
+        if select is None:
+            logits = self.denoiser.response_logits(self.state, x, resp_mask, rows)
+        else:
+            logits = self.denoiser.selected_logits(self.state, x, resp_mask, rows, select)
         self.passes[rows.cpu()] += 1
         self.positions[rows.cpu()] += n
         self.calls += 1
@@ -132,8 +138,14 @@ def _denoise(
             if rule.adaptive:
                 break
             continue  # the paper's code still runs the model here, to no effect
-        logits = run(rows, x, resp_mask)
-        x0, conf = _propose(logits, remasking, temperature, generator)
+        if temperature == 0 and remasking == "low_confidence":
+            # Only open positions can be committed: ask for their logits alone (a model with a
+            # costly output layer then computes no others). Deterministic, so the same tokens.
+            sel = open_[rows]
+            x0, conf = x[rows].clone(), torch.full(sel.shape, float("-inf"), dtype=torch.float32, device=x.device)
+            x0[sel], conf[sel] = _propose(run(rows, x, resp_mask, sel), remasking, temperature, generator)
+        else:  # random draws keep their (b, L) shapes, so a seed gives what it always gave
+            x0, conf = _propose(run(rows, x, resp_mask), remasking, temperature, generator)
         conf = conf.masked_fill(~open_[rows], float("-inf"))
         k = rule.count(conf, open_[rows], want[rows])
         order = torch.argsort(conf, dim=1, descending=True, stable=True)
