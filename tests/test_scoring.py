@@ -142,3 +142,37 @@ def test_fusion_takes_the_ctc_score_where_records_have_one():
     assert info["wer_first_pass"] == pytest.approx(100 / 3, abs=0.01)
     f, info = tune_fusion(cands, refs, features=("lm", "words"))  # the CTC score left out
     assert f.ctc_weight == 0 and info["wer"] == info["wer_first_pass"]
+
+
+def test_headline_chooses_the_best_cascade_on_dev_where_it_can():
+    from whisper_llada.scoring.compare import format_headline, headline
+
+    def row(name, kind, wer, dev=None):
+        fusion = {
+            "wer": dev,
+            "dev_parts": ["dev"],
+            "lm_weight": 0.1,
+            "length_weight": 0,
+            "wer_first_pass": 50,
+            "wer_oracle": 20,
+        }
+        return {
+            "name": name,
+            "kind": kind,
+            "test": "test",
+            "wer": wer,
+            "rtf": 0.1,
+            "settings": {"fusion": fusion} if dev else {},
+        }
+
+    rows = [
+        row("whisper/beam-8", "first_pass", 40.0),
+        row("a/nbest_rescoring/x", "deliberation", 30.0, dev=40.0),
+        row("b/nbest_rescoring/y", "deliberation", 32.0, dev=35.0),
+        row("a/diffusion_deliberation/z", "deliberation", 25.0),  # no dev figure: not chosen over those with one
+    ]
+    h = headline(rows)["test"]["best_cascade"]
+    assert (h["name"], h["chosen_on"], h["change_vs_best_single"]) == ("b/nbest_rescoring/y", "dev", -20.0)
+    assert "best cascade (by dev WER) b/nbest_rescoring/y: 32.00" in format_headline(headline(rows))
+    h = headline([rows[0], rows[3]])["test"]["best_cascade"]
+    assert (h["name"], h["chosen_on"]) == ("a/diffusion_deliberation/z", "test")
