@@ -106,6 +106,21 @@ def espeak_speech(texts_voices):
     return [librosa.resample(e.synth(t, voice=v), orig_sr=e.sample_rate, target_sr=16000) for t, v in texts_voices]
 
 
+def overfit(model, texts, audio, steps: int = 300, lr: float = 3e-3) -> list[float]:
+    """Train ``model`` on one batch for ``steps`` AdamW steps (seeded masks); its losses."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = model(texts, audio, generator=g)["loss"]
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def fake_batch(n: int, seed: int = 0, max_frames: int = 300):
     """Random log-mel features with distinct lengths, and transcripts."""
     g = torch.Generator().manual_seed(seed)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_WHISPER, fake_batch, tiny_model_config, tiny_whisper_decoder
+from conftest import TINY_WHISPER, fake_batch, overfit, tiny_model_config, tiny_whisper_decoder
 
 from tests.test_transcribe import QF  # the tiny Q-Former without dropout
 from whisper_llada.data.audio import FEATURES, FRAMES, TOKENS, Audio
@@ -216,17 +216,8 @@ def trained_mlm(sp_model):
     """A tiny BERT Whisper model overfitted on four utterances (cached encoder frames, as the trainer's cache)."""
     model = mlm_model(sp_model)
     feats, lens, texts = fake_batch(4, seed=3)
-    frames = Audio.frames(*model.run_encoder(feats, lens))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    losses = []
-    for _ in range(300):  # measured: 160 steps recover 1 of 4 transcripts, 300 all of them
-        opt.zero_grad()
-        loss = model(texts, frames, generator=g)["loss"]
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    # measured: 160 steps recover 1 of 4 transcripts, 300 all of them
+    losses = overfit(model, texts, Audio.frames(*model.run_encoder(feats, lens)))
     return model.eval(), {"audio": Audio.features(feats, lens)}, texts, losses
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import espeak_speech, fake_batch, tiny_model_config, tiny_whisper_decoder
+from conftest import espeak_speech, fake_batch, overfit, tiny_model_config, tiny_whisper_decoder
 
 from whisper_llada.data.audio import Audio
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
@@ -107,17 +107,7 @@ def test_training_loss_reads_only_the_masked_positions(sp_model, tokenizer):
 def test_tiny_diffusion_decoder_learns_and_decodes_through_the_samplers(sp_model, tokenizer):
     model = tiny(sp_model, "whisper_decoder_mdm", tokenizer.vocab_size, seed=1)
     feats, lens, texts = fake_batch(4, seed=3)
-    frames = Audio.frames(*model.run_encoder(feats, lens))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    losses = []
-    for _ in range(300):
-        opt.zero_grad()
-        loss = model(texts, frames, generator=g)["loss"]
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = overfit(model, texts, Audio.frames(*model.run_encoder(feats, lens)))
     model.eval()
     assert np.mean(losses[-10:]) < 0.1 * np.mean(losses[:10]), (losses[:10], losses[-10:])
     batch = {"audio": Audio.features(feats, lens)}

@@ -10,8 +10,6 @@ is a token Whisper never emits in transcripts (``<|startoflm|>``). See docs/mode
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -102,35 +100,12 @@ class WhisperDecoderLM(nn.Module):
         return hidden @ self.decoder.embed_tokens.weight.T  # Whisper ties its output to the embeddings
 
 
-def load_whisper_decoder(path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
-    """Whisper's decoder with its pretrained weights (or random, from ``config``: tests)."""
-    from whisper_llada.models.whisper_encoder import _read_weights, _whisper_classes
-    from whisper_llada.utils.checkpoint_io import load_state_dict_strict
-
-    WhisperConfig, _ = _whisper_classes()
-    from transformers.models.whisper.modeling_whisper import WhisperDecoder
-
-    if config is not None:
-        return WhisperDecoder(WhisperConfig(**config))
-    p = Path(path)
-    if not (p / "config.json").is_file():
-        raise FileNotFoundError(f"{p}: not a Whisper directory (no config.json)")
-    decoder = WhisperDecoder(WhisperConfig(**json.loads((p / "config.json").read_text())))
-    state = _read_weights(p)
-    for prefix in ("model.decoder.", "decoder."):
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if sub:
-            break
-    else:
-        raise ValueError(f"{p}: no decoder weights (keys starting with model.decoder. or decoder.)")
-    load_state_dict_strict(decoder, sub, source=str(p))
-    return decoder
-
-
 def build_whisper_decoder_lm(cfg, tokenizer, dtype) -> WhisperDecoderLM:
     """The registry's LLM builder: the decoder of ``model.whisper``'s directory (or its random config)."""
     del tokenizer
-    lm = WhisperDecoderLM(load_whisper_decoder(cfg.whisper.path, cfg.whisper.config).to(dtype))
+    from whisper_llada.models.whisper_encoder import load_whisper_part
+
+    lm = WhisperDecoderLM(load_whisper_part("decoder", cfg.whisper.path, cfg.whisper.config).to(dtype))
     # Learned positions stay as pretrained: a short corpus would unlearn the positions it never reaches.
     lm.decoder.embed_positions.requires_grad_(False)
     return lm

@@ -19,13 +19,6 @@ from whisper_llada.utils.checkpoint_io import load_state_dict_strict
 log = logging.getLogger(__name__)
 
 
-def _whisper_classes():
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-    return WhisperConfig, WhisperEncoder
-
-
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     from whisper_llada.utils.checkpoint_io import read_safetensors_dir
 
@@ -66,26 +59,37 @@ def check_feature_settings(path: str | Path, num_mel_bins: int) -> None:
         raise ValueError("Whisper features do not match: " + "; ".join(problems))
 
 
-def load_whisper_encoder(path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
-    """Encoder only: the decoder's weights in the directory are never materialised."""
-    WhisperConfig, WhisperEncoder = _whisper_classes()
+def load_whisper_part(part: str, path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
+    """Whisper's ``encoder`` or ``decoder`` (``transformers`` modules) with a directory's weights, or
+    random from ``config``: only that part's weights are materialised."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper import modeling_whisper
+
+    cls = {"encoder": modeling_whisper.WhisperEncoder, "decoder": modeling_whisper.WhisperDecoder}[part]
     if config is not None:
-        return WhisperEncoder(WhisperConfig(**config)).eval()
+        return cls(WhisperConfig(**config))
     p = Path(path)
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"{p}: not a Whisper directory (no config.json)")
-    cfg = WhisperConfig(**json.loads((p / "config.json").read_text()))
-    encoder = WhisperEncoder(cfg)
+    module = cls(WhisperConfig(**json.loads((p / "config.json").read_text())))
     state = _read_weights(p)
-    for prefix in ("model.encoder.", "encoder."):
+    for prefix in (f"model.{part}.", f"{part}."):
         sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if sub:
             break
     else:
-        raise ValueError(f"{p}: no encoder weights (keys starting with model.encoder. or encoder.)")
-    load_state_dict_strict(encoder, sub, source=str(p))
-    log.info("loaded Whisper encoder from %s (d_model %d, %d mel bins)", p, cfg.d_model, cfg.num_mel_bins)
-    return encoder.eval()
+        raise ValueError(f"{p}: no {part} weights (keys starting with model.{part}. or {part}.)")
+    load_state_dict_strict(module, sub, source=str(p))
+    return module
+
+
+def load_whisper_encoder(path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
+    """Encoder only: the decoder's weights in the directory are never materialised."""
+    encoder = load_whisper_part("encoder", path, config).eval()
+    if config is None:
+        cfg = encoder.config
+        log.info("loaded Whisper encoder from %s (d_model %d, %d mel bins)", path, cfg.d_model, cfg.num_mel_bins)
+    return encoder
 
 
 def input_frames(encoder: nn.Module) -> int:
