@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from whisper_llada.data.audio import Audio
 from whisper_llada.diffusion.denoiser import Denoiser, PrefixState
-from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
 from whisper_llada.models.speech_llm import SpeechLLM
 from whisper_llada.models.whisper_llada import WhisperLLaDA
 
@@ -154,16 +154,22 @@ class CrossAttentionDenoiser(Denoiser):
         return self.lm(ids, keys, kv, frames_mask, causal=False)[:, P - 1 : P - 1 + L]
 
 
-class WhisperDecoderMDM(WhisperLLaDA):
-    """Masked diffusion on Whisper's decoder: decoded, deliberated and rescored by the same samplers
-    as Whisper-LLaDA, through ``CrossAttentionDenoiser``; its "prefix" is the encoder's frames."""
-
-    def __init__(self, cfg, encoder, qformer, llm, tokenizer):
-        SpeechLLM.__init__(self, cfg, encoder, qformer, llm, tokenizer)
+class _ReadsFrames:
+    """What both Whisper-decoder archs read: the encoder's frames and their key-padding mask."""
 
     def llm_audio(self, audio):
+        if audio is None:
+            raise ValueError(
+                f"{self.cfg.arch} cannot pre-train on text alone (train.lm_epochs): it has no audio-free input"
+            )
         frames, real = self.encoder_output(audio)
-        return frames, torch.arange(frames.shape[1], device=frames.device)[None] < real.to(frames.device)[:, None]
+        return frames, Audio.frames(frames, real).mask
+
+
+class WhisperDecoderMDM(_ReadsFrames, WhisperLLaDA):
+    """Masked diffusion on Whisper's decoder: trained, decoded, deliberated and rescored by
+    Whisper-LLaDA's loss and samplers, through ``CrossAttentionDenoiser``; its "prefix" is the
+    encoder's frames."""
 
     def prefix(self, audio):
         return (*self.llm_audio(audio), None)
@@ -172,34 +178,22 @@ class WhisperDecoderMDM(WhisperLLaDA):
         return CrossAttentionDenoiser(self.llm, self.prompt_ids)
 
     def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
-        if audio is None:
-            raise ValueError(
-                f"{self.cfg.arch} cannot pre-train on text alone (train.lm_epochs): it has no audio-free input"
-            )
-        frames, mask, _ = self.prefix(audio)
-        target = self.response_ids(texts)
-        noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
+        return self.loss(*self.prefix(audio), texts, generator)
+
+    def training_logits(self, prefix, prefix_mask, response, prefix_positions, masked):
         den = self.denoiser()
-        logits = den.selected_logits(den.prefill(frames, mask), noisy, torch.ones_like(masked), None, masked)
-        loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
-        return {"loss": loss, "num_utts": len(texts)}
+        state = den.prefill(prefix, prefix_mask)
+        return den.selected_logits(state, response, torch.ones_like(masked), None, masked)
 
     def canvas_lengths(self, batch, prefix_mask, cfg):
         raise ValueError(f"{self.cfg.arch}: gen_len auto is not available yet; give gen_len a number")
 
 
-class WhisperDecoderAR(SpeechLLM):
+class WhisperDecoderAR(_ReadsFrames, SpeechLLM):
     """The autoregressive twin on Whisper's decoder: next-token loss, greedy decoding with a KV cache."""
-
-    def llm_audio(self, audio):
-        return WhisperDecoderMDM.llm_audio(self, audio)
 
     def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
         del generator
-        if audio is None:
-            raise ValueError(
-                f"{self.cfg.arch} cannot pre-train on text alone (train.lm_epochs): it has no audio-free input"
-            )
         frames, mask = self.llm_audio(audio)
         eos, P = self.tokenizer.eos_id, len(self.prompt_ids)
         rows = [self.prompt_ids.tolist() + ids + [eos] for ids in self.encode_texts(texts)]

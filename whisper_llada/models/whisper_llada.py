@@ -76,9 +76,21 @@ class WhisperLLaDA(SpeechLLM):
         """Masked-diffusion loss over the EOS-padded response."""
         target = self.response_ids(texts)
         noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
-        logits = self.logits(prefix, prefix_mask, noisy, prefix_positions)
+        logits = self.training_logits(prefix, prefix_mask, noisy, prefix_positions, masked)
         loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
         return {"loss": loss, "num_utts": len(texts)}
+
+    def training_logits(
+        self,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        response: torch.Tensor,
+        prefix_positions: Optional[torch.Tensor],
+        masked: torch.Tensor,
+    ) -> torch.Tensor:
+        """What the loss reads: the whole response block's logits (B, L, V); a model with a costly
+        output layer gives those of the ``masked`` positions only (n, V)."""
+        return self.logits(prefix, prefix_mask, response, prefix_positions)
 
     @torch.no_grad()
     def transcribe(
