@@ -314,6 +314,17 @@ def test_embedded_recipe_in_miniature(tmp_path):
     }
     kinds = {s["kind"] for s in report["systems"]}
     assert kinds == {"first_pass", "decoding", "deliberation", "autoregressive"}
+    # The Whisper-decoder AR twin decodes greedily and with beams, and rescores Whisper's n-best.
+    twin = {
+        s["name"].split("/", 1)[1].split("-epoch")[0]
+        for s in report["systems"]
+        if s["name"].startswith("mini_decoder_ar/")
+    }
+    assert twin == {
+        "autoregressive/greedy-len-24",
+        "autoregressive/beam-2-len-24",
+        "nbest_rescoring/rescore-nbest-all-logprob",
+    }
     # First passes decode dev-clean too (n-best rescoring chooses its weights there); the rest test only.
     assert {s["test"] for s in report["systems"] if s["kind"] != "first_pass"} == {"test-clean"}
     assert {s["test"] for s in report["systems"]} == {"dev-clean", "test-clean"}

@@ -71,6 +71,7 @@ def test_padded_rows_decode_as_they_do_alone(sp_model, tokenizer):
     for arch, cfg in (
         ("whisper_decoder_mdm", DecodeConfig(mode="decoding", gen_len=10, steps=5, block_length=10)),
         ("whisper_decoder_ar", DecodeConfig(mode="autoregressive", gen_len=10)),
+        ("whisper_decoder_ar", DecodeConfig(mode="autoregressive", gen_len=10, num_beams=3)),
     ):
         model = tiny(sp_model, arch, tokenizer.vocab_size).eval()
         together = model.transcribe({"audio": Audio.features(feats, lens)}, cfg)
@@ -79,6 +80,30 @@ def test_padded_rows_decode_as_they_do_alone(sp_model, tokenizer):
             for i in range(3)
         ]
         assert together == alone, arch
+
+
+def test_beam_nbest_scores_are_the_teacher_forced_log_probabilities(real_ar):
+    """The AR twin's beam n-best on real speech: best first, each score the log-probability that
+    teacher forcing (n-best rescoring by the twin) gives the same text, EOS included."""
+    model, dst = real_ar
+    from transformers import WhisperFeatureExtractor
+
+    wavs = espeak_speech([("a stitch in time saves nine", "en-us"), ("never put off until tomorrow", "en+m3")])
+    feats = WhisperFeatureExtractor.from_pretrained(dst)(wavs, sampling_rate=16000, return_tensors="pt").input_features
+    batch = {"audio": Audio.features(feats.transpose(1, 2).contiguous(), torch.full((len(wavs),), feats.shape[-1]))}
+    nbests = model.nbest(batch, DecodeConfig(mode="autoregressive", gen_len=40, num_beams=4))
+    scored = model.score_texts(batch, [[t for t, _ in nb] for nb in nbests], DecodeConfig(mode="nbest_rescoring"))
+    tok, checked = model.tokenizer, 0
+    for nb, want in zip(nbests, scored):
+        scores = [s for _, s in nb]
+        assert len(nb) == 4 and scores == sorted(scores, reverse=True) and len(nb[0][0].split()) >= 4
+        for (text, score), tf in zip(nb, want):
+            # Teacher forcing encodes the text in sentence case; a hypothesis in another casing was
+            # other tokens.
+            if tok.decode(tok.encode(text)) == text:
+                assert score == pytest.approx(tf, abs=1e-3), text
+                checked += 1
+    assert checked >= 4
 
 
 def test_training_loss_reads_only_the_masked_positions(sp_model, tokenizer):

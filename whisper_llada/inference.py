@@ -175,7 +175,7 @@ def rescore_batch(model, batch, first_pass, setting, norm, fusion, candidates=No
     """Each cut's n-best scored by the model (``score_texts``) and the fused best of it."""
     if not hasattr(model, "score_texts"):
         raise ValueError(
-            f"{type(model).__name__} cannot score candidates: nbest_rescoring needs a masked-diffusion model"
+            f"{type(model).__name__} cannot score candidates: nbest_rescoring needs a model with score_texts (a diffusion LM or the Whisper-decoder AR twin)"
         )
     nbests = [nbest_of(first_pass[c], setting.nbest) for c in batch["cut_ids"]]
     lm = model.score_texts(batch, [[h["text"] for h in nb] for nb in nbests], setting, stats=stats)

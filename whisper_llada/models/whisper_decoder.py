@@ -195,40 +195,94 @@ class WhisperDecoderAR(_ReadsFrames, SpeechLLM):
     def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
         del generator
         frames, mask = self.llm_audio(audio)
+        logits, target, _ = self._next_token_logits(frames, mask, self.encode_texts(texts))
+        loss = F.cross_entropy(logits.float(), target)
+        return {"loss": loss, "num_tokens": len(target), "num_utts": len(texts)}
+
+    def _next_token_logits(self, frames, mask, seqs: Sequence[Sequence[int]]):
+        """Teacher forcing of each row's tokens + EOS after the prompt: the logits that predict them
+        (n, V), the n targets, and the row of each."""
         eos, P = self.tokenizer.eos_id, len(self.prompt_ids)
-        rows = [self.prompt_ids.tolist() + ids + [eos] for ids in self.encode_texts(texts)]
+        rows = [self.prompt_ids.tolist() + list(ids) + [eos] for ids in seqs]
         L = max(map(len, rows))
         ids = torch.tensor([r + [eos] * (L - len(r)) for r in rows], device=self.device)
         real = torch.tensor([[j < len(r) for j in range(L)] for r in rows], device=self.device)
         hidden = self.llm(ids, real, self.llm.cross_kv(frames), mask, causal=True)[:, P - 1 : -1]
-        target, valid = ids[:, P:], real[:, P:]
-        loss = F.cross_entropy(self.llm.logits(hidden[valid]).float(), target[valid])
-        return {"loss": loss, "num_tokens": int(valid.sum()), "num_utts": len(texts)}
+        valid = real[:, P:]
+        row = torch.arange(len(rows), device=self.device)[:, None].expand_as(valid)[valid]
+        return self.llm.logits(hidden[valid]), ids[:, P:][valid], row
+
+    @torch.no_grad()
+    def score_texts(self, batch: dict, candidates: Sequence[Sequence[str]], cfg, stats: Optional[dict] = None):
+        """Log-probability of each cut's candidate transcripts (tokens and EOS), teacher-forced,
+        ``cfg.batch_size`` candidates a pass: n-best rescoring by the AR twin."""
+        frames, mask = self.llm_audio(batch["audio"].to(self.device))
+        row_of = [i for i, texts in enumerate(candidates) for _ in texts]
+        seqs = [self.tokenizer.encode(t) for texts in candidates for t in texts]
+        out: list[float] = []
+        for start in range(0, len(seqs), cfg.batch_size):
+            part = torch.tensor(row_of[start : start + cfg.batch_size], device=self.device)
+            chunk = seqs[start : start + cfg.batch_size]
+            logits, target, row = self._next_token_logits(frames[part], mask[part], chunk)
+            lp = logits.float().log_softmax(-1).gather(1, target[:, None])[:, 0]
+            out += torch.zeros(len(chunk), device=self.device).index_add_(0, row, lp).tolist()
+        if stats is not None:
+            stats["forward_passes"] = torch.bincount(torch.tensor(row_of, dtype=torch.long), minlength=len(candidates))
+        scores: list[list[float]] = [[] for _ in candidates]
+        for i, s in zip(row_of, out):
+            scores[i].append(s)
+        return scores
 
     @torch.no_grad()
     def transcribe(self, batch: dict, cfg, stats: Optional[dict] = None, generator=None) -> list[str]:
         del generator
-        if cfg.mode != "autoregressive" or cfg.num_beams != 1:
-            raise ValueError(f"{self.cfg.arch} decodes greedily (mode autoregressive, num_beams 1)")
+        if cfg.mode != "autoregressive":
+            raise ValueError(f"{self.cfg.arch} decodes autoregressively (mode autoregressive), not {cfg.mode!r}")
+        return [nbest[0][0] for nbest in self.nbest(batch, cfg, stats)]
+
+    @torch.no_grad()
+    def nbest(self, batch: dict, cfg, stats: Optional[dict] = None) -> list[list[tuple[str, float]]]:
+        """Each cut's ``cfg.num_beams`` best transcripts with their log-probabilities (tokens + EOS),
+        best first: beam search with a KV cache (greedy at one beam)."""
         frames, mask = self.llm_audio(batch["audio"].to(self.device))
-        B, P = frames.shape[0], len(self.prompt_ids)
-        cross, cache = self.llm.cross_kv(frames), [None] * len(self.llm.decoder.layers)
-        ids = self.prompt_ids[None].expand(B, -1)
-        keys = torch.ones(B, P, dtype=torch.bool, device=self.device)
-        out = torch.full((B, cfg.gen_len), self.tokenizer.eos_id, dtype=torch.long, device=self.device)
-        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        B, P, K, eos = frames.shape[0], len(self.prompt_ids), cfg.num_beams, self.tokenizer.eos_id
+        cross = [(k.repeat_interleave(K, 0), v.repeat_interleave(K, 0)) for k, v in self.llm.cross_kv(frames)]
+        mask = mask.repeat_interleave(K, 0)
+        cache = [None] * len(self.llm.decoder.layers)
+        ids = self.prompt_ids[None].expand(B * K, -1)
+        keys = torch.ones(B * K, P, dtype=torch.bool, device=self.device)
+        # Every beam starts as the same prompt: all but the first of each cut start at -inf, so the
+        # first step's top K come from one copy.
+        score = torch.full((B, K), float("-inf"), device=self.device)
+        score[:, 0] = 0.0
+        tokens = torch.zeros(B, K, 0, dtype=torch.long, device=self.device)
+        done = torch.zeros(B, K, dtype=torch.bool, device=self.device)
         steps = 0
         for t in range(min(cfg.gen_len, self.llm.max_positions - P)):
             # The prompt at positions 0..P-1 first, then the token of step t - 1 at position P + t - 1.
             start = 0 if t == 0 else P + t - 1
             hidden = self.llm(ids, keys, cross, mask, causal=True, start=start, cache=cache)
-            nxt = self.llm.logits(hidden[:, -1]).argmax(-1).masked_fill(done, self.tokenizer.eos_id)
-            out[:, t], steps = nxt, t + 1
-            done |= nxt == self.tokenizer.eos_id
+            logp = self.llm.logits(hidden[:, -1]).float().log_softmax(-1).view(B, K, -1)
+            # A finished beam carries on with EOS at no cost, so it keeps its score and its place.
+            logp[done] = float("-inf")
+            logp[..., eos][done] = 0.0
+            V = logp.shape[-1]
+            score, flat = (score[..., None] + logp).view(B, K * V).topk(K, dim=-1)
+            origin, nxt = flat // V, flat % V
+            tokens = torch.cat([tokens.gather(1, origin[..., None].expand(-1, -1, t)), nxt[..., None]], 2)
+            done = done.gather(1, origin) | (nxt == eos)
+            steps = t + 1
             if bool(done.all()):
                 break
-            ids, keys = nxt[:, None], torch.cat([keys, torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)
+            rows = (origin + torch.arange(B, device=self.device)[:, None] * K).view(-1)
+            cache = [(k[rows], v[rows]) for k, v in cache]
+            ids = nxt.view(-1, 1)
+            keys = torch.cat([keys, torch.ones(B * K, 1, dtype=torch.bool, device=self.device)], 1)
         if stats is not None:
             stats["forward_passes"] = stats.get("forward_passes", 0) + torch.full((B,), steps)
             stats["model_calls"] = stats.get("model_calls", 0) + steps
-        return [self.tokenizer.decode(row) for row in out[:, :steps].tolist()]
+        out = []
+        for b in range(B):
+            order = score[b].argsort(descending=True).tolist()
+            out.append([(self.tokenizer.decode(tokens[b, k].tolist()), float(score[b, k])) for k in order])
+        return out
