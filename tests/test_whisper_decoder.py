@@ -15,13 +15,17 @@ from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.build import build_model
 
 
-def tiny(sp_model, arch: str, tokenizer_vocab: int, seed: int = 0):
+def tiny(sp_model, arch: str, tokenizer_vocab: int, seed: int = 0, llm=None, loss=None):
     torch.manual_seed(seed)
     # A decoder as wide as the test's BPE vocabulary (Whisper's own would be 51865 ids).
     whisper = {"config": tiny_whisper_decoder(tokenizer_vocab)}
     return build_model(
         tiny_model_config(
-            sp_model, arch, whisper=whisper, llm={"train": "full"}, loss={"response_length": 40, "ctc_weight": 0}
+            sp_model,
+            arch,
+            whisper=whisper,
+            llm={"train": "full", **(llm or {})},
+            loss={"response_length": 40, "ctc_weight": 0, **(loss or {})},
         )
     )
 
@@ -104,6 +108,38 @@ def test_beam_nbest_scores_are_the_teacher_forced_log_probabilities(real_ar):
                 assert score == pytest.approx(tf, abs=1e-3), text
                 checked += 1
     assert checked >= 4
+
+
+def test_what_fine_tuning_trains(sp_model, tokenizer):
+    """Learned positions always stay as pretrained; the tied embeddings too with freeze_embeddings,
+    and then training changes the layers only."""
+    for freeze in (False, True):
+        model = tiny(sp_model, "whisper_decoder_mdm", tokenizer.vocab_size, llm={"freeze_embeddings": freeze})
+        dec = model.llm.decoder
+        assert not dec.embed_positions.weight.requires_grad
+        assert dec.embed_tokens.weight.requires_grad is not freeze
+        assert dec.layers[0].fc1.weight.requires_grad
+    feats, lens, texts = fake_batch(2, seed=7)
+    before = dec.embed_tokens.weight.detach().clone()
+    model(texts, Audio.features(feats, lens))["loss"].backward()
+    assert dec.embed_tokens.weight.grad is None and dec.layers[0].fc1.weight.grad is not None
+    assert torch.equal(before, dec.embed_tokens.weight)
+
+
+def test_auxiliary_next_token_loss(sp_model, tokenizer):
+    """loss.ar_weight adds the causal next-token loss of the same decoder to the diffusion loss."""
+    feats, lens, texts = fake_batch(2, seed=8)
+    audio = Audio.features(feats, lens)
+    model = tiny(sp_model, "whisper_decoder_mdm", tokenizer.vocab_size, loss={"ar_weight": 0.5}).eval()
+    twin = tiny(sp_model, "whisper_decoder_ar", tokenizer.vocab_size).eval()
+    twin.llm.load_state_dict(model.llm.state_dict())
+    with torch.no_grad():
+        got = model(texts, audio, generator=torch.Generator().manual_seed(2))
+        model.cfg.loss.ar_weight = 0.0
+        plain = model(texts, audio, generator=torch.Generator().manual_seed(2))
+        ar = twin(texts, audio)["loss"]
+    assert "ar_loss" not in plain and got["ar_loss"] == pytest.approx(float(ar), rel=1e-5)
+    assert got["loss"] == pytest.approx(float(plain["loss"] + 0.5 * ar), rel=1e-5)
 
 
 def test_training_loss_reads_only_the_masked_positions(sp_model, tokenizer):

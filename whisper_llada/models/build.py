@@ -124,6 +124,10 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
         llm = apply_lora(llm, cfg.lora)
     else:
         llm.requires_grad_(cfg.llm.train == "full")
+    for module in getattr(llm, "pretrained_only", lambda: [])():
+        module.requires_grad_(False)
+    if cfg.llm.freeze_embeddings:
+        llm.get_input_embeddings().requires_grad_(False)
     # A cross-attention LLM reads the encoder's frames itself: no Q-Former.
     qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm)) if arch.layout == "prefix" else None
     return arch.model_cls()(cfg, encoder, qformer, llm, tokenizer)

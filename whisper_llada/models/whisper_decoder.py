@@ -49,6 +49,11 @@ class WhisperDecoderLM(nn.Module):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.decoder.embed_tokens
 
+    def pretrained_only(self) -> list[nn.Module]:
+        """What fine-tuning leaves as pretrained (the builder freezes it after choosing what trains):
+        the learned positions, which a short corpus would unlearn beyond the lengths it reaches."""
+        return [self.decoder.embed_positions]
+
     @property
     def max_positions(self) -> int:
         return self.decoder.embed_positions.weight.shape[0]
@@ -105,10 +110,7 @@ def build_whisper_decoder_lm(cfg, tokenizer, dtype) -> WhisperDecoderLM:
     del tokenizer
     from whisper_llada.models.whisper_encoder import load_whisper_part
 
-    lm = WhisperDecoderLM(load_whisper_part("decoder", cfg.whisper.path, cfg.whisper.config).to(dtype))
-    # Learned positions stay as pretrained: a short corpus would unlearn the positions it never reaches.
-    lm.decoder.embed_positions.requires_grad_(False)
-    return lm
+    return WhisperDecoderLM(load_whisper_part("decoder", cfg.whisper.path, cfg.whisper.config).to(dtype))
 
 
 class CrossAttentionDenoiser(Denoiser):
@@ -155,7 +157,8 @@ class CrossAttentionDenoiser(Denoiser):
 
 
 class _ReadsFrames:
-    """What both Whisper-decoder archs read: the encoder's frames and their key-padding mask."""
+    """What both Whisper-decoder archs read (the encoder's frames and their key-padding mask) and
+    their next-token logits under teacher forcing."""
 
     def llm_audio(self, audio):
         if audio is None:
@@ -164,6 +167,19 @@ class _ReadsFrames:
             )
         frames, real = self.encoder_output(audio)
         return frames, Audio.frames(frames, real).mask
+
+    def _next_token_logits(self, frames, mask, seqs: Sequence[Sequence[int]]):
+        """Teacher forcing of each row's tokens + EOS after the prompt: the logits that predict them
+        (n, V), the n targets, and the row of each."""
+        eos, P = self.tokenizer.eos_id, len(self.prompt_ids)
+        rows = [self.prompt_ids.tolist() + list(ids) + [eos] for ids in seqs]
+        L = max(map(len, rows))
+        ids = torch.tensor([r + [eos] * (L - len(r)) for r in rows], device=self.device)
+        real = torch.tensor([[j < len(r) for j in range(L)] for r in rows], device=self.device)
+        hidden = self.llm(ids, real, self.llm.cross_kv(frames), mask, causal=True)[:, P - 1 : -1]
+        valid = real[:, P:]
+        row = torch.arange(len(rows), device=self.device)[:, None].expand_as(valid)[valid]
+        return self.llm.logits(hidden[valid]), ids[:, P:][valid], row
 
 
 class WhisperDecoderMDM(_ReadsFrames, WhisperLLaDA):
@@ -178,7 +194,14 @@ class WhisperDecoderMDM(_ReadsFrames, WhisperLLaDA):
         return CrossAttentionDenoiser(self.llm, self.prompt_ids)
 
     def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
-        return self.loss(*self.prefix(audio), texts, generator)
+        frames, mask, _ = prefix = self.prefix(audio)
+        out = self.loss(*prefix, texts, generator)
+        if self.cfg.loss.ar_weight > 0:
+            # The same decoder run causally on the same batch: the next-token loss it was pretrained with.
+            logits, target, _ = self._next_token_logits(frames, mask, self.encode_texts(texts))
+            out["ar_loss"] = F.cross_entropy(logits.float(), target)
+            out["loss"] = out["loss"] + self.cfg.loss.ar_weight * out["ar_loss"]
+        return out
 
     def training_logits(self, prefix, prefix_mask, response, prefix_positions, masked):
         den = self.denoiser()
@@ -198,19 +221,6 @@ class WhisperDecoderAR(_ReadsFrames, SpeechLLM):
         logits, target, _ = self._next_token_logits(frames, mask, self.encode_texts(texts))
         loss = F.cross_entropy(logits.float(), target)
         return {"loss": loss, "num_tokens": len(target), "num_utts": len(texts)}
-
-    def _next_token_logits(self, frames, mask, seqs: Sequence[Sequence[int]]):
-        """Teacher forcing of each row's tokens + EOS after the prompt: the logits that predict them
-        (n, V), the n targets, and the row of each."""
-        eos, P = self.tokenizer.eos_id, len(self.prompt_ids)
-        rows = [self.prompt_ids.tolist() + list(ids) + [eos] for ids in seqs]
-        L = max(map(len, rows))
-        ids = torch.tensor([r + [eos] * (L - len(r)) for r in rows], device=self.device)
-        real = torch.tensor([[j < len(r) for j in range(L)] for r in rows], device=self.device)
-        hidden = self.llm(ids, real, self.llm.cross_kv(frames), mask, causal=True)[:, P - 1 : -1]
-        valid = real[:, P:]
-        row = torch.arange(len(rows), device=self.device)[:, None].expand_as(valid)[valid]
-        return self.llm.logits(hidden[valid]), ids[:, P:][valid], row
 
     @torch.no_grad()
     def score_texts(self, batch: dict, candidates: Sequence[Sequence[str]], cfg, stats: Optional[dict] = None):
