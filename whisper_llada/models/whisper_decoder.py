@@ -213,7 +213,8 @@ class WhisperDecoderMDM(_ReadsFrames, WhisperLLaDA):
 
 
 class WhisperDecoderAR(_ReadsFrames, SpeechLLM):
-    """The autoregressive twin on Whisper's decoder: next-token loss, greedy decoding with a KV cache."""
+    """The autoregressive twin on Whisper's decoder: next-token loss, beam search with a KV cache
+    (greedy at one beam), teacher-forced scoring of candidates."""
 
     def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
         del generator
