@@ -164,6 +164,75 @@ def test_training_loss_reads_only_the_masked_positions(sp_model, tokenizer):
         model(texts, None)
 
 
+def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokenizer):
+    """Block diffusion (llm.block_size): the training pass over [noisy][clean] gives a block the
+    logits the single-sequence pass of semi-AR decoding gives it once the blocks before it are
+    committed; a block never sees a later one; settings it cannot honour are refused."""
+    feats, lens, texts = fake_batch(3, seed=2)
+    model = tiny(sp_model, "whisper_decoder_mdm", tokenizer.vocab_size, llm={"block_size": 4}).eval()
+    with torch.no_grad():
+        frames, mask, _ = model.prefix(Audio.features(feats, lens))
+        clean = model.response_ids(texts)[:, :16]
+        den = model.denoiser()
+        state = den.prefill(frames, mask)
+        ones = torch.ones_like(clean, dtype=torch.bool)
+        # Masks in every block: each block's training logits are those decoding gives it with the
+        # blocks before it committed and the ones after it all masks.
+        noisy = clean.masked_fill(
+            torch.rand(clean.shape, generator=torch.Generator().manual_seed(0)) < 0.5, model.mask_id
+        )
+        training = den.response_logits(state, noisy, ones, clean=clean)
+        for c in range(4):
+            canvas = torch.cat([clean[:, : 4 * c], noisy[:, 4 * c : 4 * c + 4]], 1)
+            canvas = torch.cat([canvas, torch.full_like(clean[:, canvas.shape[1] :], model.mask_id)], 1)
+            decoding = den.response_logits(state, canvas, ones)
+            torch.testing.assert_close(
+                training[:, 4 * c : 4 * c + 4], decoding[:, 4 * c : 4 * c + 4], rtol=1e-4, atol=1e-4
+            )
+        # Whatever fills block 3, blocks 0-2 (predicted from positions before it) do not change.
+        other = canvas.clone()
+        other[:, 12:] = clean[:, :4]
+        torch.testing.assert_close(den.response_logits(state, other, ones)[:, :13], decoding[:, :13])
+        assert not torch.allclose(den.response_logits(state, other, ones)[:, 13:], decoding[:, 13:])
+        # The loss reads the two-copy pass: the masked positions' logits of it.
+        masked = noisy == model.mask_id
+        torch.testing.assert_close(
+            model.training_logits(frames, mask, noisy, None, masked, clean), training[masked], rtol=1e-4, atol=1e-4
+        )
+        # The exact block cache (decoding's default) gives the tokens of recomputing every step,
+        # running a block's positions a step instead of the prompt and the whole canvas.
+        from whisper_llada.diffusion.sampling import generate
+
+        out, stats = {}, {}
+        for cache in ("none", "auto"):
+            den = model.denoiser(DecodeConfig(mode="decoding", cache=cache))
+            stats[cache] = {}
+            out[cache] = generate(
+                den,
+                frames,
+                prefix_mask=mask,
+                gen_length=16,
+                steps=16,
+                block_length=4,
+                mask_id=model.mask_id,
+                eos_id=-1,
+                stats=stats[cache],
+            )
+        assert type(model.denoiser(DecodeConfig(mode="decoding"))).__name__ == "BlockCacheDenoiser"
+        assert torch.equal(out["none"], out["auto"])
+        # Sequence positions per row beyond the encoder frames' one pass: 16 steps of the prompt and
+        # the canvas, against 16 steps of a block plus the prompt and 3 blocks cached once.
+        P = len(model.prompt_ids)
+        assert (stats["none"]["positions"] - frames.shape[1] == 16 * (P + 16)).all(), stats
+        assert (stats["auto"]["positions"] - frames.shape[1] == 16 * 4 + P + 12).all(), stats
+    batch = {"audio": Audio.features(feats, lens)}
+    with pytest.raises(ValueError, match="divides 4"):
+        model.transcribe(batch, DecodeConfig(mode="decoding", gen_len=16, steps=16, block_length=8))
+    assert len(model.transcribe(batch, DecodeConfig(mode="decoding", gen_len=16, steps=16, block_length=4))) == 3
+    with pytest.raises(ValueError, match="block_size"):
+        tiny(sp_model, "whisper_decoder_ar", tokenizer.vocab_size, llm={"block_size": 4})
+
+
 @pytest.mark.slow
 def test_tiny_diffusion_decoder_learns_and_decodes_through_the_samplers(sp_model, tokenizer):
     model = tiny(sp_model, "whisper_decoder_mdm", tokenizer.vocab_size, seed=1)

@@ -96,8 +96,9 @@ class Denoiser:
     def invalidate(self, state: PrefixState) -> None:
         """The response changed wholesale (a new block, a new phase): an approximate cache refreshes."""
 
-    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int) -> int:
-        """Sequence positions one call runs per row (the prefix's included when it is recomputed)."""
+    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None) -> int:
+        """Sequence positions the next call (on ``response``, for ``select``) runs per row, the
+        prefix's included when it is recomputed."""
         return state.length + L
 
     def response_logits(
@@ -106,9 +107,13 @@ class Denoiser:
         response: torch.Tensor,
         response_mask: torch.Tensor,
         rows: Optional[torch.Tensor] = None,
+        clean: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Logits (b, L, V) over the response positions of ``rows`` (all rows when None); ``response``
-        and ``response_mask`` (B, L) hold every row."""
+        and ``response_mask`` (B, L) hold every row. ``clean`` (B, L): the unmasked response where
+        the caller knows it (training, scoring); a block-diffusion model reads earlier blocks from
+        it, others need nothing but ``response``."""
+        del clean
         return self._full_pass(state, response, response_mask, rows).logits[:, -response.shape[1] :]
 
     def selected_logits(
@@ -118,11 +123,12 @@ class Denoiser:
         response_mask: torch.Tensor,
         rows: Optional[torch.Tensor],
         select: torch.Tensor,
+        clean: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Logits (n, V) of the ``select``ed (b, L) response positions of ``rows`` only, in row-major
         order: what a loss or a score needs. A model whose output layer is costly (a large
         vocabulary) computes no others; here, all are computed."""
-        return self.response_logits(state, response, response_mask, rows)[select]
+        return self.response_logits(state, response, response_mask, rows, clean)[select]
 
     def _full_pass(self, state: PrefixState, response, response_mask, rows=None, **extra):
         """The LM's output for ``[prefix][response]`` of ``rows``; ``extra`` goes to the LM."""
@@ -192,10 +198,11 @@ class PrefixCache(Denoiser):
             return False
         return state.kv is None or bool((state.age[rows.cpu()] >= self.refresh).any())
 
-    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int) -> int:
+    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None) -> int:
         return state.length + L if self._stale(state, rows) else L
 
-    def response_logits(self, state, response, response_mask, rows=None):
+    def response_logits(self, state, response, response_mask, rows=None, clean=None):
+        del clean
         B = state.embeds.shape[0]
         if rows is None:
             rows = torch.arange(B, device=state.embeds.device)

@@ -65,7 +65,7 @@ class _Runner:
         self, rows: torch.Tensor, x: torch.Tensor, resp_mask: torch.Tensor, select: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Logits (b, L, V) of ``rows``, or (n, V) of their ``select``ed (b, L) positions only."""
-        n = self.denoiser.positions_per_pass(self.state, rows, x.shape[1])
+        n = self.denoiser.positions_per_pass(self.state, rows, x.shape[1], x, select)
         if select is None:
             logits = self.denoiser.response_logits(self.state, x, resp_mask, rows)
         else:

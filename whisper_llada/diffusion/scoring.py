@@ -45,7 +45,8 @@ def pseudo_log_likelihood(
         noisy = response.masked_fill(masked, mask_id)
         positions[rows.cpu()] += denoiser.positions_per_pass(state, rows, L)
         select = masked[rows]
-        logits = denoiser.selected_logits(state, noisy, response_mask, rows, select)
+        # The response is known: a block-diffusion model reads the blocks before a mask from it.
+        logits = denoiser.selected_logits(state, noisy, response_mask, rows, select, clean=response)
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, response[rows][select][:, None]).squeeze(-1)
         total.index_add_(0, rows.repeat_interleave(select.sum(1)), logp.double())
         passes[rows.cpu()] += 1

@@ -130,4 +130,10 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
         llm.get_input_embeddings().requires_grad_(False)
     # A cross-attention LLM reads the encoder's frames itself: no Q-Former.
     qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm)) if arch.layout == "prefix" else None
-    return arch.model_cls()(cfg, encoder, qformer, llm, tokenizer)
+    model = arch.model_cls()(cfg, encoder, qformer, llm, tokenizer)
+    if cfg.llm.block_size is not None and (cfg.llm.block_size < 1 or not getattr(model, "block_causal_ok", False)):
+        raise ValueError(
+            f"model.llm.block_size {cfg.llm.block_size}: block diffusion needs a positive size and an arch "
+            f"that builds it (whisper_decoder_mdm), not {cfg.arch}"
+        )
+    return model

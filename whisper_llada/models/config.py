@@ -43,6 +43,11 @@ class LLMConfig:
     # vocabulary is large (Whisper's 51,865 ids are two thirds of its decoder).
     freeze_embeddings: bool = False
     gradient_checkpointing: bool = False
+    # whisper_decoder_mdm: block diffusion. The response attends in both directions within blocks
+    # of this many tokens and causally across them (training sees each block noised against the
+    # clean blocks before it, as semi-AR decoding with blocks of this size meets it). None: every
+    # position attends to every other (the paper's full bidirectional attention).
+    block_size: Optional[int] = None
 
 
 @dataclass

@@ -74,16 +74,26 @@ class WhisperDecoderLM(nn.Module):
         causal: bool,
         start: int = 0,
         cache: Optional[list] = None,
+        positions: Optional[torch.Tensor] = None,
+        pattern: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Hidden states (B, L, C) of ``ids`` at positions ``start``..; ``key_mask`` (B, S) marks real
-        keys (the cached ones first); ``cache``: per-layer (k, v) of earlier positions, extended in place."""
+        """Hidden states (B, L, C) of ``ids`` at positions ``start``.. (or the given ``positions`` (L,));
+        ``key_mask`` (B, S) marks real keys (the cached ones first); ``cache``: per-layer (k, v) of
+        earlier positions, extended in place; ``pattern`` (L, S) bool: which keys each query may see
+        (instead of ``causal``)."""
         dec, H = self.decoder, self.num_heads
         L = ids.shape[1]
-        if start + L > self.max_positions:
-            raise ValueError(f"{start + L} decoder positions asked for; Whisper's decoder has {self.max_positions}")
-        h = dec.embed_tokens(ids) + dec.embed_positions.weight[start : start + L]
+        if positions is None:
+            positions = torch.arange(start, start + L, device=ids.device)
+        if int(positions.max()) >= self.max_positions:
+            raise ValueError(
+                f"{int(positions.max()) + 1} decoder positions asked for; Whisper's decoder has {self.max_positions}"
+            )
+        h = dec.embed_tokens(ids) + dec.embed_positions.weight[positions]
         self_mask = key_mask[:, None, None, :]
-        if causal:
+        if pattern is not None:
+            self_mask = self_mask & pattern
+        elif causal:
             S = key_mask.shape[1]
             self_mask = self_mask & torch.ones(L, S, dtype=torch.bool, device=ids.device).tril(S - L)
         cross_mask = frames_mask[:, None, None, :]
@@ -113,6 +123,31 @@ def build_whisper_decoder_lm(cfg, tokenizer, dtype) -> WhisperDecoderLM:
     return WhisperDecoderLM(load_whisper_part("decoder", cfg.whisper.path, cfg.whisper.config).to(dtype))
 
 
+def block_pattern(P: int, L: int, block: int, device=None) -> torch.Tensor:
+    """Who sees whom (P + L, P + L) for ``[prompt][response]`` under block-causal attention: the
+    prompt sees the prompt; a response position sees the prompt and every position of its own and
+    earlier blocks of ``block`` tokens."""
+    blk = torch.cat([torch.full((P,), -1, device=device), torch.arange(L, device=device) // block])
+    see = blk[None, :] <= blk[:, None]
+    see[:P, P:] = False
+    return see
+
+
+def training_pattern(P: int, L: int, block: int, device=None) -> torch.Tensor:
+    """Block diffusion's training layout ``[prompt][noisy response][clean response]`` (P + 2L)^2:
+    a noisy block sees the prompt, the clean blocks before it and itself; the clean copy is
+    block-causal. One pass then gives every block its loss against clean context, as semi-AR
+    decoding meets it."""
+    blk = torch.arange(L, device=device) // block
+    see = torch.zeros(P + 2 * L, P + 2 * L, dtype=torch.bool, device=device)
+    see[:, :P] = True
+    see[:P, P:] = False
+    see[P : P + L, P : P + L] = blk[None, :] == blk[:, None]
+    see[P : P + L, P + L :] = blk[None, :] < blk[:, None]
+    see[P + L :, P + L :] = blk[None, :] <= blk[:, None]
+    return see
+
+
 class CrossAttentionDenoiser(Denoiser):
     """The samplers' interface for a cross-attention model: ``prefill`` computes each layer's keys and
     values of the encoder frames once (exact: the audio never attends to the response); every call
@@ -120,8 +155,8 @@ class CrossAttentionDenoiser(Denoiser):
 
     cache = "exact"
 
-    def __init__(self, lm: WhisperDecoderLM, prompt_ids: torch.Tensor):
-        self.lm, self.prompt_ids = lm, prompt_ids
+    def __init__(self, lm: WhisperDecoderLM, prompt_ids: torch.Tensor, block_size: Optional[int] = None):
+        self.lm, self.prompt_ids, self.block_size = lm, prompt_ids, block_size
         self.prefix_attends_response = False
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -132,28 +167,148 @@ class CrossAttentionDenoiser(Denoiser):
             mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         return PrefixState(embeds, mask.to(torch.bool), None, kv=self.lm.cross_kv(embeds))
 
-    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int) -> int:
+    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None) -> int:
         return len(self.prompt_ids) + L
 
-    def response_logits(self, state, response, response_mask, rows=None):
-        return self.lm.logits(self._hidden(state, response, response_mask, rows))
+    def response_logits(self, state, response, response_mask, rows=None, clean=None):
+        return self.lm.logits(self._hidden(state, response, response_mask, rows, clean))
 
-    def selected_logits(self, state, response, response_mask, rows, select):
+    def selected_logits(self, state, response, response_mask, rows, select, clean=None):
         # Only the selected positions meet the output layer: 51,865 ids make it most of a pass.
-        return self.lm.logits(self._hidden(state, response, response_mask, rows)[select])
+        return self.lm.logits(self._hidden(state, response, response_mask, rows, clean)[select])
 
-    def _hidden(self, state, response, response_mask, rows):
+    def _hidden(self, state, response, response_mask, rows, clean=None):
         """The decoder's hidden states that predict the response positions (b, L, C): shifted, the
-        state before a position predicts it, as the pretrained AR head was trained."""
+        state before a position predicts it, as the pretrained AR head was trained. A block-causal
+        model given the ``clean`` response (training, scoring) reads the blocks before each block
+        from it (``training_pattern``); otherwise from ``response`` itself (decoding, where they are
+        committed)."""
         kv, frames_mask = state.kv, state.mask
         if rows is not None:
             response, response_mask = response[rows], response_mask[rows]
+            clean = None if clean is None else clean[rows]
             kv, frames_mask = [(k[rows], v[rows]) for k, v in kv], frames_mask[rows]
         B, L = response.shape
-        P = len(self.prompt_ids)
-        ids = torch.cat([self.prompt_ids[None].expand(B, -1), response], dim=1)
-        keys = torch.cat([torch.ones(B, P, dtype=torch.bool, device=ids.device), response_mask.to(torch.bool)], 1)
-        return self.lm(ids, keys, kv, frames_mask, causal=False)[:, P - 1 : P - 1 + L]
+        P, b = len(self.prompt_ids), self.block_size
+        prompt = self.prompt_ids[None].expand(B, -1)
+        keys = torch.cat([torch.ones(B, P, dtype=torch.bool, device=prompt.device), response_mask.to(torch.bool)], 1)
+        if b is None:
+            return self.lm(torch.cat([prompt, response], 1), keys, kv, frames_mask, causal=False)[:, P - 1 : P - 1 + L]
+        if clean is None:
+            # A block's first token is predicted from the block before, which never sees it.
+            hidden = self.lm(
+                torch.cat([prompt, response], 1),
+                keys,
+                kv,
+                frames_mask,
+                causal=False,
+                pattern=block_pattern(P, L, b, prompt.device),
+            )
+            return hidden[:, P - 1 : P - 1 + L]
+        pos = torch.arange(P + L, device=prompt.device)
+        hidden = self.lm(
+            torch.cat([prompt, response, clean], 1),
+            torch.cat([keys, keys[:, P:]], 1),
+            kv,
+            frames_mask,
+            causal=False,
+            positions=torch.cat([pos, pos[P:]]),
+            pattern=training_pattern(P, L, b, prompt.device),
+        )
+        # A block's first token from the clean copy's position before it, the others from their own
+        # noisy block.
+        j = torch.arange(L, device=prompt.device)
+        src = torch.where(j % b == 0, P + L + j - 1, P + j - 1)
+        src[0] = P - 1
+        return hidden[:, src]
+
+
+class BlockCacheDenoiser(CrossAttentionDenoiser):
+    """Semi-AR decoding of a block-diffusion model with an exact cache: the prompt's and each
+    committed block's self-attention keys and values are computed once (no block sees a later
+    one), so a step runs only the current block's positions. Calls that are not such a step
+    (scoring, positions outside one block, padded canvases) recompute, as the parent does."""
+
+    def __init__(self, lm: WhisperDecoderLM, prompt_ids: torch.Tensor, block_size: int, mask_id: int):
+        super().__init__(lm, prompt_ids, block_size)
+        self.mask_id = mask_id
+
+    def prefill(self, embeds, mask=None, positions=None) -> PrefixState:
+        state = super().prefill(embeds, mask, positions)
+        state.blocks = None  # per-layer keys and values, allocated once the canvas length is known
+        return state
+
+    def _step_block(self, state, response, response_mask, rows, select) -> Optional[int]:
+        """The block every selected position of ``rows`` lies in when the call is a semi-AR step
+        (the blocks before it committed, no padding), else None."""
+        if not bool(response_mask[rows].all()):
+            return None
+        cols = select.any(0).nonzero()
+        if cols.numel() == 0:
+            return None
+        b = self.block_size
+        c = int(cols[0]) // b
+        if int(cols[-1]) // b != c or bool((response[rows, : c * b] == self.mask_id).any()):
+            return None
+        if state.blocks is not None and bool((state.cached[rows.cpu()] != state.cached[int(rows[0])]).any()):
+            return None
+        return c
+
+    def positions_per_pass(self, state, rows, L, response=None, select=None) -> int:
+        if response is None or select is None:
+            return super().positions_per_pass(state, rows, L)
+        c = self._step_block(state, response, torch.ones_like(response, dtype=torch.bool), rows, select)
+        if c is None:
+            return super().positions_per_pass(state, rows, L)
+        done = 0 if state.blocks is None else int(state.cached[int(rows[0])])
+        # The committed positions not yet cached, then the current block.
+        return len(self.prompt_ids) + c * self.block_size - done + min(self.block_size, L - c * self.block_size)
+
+    def selected_logits(self, state, response, response_mask, rows, select, clean=None):
+        if clean is not None or rows is None:
+            return super().selected_logits(state, response, response_mask, rows, select, clean)
+        c = self._step_block(state, response, response_mask, rows, select)
+        if c is None:
+            return super().selected_logits(state, response, response_mask, rows, select, clean)
+        B, L = response.shape
+        P, b, dev = len(self.prompt_ids), self.block_size, response.device
+        if state.blocks is None:
+            # Keys and values of the prompt and the whole canvas, per layer, filled as blocks commit.
+            k0 = state.kv[0][0]
+            z = k0.new_zeros(k0.shape[0], k0.shape[1], P + L, k0.shape[3])
+            state.blocks = [(z.clone(), z.clone()) for _ in self.lm.decoder.layers]
+            state.cached = torch.zeros(k0.shape[0], dtype=torch.long)
+            state.carry = k0.new_zeros(k0.shape[0], k0.shape[1] * k0.shape[3])
+        kv = [(k[rows], v[rows]) for k, v in state.kv]
+        frames_mask = state.mask[rows]
+        done = int(state.cached[int(rows[0])])
+        if done < P + c * b:
+            # Cache the prompt (first call) and the blocks committed since: each sees those before it.
+            ids = torch.cat([self.prompt_ids[None].expand(len(rows), -1), response[rows]], 1)[:, done : P + c * b]
+            self._extend(state, rows, ids, done, kv, frames_mask)
+            done = P + c * b
+        block = response[rows, c * b : (c + 1) * b]
+        cache = [(k[rows, :, :done], v[rows, :, :done]) for k, v in state.blocks]
+        keys = torch.ones(len(rows), done + block.shape[1], dtype=torch.bool, device=dev)
+        hidden = self.lm(block, keys, kv, frames_mask, causal=False, start=done, cache=cache)
+        # The block's first token is predicted from the last committed position, the others from
+        # the block's own positions before them (shifted logits).
+        pred = torch.cat([state.carry[rows][:, None], hidden[:, :-1]], 1)
+        return self.lm.logits(pred[select[:, c * b : c * b + block.shape[1]]])
+
+    def _extend(self, state, rows, ids, start, kv, frames_mask) -> None:
+        """Run ``ids`` (whole blocks, or the prompt and whole blocks) at positions ``start``.. against the
+        cache, block-causally, and append their keys and values; the last one's hidden state is the carry."""
+        P, n = len(self.prompt_ids), ids.shape[1]
+        L = state.blocks[0][0].shape[2] - P
+        pattern = block_pattern(P, L, self.block_size, ids.device)[start : start + n, : start + n]
+        cache = [(k[rows, :, :start], v[rows, :, :start]) for k, v in state.blocks]
+        keys = torch.ones(len(rows), start + n, dtype=torch.bool, device=ids.device)
+        hidden = self.lm(ids, keys, kv, frames_mask, causal=False, start=start, cache=cache, pattern=pattern)
+        for (K, V), (k, v) in zip(state.blocks, cache):
+            K[rows, :, start : start + n], V[rows, :, start : start + n] = k[:, :, start:], v[:, :, start:]
+        state.carry[rows] = hidden[:, -1]
+        state.cached[rows.cpu()] = start + n
 
 
 class _ReadsFrames:
@@ -190,8 +345,20 @@ class WhisperDecoderMDM(_ReadsFrames, WhisperLLaDA):
     def prefix(self, audio):
         return (*self.llm_audio(audio), None)
 
+    block_causal_ok = True
+
     def denoiser(self, cfg=None) -> Denoiser:
-        return CrossAttentionDenoiser(self.llm, self.prompt_ids)
+        """Recomputing the response every call (training, scoring, ``cache: none``); a block-diffusion
+        model decodes with the exact block cache (``cache`` auto or exact)."""
+        b = self.cfg.llm.block_size
+        if cfg is not None and cfg.cache == "approximate":
+            raise ValueError(
+                f"{self.cfg.arch}: cache approximate has nothing to approximate (the audio never attends to "
+                "the response); use auto"
+            )
+        if b is not None and cfg is not None and cfg.cache in ("auto", "exact"):
+            return BlockCacheDenoiser(self.llm, self.prompt_ids, b, self.mask_id)
+        return CrossAttentionDenoiser(self.llm, self.prompt_ids, b)
 
     def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
         frames, mask, _ = prefix = self.prefix(audio)
@@ -203,10 +370,20 @@ class WhisperDecoderMDM(_ReadsFrames, WhisperLLaDA):
             out["loss"] = out["loss"] + self.cfg.loss.ar_weight * out["ar_loss"]
         return out
 
-    def training_logits(self, prefix, prefix_mask, response, prefix_positions, masked):
+    def training_logits(self, prefix, prefix_mask, response, prefix_positions, masked, target=None):
         den = self.denoiser()
         state = den.prefill(prefix, prefix_mask)
-        return den.selected_logits(state, response, torch.ones_like(masked), None, masked)
+        return den.selected_logits(state, response, torch.ones_like(masked), None, masked, clean=target)
+
+    def transcribe(self, batch: dict, cfg, stats: Optional[dict] = None, generator=None) -> list[str]:
+        b = self.cfg.llm.block_size
+        if b is not None and cfg.mode == "decoding" and (cfg.block_length is None or b % cfg.block_length):
+            # Larger blocks would predict a block's first token from one still masked: never trained.
+            raise ValueError(
+                f"this model is block diffusion (model.llm.block_size {b}): decode semi-autoregressively "
+                f"with a block_length that divides {b}, not {cfg.block_length}"
+            )
+        return super().transcribe(batch, cfg, stats, generator)
 
     def canvas_lengths(self, batch, prefix_mask, cfg):
         raise ValueError(f"{self.cfg.arch}: gen_len auto is not available yet; give gen_len a number")

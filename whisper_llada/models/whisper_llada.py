@@ -76,7 +76,7 @@ class WhisperLLaDA(SpeechLLM):
         """Masked-diffusion loss over the EOS-padded response."""
         target = self.response_ids(texts)
         noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
-        logits = self.training_logits(prefix, prefix_mask, noisy, prefix_positions, masked)
+        logits = self.training_logits(prefix, prefix_mask, noisy, prefix_positions, masked, target)
         loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
         return {"loss": loss, "num_utts": len(texts)}
 
@@ -87,9 +87,12 @@ class WhisperLLaDA(SpeechLLM):
         response: torch.Tensor,
         prefix_positions: Optional[torch.Tensor],
         masked: torch.Tensor,
+        target: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """What the loss reads: the whole response block's logits (B, L, V); a model with a costly
-        output layer gives those of the ``masked`` positions only (n, V)."""
+        output layer gives those of the ``masked`` positions only (n, V). ``target`` (the clean
+        response) is for a model that also reads it (block diffusion)."""
+        del target
         return self.logits(prefix, prefix_mask, response, prefix_positions)
 
     @torch.no_grad()
