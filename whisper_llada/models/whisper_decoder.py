@@ -445,30 +445,48 @@ class WhisperDecoderAR(_ReadsFrames, SpeechLLM):
         score[:, 0] = 0.0
         tokens = torch.zeros(B, K, 0, dtype=torch.long, device=self.device)
         done = torch.zeros(B, K, dtype=torch.bool, device=self.device)
-        steps = 0
+        steps = torch.zeros(B, dtype=torch.long)
+        # Cuts still decoding: a cut whose beams have all ended leaves the batch, so the others'
+        # steps do not carry it.
+        live = torch.arange(B, device=self.device)
         for t in range(min(cfg.gen_len, self.llm.max_positions - P)):
             # The prompt at positions 0..P-1 first, then the token of step t - 1 at position P + t - 1.
             start = 0 if t == 0 else P + t - 1
             hidden = self.llm(ids, keys, cross, mask, causal=True, start=start, cache=cache)
-            logp = self.llm.logits(hidden[:, -1]).float().log_softmax(-1).view(B, K, -1)
+            n = len(live)
+            logp = self.llm.logits(hidden[:, -1]).float().log_softmax(-1).view(n, K, -1)
             # A finished beam carries on with EOS at no cost, so it keeps its score and its place.
-            logp[done] = float("-inf")
-            logp[..., eos][done] = 0.0
+            was = done[live]
+            logp[was] = float("-inf")
+            logp[..., eos][was] = 0.0
             V = logp.shape[-1]
-            score, flat = (score[..., None] + logp).view(B, K * V).topk(K, dim=-1)
+            top, flat = (score[live][..., None] + logp).view(n, K * V).topk(K, dim=-1)
             origin, nxt = flat // V, flat % V
-            tokens = torch.cat([tokens.gather(1, origin[..., None].expand(-1, -1, t)), nxt[..., None]], 2)
-            done = done.gather(1, origin) | (nxt == eos)
-            steps = t + 1
-            if bool(done.all()):
+            score[live] = top
+            tokens = torch.cat([tokens, torch.full((B, K, 1), eos, dtype=torch.long, device=self.device)], 2)
+            kept = tokens[live, :, :t].gather(1, origin[..., None].expand(-1, -1, t))
+            tokens[live] = torch.cat([kept, nxt[..., None]], 2)
+            done[live] = was.gather(1, origin) | (nxt == eos)
+            steps[live.cpu()] += 1
+            going = ~done[live].all(1)
+            if not bool(going.any()):
                 break
-            rows = (origin + torch.arange(B, device=self.device)[:, None] * K).view(-1)
+            # Beams reordered by their origins; the rows of finished cuts dropped.
+            rows = (origin + torch.arange(n, device=self.device)[:, None] * K)[going].view(-1)
+            live = live[going]
             cache = [(k[rows], v[rows]) for k, v in cache]
-            ids = nxt.view(-1, 1)
-            keys = torch.cat([keys, torch.ones(B * K, 1, dtype=torch.bool, device=self.device)], 1)
+            if not bool(going.all()):
+                # A cut's beams share its frames: they follow only when cuts leave.
+                same = (
+                    torch.arange(n, device=self.device)[going][:, None] * K + torch.arange(K, device=self.device)
+                ).view(-1)
+                cross = [(k[same], v[same]) for k, v in cross]
+                mask = mask[same]
+            ids = nxt[going].view(-1, 1)
+            keys = torch.ones(len(rows), keys.shape[1] + 1, dtype=torch.bool, device=self.device)
         if stats is not None:
-            stats["forward_passes"] = stats.get("forward_passes", 0) + torch.full((B,), steps)
-            stats["model_calls"] = stats.get("model_calls", 0) + steps
+            stats["forward_passes"] = stats.get("forward_passes", 0) + steps
+            stats["model_calls"] = stats.get("model_calls", 0) + int(steps.max())
         out = []
         for b in range(B):
             order = score[b].argsort(descending=True).tolist()
