@@ -229,6 +229,9 @@ def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokeniz
     with pytest.raises(ValueError, match="divides 4"):
         model.transcribe(batch, DecodeConfig(mode="decoding", gen_len=16, steps=16, block_length=8))
     assert len(model.transcribe(batch, DecodeConfig(mode="decoding", gen_len=16, steps=16, block_length=4))) == 3
+    # Deliberation masks across blocks: the block cache steps aside and the model recomputes.
+    delib = DecodeConfig(mode="diffusion_deliberation", mask_ratio=0.5, masking_type="random", steps=8)
+    assert len(model.deliberate(batch, texts, delib, generator=torch.Generator().manual_seed(0))) == 3
     with pytest.raises(ValueError, match="block_size"):
         tiny(sp_model, "whisper_decoder_ar", tokenizer.vocab_size, llm={"block_size": 4})
 
