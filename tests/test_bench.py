@@ -46,3 +46,28 @@ def test_bench_counts():
         assert cached.positions_per_utt == P + 9 * blind.passes_per_utt < blind.positions_per_utt
     table = bench.format_table(rows, 16)
     assert "| 1.00 |" in table and "DIFFER" not in table and "identical to no cache" in table
+
+
+def test_bench_whisper_decoder_pair():
+    """The embedded default's pair: block diffusion with its block cache gives the tokens of
+    recomputing, and the passes and positions its schedule implies, beside its own AR twin."""
+    args = bench.get_parser().parse_args(
+        ["--num-utts", "2", "--seconds", "1", "--tokens", "5", "--batch-sizes", "2", "--only", "Whisper decoder"]
+    )
+    rows = bench.run(args)
+    by = {r.name: r for r in rows if r.name.startswith("Whisper decoder")}
+    assert len(by) == 4
+    cached = by["Whisper decoder: block diffusion 4, 1 token a step, block cache"]
+    plain = by["Whisper decoder: block diffusion 4, 1 token a step, no cache"]
+    twin = by["Whisper decoder: AR twin greedy (KV cache)"]
+    # A canvas of 8 (two blocks) one token a step: 8 passes of the prompt and canvas, and the frames'
+    # one (1 s of audio: 50 encoder frames and the few the front end keeps after them).
+    assert cached.tokens == plain.tokens and cached.passes_per_utt == plain.passes_per_utt == 9
+    frames = plain.positions_per_utt - 8 * (3 + 8)
+    assert 50 <= frames < 100
+    # Each step runs its block; the prompt and block 0 are cached once, when block 1 starts.
+    assert cached.positions_per_utt == frames + 8 * 4 + 3 + 4
+    assert by["Whisper decoder: block diffusion 4, 2 tokens a step, block cache"].passes_per_utt == 5
+    assert twin.passes_per_utt == 6 and twin.positions_per_utt == frames + 3 + 4
+    table = bench.format_table(rows, 128)
+    assert "DIFFER" not in table and "block cache' tokens identical to no cache" in table

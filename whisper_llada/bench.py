@@ -3,6 +3,8 @@
 Models have random weights; a transcript length is imposed on both model families (the
 diffusion LM's EOS logit is raised from position T on, the AR twin emits exactly T tokens
 and EOS), so each strategy does the work a trained model would for a T-token transcript.
+Whisper's decoder as block diffusion and as its AR twin (the embedded default's pair) is
+benchmarked the same way, each never ending before T.
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ class _VocabTokenizer:
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
+
+
+class _WhisperTokenizer(_VocabTokenizer):
+    """Ids only, Whisper's way: a 3-token prompt (start of transcript, language, no timestamps)."""
+
+    def prompt_ids(self, task: str) -> list[int]:
+        return [10, 11, 12]
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(map(str, ids))
 
 
 class EndsAt(nn.Module):
@@ -123,6 +135,50 @@ def _configs(size: str, arch: str, tok: _VocabTokenizer, trim: bool) -> ModelCon
         },
         f"bench:{size}",
     )
+
+
+def _decoder_pair(size: str, device, dtype) -> tuple:
+    """Whisper's decoder as block diffusion (blocks of 4) and as its AR twin, random weights at the
+    size's Whisper shapes with Whisper's 51,865-id vocabulary; the EOS row of the tied output layer
+    is zeroed so that neither ever ends early: each runs its whole forced length."""
+    (_, (wd, wl, wh), _), vocab = SIZES[size], 51865
+    whisper = dict(
+        d_model=wd,
+        encoder_layers=wl,
+        encoder_attention_heads=wh,
+        encoder_ffn_dim=4 * wd,
+        decoder_layers=wl,
+        decoder_attention_heads=wh,
+        decoder_ffn_dim=4 * wd,
+        num_mel_bins=128 if wd >= 1280 else 80,
+        vocab_size=vocab,
+        pad_token_id=vocab - 2,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 2,
+        decoder_start_token_id=10,
+    )
+    tok = _WhisperTokenizer(vocab)
+    models = []
+    for arch, llm in (
+        ("whisper_decoder_mdm", {"train": "frozen", "block_size": 4}),
+        ("whisper_decoder_ar", {"train": "frozen"}),
+    ):
+        cfg = from_dict(
+            ModelConfig,
+            {
+                "arch": arch,
+                "whisper": {"config": whisper, "window": "audio"},
+                "qformer": {"trim_to_audio": True},  # the encoder's frames end with the audio
+                "llm": llm,
+                "tokenizer": {"path": "-"},
+            },
+            f"bench:{size}",
+        )
+        model = build_model(cfg, tokenizer=tok).to(device, dtype).eval()
+        with torch.no_grad():
+            model.llm.get_input_embeddings().weight[tok.eos_id] = 0
+        models.append(model)
+    return tok, *models
 
 
 @dataclass
@@ -203,6 +259,11 @@ def strategies(L: int, T: int, margin: int) -> list[tuple[str, dict]]:
             dict(kind="delib", mode="diffusion", masking="low_confidence", ratio=0.3, len=auto, cache="blind"),
         ),
         ("AR twin greedy (KV cache)", dict(kind="ar")),
+        # Whisper's decoder as block diffusion beside its own AR twin (the embedded default's pair)
+        ("Whisper decoder: block diffusion 4, 1 token a step, block cache", dict(kind="wd", cache="auto")),
+        ("Whisper decoder: block diffusion 4, 1 token a step, no cache", dict(kind="wd", cache="none")),
+        ("Whisper decoder: block diffusion 4, 2 tokens a step, block cache", dict(kind="wd", cache="auto", per_step=2)),
+        ("Whisper decoder: AR twin greedy (KV cache)", dict(kind="wd_ar")),
     ]
 
 
@@ -233,9 +294,16 @@ def run(args) -> list[Row]:
     chosen = strategies(L, T, margin)
     names = [n for n, _ in chosen]
     if args.only:
-        chosen = [(n, s) for n, s in chosen if any(o in n for o in args.only) or s["kind"] == "ar"]
-        if len(chosen) < 2:
+        picked = [(n, s) for n, s in chosen if any(o in n for o in args.only)]
+        if not picked:
             raise SystemExit(f"--only {args.only}: matches none of {names}")
+        # Each family's AR twin comes along: the ratios are to it.
+        wd = any(s["kind"] == "wd" for _, s in picked)
+        chosen = [(n, s) for n, s in chosen if (n, s) in picked or s["kind"] == "ar" or (wd and s["kind"] == "wd_ar")]
+    if any(s["kind"].startswith("wd") for _, s in chosen):
+        from whisper_llada.diffusion.settings import DecodeConfig
+
+        wtok, mdm, twin = _decoder_pair(args.size, args.device, dtype)
 
     def sync():
         if args.device == "cuda":
@@ -265,6 +333,43 @@ def run(args) -> list[Row]:
                     sl = slice(i, i + bs)
                     batch = {"audio": Audio.features(feats[sl], lens[sl])}
                     with torch.no_grad():
+                        if s["kind"].startswith("wd"):
+                            # The encoder (the front end both share) timed apart, its frames handed on.
+                            sync()
+                            t0 = time.perf_counter()
+                            audio = Audio.frames(*mdm.run_encoder(feats[sl], lens[sl]))
+                            sync()
+                            front[0] += time.perf_counter() - t0
+                        if s["kind"] == "wd_ar":
+                            n = int(lens[sl].numel())
+                            st: dict = {}
+                            cfg = DecodeConfig(mode="autoregressive", gen_len=T, num_beams=1)
+                            twin.nbest({"audio": audio}, cfg, st)
+                            # Counted as the samplers count a cross-attention model: one pass over the
+                            # frames (their keys and values), then the prompt, then one position a token.
+                            stats["passes"] = stats.get("passes", 0) + int(st["forward_passes"].sum()) + n
+                            P = len(wtok.prompt_ids(""))
+                            stats["positions"] = stats.get("positions", 0) + (audio.data.shape[1] + P + T - 1) * n
+                            continue
+                        if s["kind"] == "wd":
+                            frames, fmask, _ = mdm.prefix(audio)
+                            canvas = -(-T // 4) * 4
+                            st = {}
+                            out = generate(
+                                mdm.denoiser(DecodeConfig(mode="decoding", cache=s["cache"])),
+                                frames,
+                                prefix_mask=fmask,
+                                gen_length=canvas,
+                                steps=canvas // s.get("per_step", 1),
+                                block_length=4,
+                                mask_id=wtok.mask_id,
+                                eos_id=-1,  # never ends early: the whole forced canvas is decoded
+                                stats=st,
+                            )
+                            outputs.extend(out[:, :T].tolist())
+                            stats["passes"] = stats.get("passes", 0) + int(st["forward_passes"].sum())
+                            stats["positions"] = stats.get("positions", 0) + int(st["positions"].sum())
+                            continue
                         if s["kind"] == "ar":
                             from transformers import GenerationConfig
 
@@ -360,6 +465,7 @@ def format_table(rows: list[Row], gen_len: Optional[int] = None) -> str:
     as a ratio to the paper's diffusion at ``gen_len / 4`` steps; then whether every exact cache gave
     the tokens of the same model without it."""
     ar = {r.batch: r for r in rows if r.name.startswith("AR twin")}
+    wd_ar = {r.batch: r for r in rows if r.name.startswith("Whisper decoder: AR twin")}
     ref_name = f"diffusion steps {gen_len // 4}" if gen_len else None
     ref = {r.batch: r.positions_per_utt for r in rows if r.name == ref_name}
     lines = [
@@ -369,7 +475,7 @@ def format_table(rows: list[Row], gen_len: Optional[int] = None) -> str:
     ]
     for r in rows:
         cut = f"{ref[r.batch] / r.positions_per_utt:.1f}x" if r.batch in ref else "-"
-        a = ar[r.batch]
+        a = (wd_ar if r.name.startswith("Whisper decoder") else ar)[r.batch]  # each family's own twin
         lines.append(
             f"| {r.name} | {r.batch} | {r.passes_per_utt:.1f} | {r.positions_per_pass:.1f} | "
             f"{r.positions_per_utt:.0f} | {cut} | {r.rtf:.4f} | {r.rtf / a.rtf:.2f} | {r.llm_rtf:.4f} | "
@@ -377,8 +483,9 @@ def format_table(rows: list[Row], gen_len: Optional[int] = None) -> str:
         )
     by = {(r.name, r.batch): r for r in rows}
     for r in rows:
-        twin = by.get((r.name.replace("exact cache", "no cache"), r.batch))
-        if "exact cache" in r.name and twin is not None:
+        cached = "exact cache" if "exact cache" in r.name else "block cache"
+        twin = by.get((r.name.replace(cached, "no cache"), r.batch))
+        if cached in r.name and twin is not None:
             same = r.tokens == twin.tokens
             lines.append(
                 f"exact cache, batch {r.batch}: {r.name!r} tokens {'identical to' if same else 'DIFFER from'} no cache"

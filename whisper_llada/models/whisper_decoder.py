@@ -279,8 +279,7 @@ class BlockCacheDenoiser(CrossAttentionDenoiser):
             state.blocks = [(z.clone(), z.clone()) for _ in self.lm.decoder.layers]
             state.cached = torch.zeros(k0.shape[0], dtype=torch.long)
             state.carry = k0.new_zeros(k0.shape[0], k0.shape[1] * k0.shape[3])
-        kv = [(k[rows], v[rows]) for k, v in state.kv]
-        frames_mask = state.mask[rows]
+        kv, frames_mask = self._frames_of(state, rows)
         done = int(state.cached[int(rows[0])])
         if done < P + c * b:
             # Cache the prompt (first call) and the blocks committed since: each sees those before it.
@@ -288,7 +287,7 @@ class BlockCacheDenoiser(CrossAttentionDenoiser):
             self._extend(state, rows, ids, done, kv, frames_mask)
             done = P + c * b
         block = response[rows, c * b : (c + 1) * b]
-        cache = [(k[rows, :, :done], v[rows, :, :done]) for k, v in state.blocks]
+        cache = [(self._take(k, rows)[:, :, :done], self._take(v, rows)[:, :, :done]) for k, v in state.blocks]
         keys = torch.ones(len(rows), done + block.shape[1], dtype=torch.bool, device=dev)
         hidden = self.lm(block, keys, kv, frames_mask, causal=False, start=done, cache=cache)
         # The block's first token is predicted from the last committed position, the others from
@@ -296,13 +295,27 @@ class BlockCacheDenoiser(CrossAttentionDenoiser):
         pred = torch.cat([state.carry[rows][:, None], hidden[:, :-1]], 1)
         return self.lm.logits(pred[select[:, c * b : c * b + block.shape[1]]])
 
+    @staticmethod
+    def _take(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``t``'s ``rows``: a view while every row is decoding, a copy once some have finished."""
+        return t if len(rows) == t.shape[0] else t[rows]
+
+    def _frames_of(self, state, rows):
+        """The frames' keys and values and mask for ``rows``, gathered once per set of rows (a step's
+        rows change only when some finish), not at every step."""
+        if getattr(state, "rows", None) is None or not torch.equal(state.rows, rows):
+            state.rows = rows.clone()
+            state.frames_of = [(self._take(k, rows), self._take(v, rows)) for k, v in state.kv]
+            state.frames_mask_of = self._take(state.mask, rows)
+        return state.frames_of, state.frames_mask_of
+
     def _extend(self, state, rows, ids, start, kv, frames_mask) -> None:
         """Run ``ids`` (whole blocks, or the prompt and whole blocks) at positions ``start``.. against the
         cache, block-causally, and append their keys and values; the last one's hidden state is the carry."""
         P, n = len(self.prompt_ids), ids.shape[1]
         L = state.blocks[0][0].shape[2] - P
         pattern = block_pattern(P, L, self.block_size, ids.device)[start : start + n, : start + n]
-        cache = [(k[rows, :, :start], v[rows, :, :start]) for k, v in state.blocks]
+        cache = [(self._take(k, rows)[:, :, :start], self._take(v, rows)[:, :, :start]) for k, v in state.blocks]
         keys = torch.ones(len(rows), start + n, dtype=torch.bool, device=ids.device)
         hidden = self.lm(ids, keys, kv, frames_mask, causal=False, start=start, cache=cache, pattern=pattern)
         for (K, V), (k, v) in zip(state.blocks, cache):
@@ -342,10 +355,10 @@ class WhisperDecoderMDM(_ReadsFrames, WhisperLLaDA):
     Whisper-LLaDA's loss and samplers, through ``CrossAttentionDenoiser``; its "prefix" is the
     encoder's frames."""
 
+    block_causal_ok = True  # the builder accepts llm.block_size for this arch
+
     def prefix(self, audio):
         return (*self.llm_audio(audio), None)
-
-    block_causal_ok = True
 
     def denoiser(self, cfg=None) -> Denoiser:
         """Recomputing the response every call (training, scoring, ``cache: none``); a block-diffusion
