@@ -104,19 +104,26 @@ class EndsAt(nn.Module):
         return out
 
 
-def _configs(size: str, arch: str, tok: _VocabTokenizer, trim: bool) -> ModelConfig:
-    (d, layers, heads, mlp, vocab), (wd, wl, wh), (qh, ql, qheads) = SIZES[size]
-    llm = get_arch(arch).shape_config(d, layers, heads, mlp, vocab, 4096)
-    whisper = dict(
+def _whisper_shape(size: str, decoder_layers: int, **extra) -> dict:
+    """The Whisper config of a size: its encoder, and a decoder of ``decoder_layers`` layers."""
+    wd, wl, wh = SIZES[size][1]
+    return dict(
         d_model=wd,
         encoder_layers=wl,
         encoder_attention_heads=wh,
         encoder_ffn_dim=4 * wd,
-        decoder_layers=1,
+        decoder_layers=decoder_layers,
         decoder_attention_heads=wh,
         decoder_ffn_dim=4 * wd,
         num_mel_bins=128 if wd >= 1280 else 80,
+        **extra,
     )
+
+
+def _configs(size: str, arch: str, tok: _VocabTokenizer, trim: bool) -> ModelConfig:
+    (d, layers, heads, mlp, vocab), _, (qh, ql, qheads) = SIZES[size]
+    llm = get_arch(arch).shape_config(d, layers, heads, mlp, vocab, 4096)
+    whisper = _whisper_shape(size, 1)
     return from_dict(
         ModelConfig,
         {
@@ -141,20 +148,15 @@ def _decoder_pair(size: str, device, dtype) -> tuple:
     """Whisper's decoder as block diffusion (blocks of 4) and as its AR twin, random weights at the
     size's Whisper shapes with Whisper's 51,865-id vocabulary; the EOS row of the tied output layer
     is zeroed so that neither ever ends early: each runs its whole forced length."""
-    (_, (wd, wl, wh), _), vocab = SIZES[size], 51865
-    whisper = dict(
-        d_model=wd,
-        encoder_layers=wl,
-        encoder_attention_heads=wh,
-        encoder_ffn_dim=4 * wd,
-        decoder_layers=wl,
-        decoder_attention_heads=wh,
-        decoder_ffn_dim=4 * wd,
-        num_mel_bins=128 if wd >= 1280 else 80,
+    vocab = 51865
+    ends = vocab - 2  # the bench tokenizer's EOS (and pad)
+    whisper = _whisper_shape(
+        size,
+        SIZES[size][1][1],
         vocab_size=vocab,
-        pad_token_id=vocab - 2,
-        bos_token_id=vocab - 2,
-        eos_token_id=vocab - 2,
+        pad_token_id=ends,
+        bos_token_id=ends,
+        eos_token_id=ends,
         decoder_start_token_id=10,
     )
     tok = _WhisperTokenizer(vocab)

@@ -192,18 +192,10 @@ class CrossAttentionDenoiser(Denoiser):
         P, b = len(self.prompt_ids), self.block_size
         prompt = self.prompt_ids[None].expand(B, -1)
         keys = torch.cat([torch.ones(B, P, dtype=torch.bool, device=prompt.device), response_mask.to(torch.bool)], 1)
-        if b is None:
-            return self.lm(torch.cat([prompt, response], 1), keys, kv, frames_mask, causal=False)[:, P - 1 : P - 1 + L]
-        if clean is None:
-            # A block's first token is predicted from the block before, which never sees it.
-            hidden = self.lm(
-                torch.cat([prompt, response], 1),
-                keys,
-                kv,
-                frames_mask,
-                causal=False,
-                pattern=block_pattern(P, L, b, prompt.device),
-            )
+        if b is None or clean is None:
+            # Block-causal: a block's first token is predicted from the block before, which never sees it.
+            pattern = None if b is None else block_pattern(P, L, b, prompt.device)
+            hidden = self.lm(torch.cat([prompt, response], 1), keys, kv, frames_mask, causal=False, pattern=pattern)
             return hidden[:, P - 1 : P - 1 + L]
         pos = torch.arange(P + L, device=prompt.device)
         hidden = self.lm(
@@ -270,7 +262,7 @@ class BlockCacheDenoiser(CrossAttentionDenoiser):
         c = self._step_block(state, response, response_mask, rows, select)
         if c is None:
             return super().selected_logits(state, response, response_mask, rows, select, clean)
-        B, L = response.shape
+        L = response.shape[1]
         P, b, dev = len(self.prompt_ids), self.block_size, response.device
         if state.blocks is None:
             # Keys and values of the prompt and the whole canvas, per layer, filled as blocks commit.
