@@ -325,10 +325,16 @@ def test_embedded_recipe_in_miniature(tmp_path):
         "autoregressive/beam-2-len-24",
         "nbest_rescoring/rescore-nbest-all-logprob",
     }
-    # The diffusion model is block diffusion: it decodes semi-AR in its blocks of 4.
-    assert any(
-        s["name"].startswith("mini_decoder_mdm/decoding/semi-ar-block-4-gen-24-steps-12") for s in report["systems"]
-    )
+    # The diffusion model is block diffusion: it decodes semi-AR in its blocks of 4, and with beams.
+    mdm = {
+        s["name"].split("/", 1)[1].split("-epoch")[0]
+        for s in report["systems"]
+        if s["name"].startswith("mini_decoder_mdm/")
+    }
+    assert {
+        "decoding/semi-ar-block-4-gen-24-steps-12",
+        "decoding/semi-ar-block-1-gen-24-steps-24-beam-2",
+    } <= mdm, mdm
     # First passes decode dev-clean too (n-best rescoring chooses its weights there); the rest test only.
     assert {s["test"] for s in report["systems"] if s["kind"] != "first_pass"} == {"test-clean"}
     assert {s["test"] for s in report["systems"]} == {"dev-clean", "test-clean"}

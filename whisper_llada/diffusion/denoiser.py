@@ -96,6 +96,10 @@ class Denoiser:
     def invalidate(self, state: PrefixState) -> None:
         """The response changed wholesale (a new block, a new phase): an approximate cache refreshes."""
 
+    def reorder(self, state: PrefixState, index: torch.Tensor) -> None:
+        """Beam search kept hypotheses ``index`` (rows, each within its own cut): state that belongs
+        to a hypothesis follows it. The prefix is a cut's, shared by its hypotheses: nothing here."""
+
     def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None) -> int:
         """Sequence positions the next call (on ``response``, for ``select``) runs per row, the
         prefix's included when it is recomputed."""

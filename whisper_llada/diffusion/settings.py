@@ -61,7 +61,9 @@ class DecodeConfig:
     # responses are padded in our training. False is the paper's layout (the hypothesis alone), which suits models
     # trained, as the paper's were, on responses padded only to the batch's longest.
     eos_pad: bool = True
-    num_beams: int = 1  # autoregressive twin
+    # Beam search: the AR twin's; for diffusion decoding, semi-AR with one token a step (steps =
+    # gen_len), each hypothesis extended at its surest open position (whisper_llada.diffusion.beam).
+    num_beams: int = 1
     batch_size: int = 16
     name: Optional[str] = None  # overrides the generated suffix
 
@@ -82,6 +84,23 @@ class DecodeConfig:
             raise ValueError(f"nbest {self.nbest} / pll_groups {self.pll_groups}: expected positive numbers")
         if self.gen_len == "auto" and self.mode == "autoregressive":
             raise ValueError("gen_len auto is for diffusion decoding and deliberation; give the AR twin a number")
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams {self.num_beams}: expected a positive number")
+        if self.num_beams > 1 and self.mode == "decoding":
+            fixed = dict(commit="fixed", remasking="low_confidence", temperature=0.0)
+            bad = [f"{k} {getattr(self, k)!r}" for k, v in fixed.items() if getattr(self, k) != v]
+            if self.gen_len == "auto" or self.steps != self.gen_len or self.block_length is None:
+                bad.append(f"gen_len {self.gen_len!r} / steps {self.steps} / block_length {self.block_length}")
+            if self.cache == "approximate":
+                bad.append("cache approximate")
+            if bad:
+                raise ValueError(
+                    "diffusion beam search (num_beams > 1) commits one token a step in semi-AR blocks, "
+                    "most confident first, exactly: it needs a numeric gen_len, steps = gen_len, a "
+                    f"block_length, commit fixed, remasking low_confidence, temperature 0; not {', '.join(bad)}"
+                )
+        elif self.num_beams > 1 and self.mode != "autoregressive":
+            raise ValueError(f"num_beams is for decoding (mode decoding or autoregressive), not {self.mode}")
 
     @property
     def is_deliberation(self) -> bool:
@@ -102,6 +121,8 @@ class DecodeConfig:
             s = f"{kind}-gen-{self.gen_len}-steps-{self.steps}"
             if self.commit == "threshold":
                 s = f"{kind}-gen-{self.gen_len}-threshold-{self.threshold:g}"
+            if self.num_beams > 1:
+                s += f"-beam-{self.num_beams}"
         elif self.mode == "diffusion_deliberation":
             s = f"delib-{self.masking_type}-ratio-{self.mask_ratio:g}-steps-{self.steps}"
         elif self.mode == "nbest_rescoring":

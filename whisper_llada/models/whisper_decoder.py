@@ -287,6 +287,12 @@ class BlockCacheDenoiser(CrossAttentionDenoiser):
         pred = torch.cat([state.carry[rows][:, None], hidden[:, :-1]], 1)
         return self.lm.logits(pred[select[:, c * b : c * b + block.shape[1]]])
 
+    def reorder(self, state, index) -> None:
+        # The committed blocks' keys and values are a hypothesis's own; the frames are its cut's.
+        if getattr(state, "blocks", None) is not None:
+            state.blocks = [(k[index], v[index]) for k, v in state.blocks]
+            state.cached, state.carry = state.cached[index.cpu()], state.carry[index]
+
     @staticmethod
     def _take(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``t``'s ``rows``: a view while every row is decoding, a copy once some have finished."""

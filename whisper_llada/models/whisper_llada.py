@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from whisper_llada.diffusion.beam import generate_beam
 from whisper_llada.diffusion.denoiser import Denoiser, make_denoiser
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
 from whisper_llada.diffusion.sampling import deliberate, generate
@@ -103,6 +104,20 @@ class WhisperLLaDA(SpeechLLM):
         if cfg.mode != "decoding":
             raise ValueError(f"transcribe() takes mode 'decoding', not {cfg.mode!r}")
         prefix, mask, positions = self.batch_prefix(batch)
+        if cfg.num_beams > 1:
+            tokens, _ = generate_beam(
+                self.denoiser(cfg),
+                prefix,
+                prefix_mask=mask,
+                prefix_positions=positions,
+                gen_length=cfg.gen_len,
+                block_length=cfg.block_length,
+                num_beams=cfg.num_beams,
+                mask_id=self.mask_id,
+                eos_id=self.eos_id,
+                stats=stats,
+            )
+            return [self.tokenizer.decode(row) for row in tokens[:, 0].tolist()]
         if cfg.gen_len == "auto":
             gen_len, block = self.canvas_lengths(batch, mask, cfg), None
         else:
