@@ -42,7 +42,7 @@ help_message="Usage: $0 [options]
 Stages: 0 corpus + tiny.en, 1 manifests, 2 features, 3 lang, 4 Whisper first pass, 5 train the
         CTC recogniser, 6 CTC first pass, 7 train, 8 decode, 9 deliberate, 10 train the AR twin,
         11 decode with the AR twin, 12 train the Whisper-decoder diffusion LM, 13 decode and
-        rescore with it, 14 train its AR twin, 15 decode and rescore with that, 16 report of every system"
+        rescore with it, 14 train its AR twin, 15 decode with that (and rescore, where its config asks), 16 report of every system"
 . ../../tools/parse_options.sh
 . ../../tools/log.sh
 . ../../tools/steps.sh
@@ -144,7 +144,7 @@ if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
 fi
 
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
-  log "Stage 15: decode and rescore with the Whisper-decoder autoregressive twin"
+  log "Stage 15: decode (and deliberate, where its config asks) with the Whisper-decoder autoregressive twin"
   if with "$decoder_twin_config" --decoder-twin-config; then
     step_decode "$decoder_twin_config" "$decoder_twin_exp" "$config"
     step_deliberate "$decoder_twin_config" "$decoder_twin_exp" "$config"
