@@ -8,9 +8,11 @@ Writes {lang_dir}/{words.txt,lexicon.txt,HLG.fst} (lang_dir: the BPE model's dir
        {output_dir}/ctc/{part}.jsonl.gz (first-pass records), errs/recogs of the 1-best,
        {output_dir}/ctc/stats-{part}.json and reliability-{part}.png (n-best oracle WER, lattice
        depth, confidence AUC and reliability);
-       with --align SYSTEM, word confidences and times for {output_dir}/SYSTEM/{part}.jsonl.gz
-       (forced alignment of its 1-best against the CTC output), the CTC log-likelihood of each of
-       its n-best (ctc_score, for n-best rescoring) and its stats likewise.
+       for every other first-pass system under {output_dir} (or those --align names), word
+       confidences and times in its {part}.jsonl.gz (forced alignment of its 1-best against the CTC
+       output), the CTC log-likelihood of each of its n-best (ctc_score, for n-best rescoring) and
+       its stats likewise. Run again once a later stage writes another system's records (e.g. the
+       AR twin's n-best): it aligns what is new and leaves the rest as it is.
 """
 
 import argparse
@@ -34,7 +36,13 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", type=Path, default=Path("data/firstpass"))
     p.add_argument("--lm-dir", type=Path, default=Path("data/lm"))
-    p.add_argument("--align", metavar="SYSTEM", help="give this first-pass system's records word confidences")
+    p.add_argument(
+        "--align",
+        nargs="*",
+        metavar="SYSTEM",
+        help="first-pass systems whose records get word confidences and CTC scores "
+        "(default: every system with records of the part under --output-dir; none: no system)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return p
@@ -98,47 +106,56 @@ def main() -> None:
     model = graph = None
     for part in args.parts or [*cfg.data.dev_parts, *cfg.data.test_parts]:
         out = records_path(args.output_dir, "ctc", part)
-        other_path = records_path(args.output_dir, args.align, part) if args.align else None
-        other = read_records(other_path) if other_path else None
         paths, _ = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg)
         suffix = f"lattice-lm-{lc.lm_order}"
-        # Redone when the cuts, the model, the BPE model or the aligned system's records changed.
+        # Redone when the cuts, the model or the BPE model changed.
         record = StageRecord(
             record_path_for(out),
-            [*part_inputs(cfg, part), *paths, Path(cfg.model.tokenizer.path), *([other_path] if other_path else [])],
+            [*part_inputs(cfg, part), *paths, Path(cfg.model.tokenizer.path)],
             {"lattice": asdict(lc), "score": asdict(cfg.score), "data": asdict(cfg.data)},
             [out, out.parent / f"errs-{part}-{suffix}.txt", out.parent / f"recogs-{part}-{suffix}.txt"],
             verify=lambda p: read_records(p) if p == out else p.read_text(),
         )
-        if record.check(str(out)) and (
-            other is None
-            or all("words" in r and all("ctc_score" in h for h in r.get("nbest", [])) for r in other.values())
-        ):
+        fresh = record.check(str(out))
+        # The other systems' records to align: all again when the CTC output is redone, else those
+        # written (or rewritten by their stage) since.
+        others = {s: read_records(records_path(args.output_dir, s, part)) for s in aligned_systems(args, part)}
+        todo = {s: recs for s, recs in others.items() if not fresh or not is_aligned(recs)}
+        if fresh and not todo:
             continue
         if model is None:
             graph, words = load_graph(cfg, args.lm_dir)
             model = load_trained_model(cfg, paths, args.device)
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
-        decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=other)
+        decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=list(todo.values()))
         records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm)
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
-        results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records] + missing_rows
-        for cut_id in sorted(set(refs) - {r["id"] for r in records}):  # input that could not be loaded
-            results.append((cut_id, refs[cut_id].split(), []))
-            missing.append((cut_id, "no first-pass output: its features could not be loaded (see the log)"))
-        setting = {"lm_order": lc.lm_order, "beam": lc.beam, "lattice_beam": lc.lattice_beam, "lm_scale": lc.lm_scale}
-        header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
-        wer = write_results(
-            out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, missing
-        )
-        write_records(out, records)
-        systems = [("ctc", {r["id"]: r for r in records})]
-        if other is not None:
-            if decoder.unaligned:
-                logging.warning("%s: %d records could not be aligned (conf 0)", other_path, decoder.unaligned)
-            write_records(other_path, other.values())
-            StageRecord.amended(record_path_for(other_path), [other_path])  # its stage must not think it damaged
-            systems.append((args.align, other))
+        systems = []
+        if not fresh:  # an up-to-date CTC output is not rewritten: later stages read it
+            results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records] + missing_rows
+            for cut_id in sorted(set(refs) - {r["id"] for r in records}):  # input that could not be loaded
+                results.append((cut_id, refs[cut_id].split(), []))
+                missing.append((cut_id, "no first-pass output: its features could not be loaded (see the log)"))
+            setting = {
+                "lm_order": lc.lm_order,
+                "beam": lc.beam,
+                "lattice_beam": lc.lattice_beam,
+                "lm_scale": lc.lm_scale,
+            }
+            header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
+            wer = write_results(
+                out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, missing
+            )
+            write_records(out, records)
+            systems.append(("ctc", {r["id"]: r for r in records}))
+            logging.info("%s: %d records, 1-best WER %.2f%%, RTF %s", out, len(records), wer, speed["rtf"])
+        if decoder.unaligned:
+            logging.warning("%s: %d records could not be aligned (conf 0)", part, decoder.unaligned)
+        for system, recs in todo.items():
+            path = records_path(args.output_dir, system, part)
+            write_records(path, recs.values())
+            StageRecord.amended(record_path_for(path), [path])  # its stage must not think it damaged
+            systems.append((system, recs))
         for system, recs in systems:
             stats = first_pass_stats(recs, refs)
             if system == "ctc":
@@ -154,8 +171,25 @@ def main() -> None:
                 f"{stats['confidence_auc']:.3f}" if "confidence_auc" in stats else "-",
                 f", lattice depth {stats['lattice_depth']:.1f}" if "lattice_depth" in stats else "",
             )
-        record.done()
-        logging.info("%s: %d records, 1-best WER %.2f%%, RTF %s", out, len(records), wer, speed["rtf"])
+        if not fresh:
+            record.done()
+
+
+def aligned_systems(args, part: str) -> list[str]:
+    """The first-pass systems whose records of ``part`` the CTC output aligns: --align's, else every
+    system directory under --output-dir but the CTC recogniser's own that holds them."""
+    from whisper_llada.firstpass.records import records_path
+
+    if args.align is not None:
+        return list(args.align)
+    root = args.output_dir
+    found = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    return [s for s in found if s != "ctc" and records_path(root, s, part).is_file()]
+
+
+def is_aligned(records: dict) -> bool:
+    """Every record has word confidences and every hypothesis of its n-best a CTC score."""
+    return all("words" in r and all("ctc_score" in h for h in r.get("nbest", [])) for r in records.values())
 
 
 if __name__ == "__main__":

@@ -127,3 +127,12 @@ def test_beam_through_transcribe_and_refusals(sp_model, tokenizer):
         DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=4, num_beams=2, commit="threshold")
     with pytest.raises(ValueError, match="num_beams is for decoding"):
         DecodeConfig(mode="diffusion_deliberation", num_beams=2)
+    # Only an AR beam writes first-pass records, under a plain system name.
+    with pytest.raises(ValueError, match="as_first_pass is for mode autoregressive"):
+        DecodeConfig(mode="decoding", as_first_pass="twin")
+    with pytest.raises(ValueError, match="first-pass system name"):
+        DecodeConfig(mode="autoregressive", num_beams=2, as_first_pass="../twin")
+    from whisper_llada.inference import beam_records
+
+    with pytest.raises(ValueError, match="WhisperDecoderMDM has no n-best"):
+        beam_records(model, batch, DecodeConfig(mode="autoregressive", as_first_pass="twin"), str, [])

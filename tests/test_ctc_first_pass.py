@@ -59,7 +59,10 @@ def test_lattice_records(trained):
     other = {f"c{i}": {"id": f"c{i}", "text": t} for i, t in enumerate(texts)}
     other["c0"]["text"] = " ".join(["RIVER"] + texts[0].split()[1:])  # a first word the audio does not hold
     other["c0"]["nbest"] = [{"text": other["c0"]["text"], "score": -1.0}, {"text": texts[0], "score": -2.0}]
-    decoder = CTCLatticeFirstPass(model, graph, words, LatticeConfig(nbest=5, beam=20, lattice_beam=10), align_to=other)
+    # A second system (e.g. the AR twin's n-best) is aligned in the same pass.
+    second = {"c1": {"id": "c1", "text": texts[1], "nbest": [{"text": texts[1], "score": 0.0}]}}
+    lc = LatticeConfig(nbest=5, beam=20, lattice_beam=10)
+    decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=[other, second])
     records = decoder(batch)
     assert [r["text"] for r in records] == texts  # the overfitted recogniser's 1-best
     for r in records:
@@ -76,6 +79,8 @@ def test_lattice_records(trained):
     # Its n-best got CTC log-likelihoods: the true transcript is the likelier, both are log-probabilities.
     wrong, right = (h["ctc_score"] for h in other["c0"]["nbest"])
     assert wrong < right <= 0.0
+    assert [w["word"] for w in second["c1"]["words"]] == texts[1].split()
+    assert second["c1"]["nbest"][0]["ctc_score"] > wrong
     refs = {r["id"]: t for r, t in zip(records, texts)}
     stats = first_pass_stats({r["id"]: r for r in records}, refs)
     assert stats["wer"] == 0.0 and stats["nbest_oracle_wer"] == 0.0 and stats["lattice_depth"] >= 1

@@ -282,28 +282,25 @@ def test_embedded_recipe_in_miniature(tmp_path):
     import json
 
     rdir = make_workspace(tmp_path, "espeak_fortunes")
-    out = run(
-        [
-            "./run.sh",
-            "--config",
-            "conf/mini.yaml",
-            "--twin-config",
-            "conf/mini_twin.yaml",
-            "--decoder-config",
-            "conf/mini_decoder_mdm.yaml",
-            "--decoder-twin-config",
-            "conf/mini_decoder_ar.yaml",
-            "--num-train",
-            "12",
-            "--num-dev",
-            "2",
-            "--num-test",
-            "3",
-        ],
-        rdir,
-        timeout=900,
-    )
-    assert "Stage 16: report" in out
+    command = [
+        "./run.sh",
+        "--config",
+        "conf/mini.yaml",
+        "--twin-config",
+        "conf/mini_twin.yaml",
+        "--decoder-config",
+        "conf/mini_decoder_mdm.yaml",
+        "--decoder-twin-config",
+        "conf/mini_decoder_ar.yaml",
+        "--num-train",
+        "12",
+        "--num-dev",
+        "2",
+        "--num-test",
+        "3",
+    ]
+    out = run(command, rdir, timeout=900)
+    assert "Stage 17: report" in out
     report = json.loads((rdir / "exp/report.json").read_text())
     # Four experiments in one report: each one's rows carry its name.
     assert {s["name"].split("/")[0] for s in report["systems"] if s["kind"] != "first_pass"} == {
@@ -334,7 +331,25 @@ def test_embedded_recipe_in_miniature(tmp_path):
     assert {
         "decoding/semi-ar-block-4-gen-24-steps-12",
         "decoding/semi-ar-block-1-gen-24-steps-24-beam-2",
+        "nbest_rescoring/rescore-nbest-all-pll-2",
+        "nbest_rescoring/rescore-nbest-all-pll-2-on-whisper_decoder_ar",
     } <= mdm, mdm
+    # The twin's beam is a first pass (dev-clean too), with the CTC recogniser's confidences and
+    # scores, and the cascade on it counts the twin's time.
+    from whisper_llada.firstpass.records import read_records
+
+    for part in ("dev-clean", "test-clean"):
+        recs = read_records(rdir / f"data/firstpass/whisper_decoder_ar/{part}.jsonl.gz")
+        assert len(recs) == (2 if part == "dev-clean" else 3)
+        for r in recs.values():
+            assert 1 <= len(r["nbest"]) <= 2 and r["nbest"][0]["text"] == r["text"] and "words" in r
+            assert all("ctc_score" in h and h["score"] <= 0 for h in r["nbest"])
+    on_twin = next(s for s in report["systems"] if s["name"].split("-epoch")[0].endswith("on-whisper_decoder_ar"))
+    twin_beam = next(s for s in report["systems"] if s["settings"].get("as_first_pass") == "whisper_decoder_ar")
+    assert on_twin["cascade_rtf"] >= on_twin["rtf"] + twin_beam["rtf"] - 1e-4  # (+ the CTC pass's if fused)
+    # A rerun finds the twin's records up to date although the CTC stage added to them.
+    again = run([*command, "--stage", "15", "--stop-stage", "16"], rdir)
+    assert "stale" not in again and again.count("already exists - skipping") >= 8, again
     # First passes decode dev-clean too (n-best rescoring chooses its weights there); the rest test only.
     assert {s["test"] for s in report["systems"] if s["kind"] != "first_pass"} == {"test-clean"}
     assert {s["test"] for s in report["systems"]} == {"dev-clean", "test-clean"}
@@ -346,6 +361,6 @@ def test_embedded_recipe_in_miniature(tmp_path):
     ]
     assert "Headline, test-clean:" in (rdir / "exp/report.txt").read_text()
     assert any(s["settings"].get("masking_type") == "first_pass" for s in report["systems"])
-    assert set(report["first_pass_stats"]) == {"whisper", "ctc"}
+    assert set(report["first_pass_stats"]) == {"whisper", "ctc", "whisper_decoder_ar"}
     assert "n-best oracle" in (rdir / "exp/report.txt").read_text()
     assert (rdir / "exp/wer-vs-rtf.png").is_file()

@@ -8,7 +8,8 @@
 #   step_lang CONFIG                      data/lang_bpe_{data.vocab_size}: BPE, words
 #   step_whisper_first_pass CONFIG        Whisper's n-best of the dev and test parts
 #   step_train_ctc CONFIG                 the CTC recogniser of CONFIG's firstpass.ctc_config (none: nothing)
-#   step_ctc_first_pass CONFIG            its lattices, n-best and word confidences (Whisper's words too)
+#   step_ctc_first_pass CONFIG            its lattices, n-best and word confidences; the other first passes'
+#                                         words get confidences and their n-best CTC scores (rerun: the new ones)
 #   step_train CONFIG EXP_DIR [MAIN]      train; MAIN: the recipe config whose data and lang it uses
 #   step_decode CONFIG EXP_DIR [MAIN]     decode with every decode: setting
 #   step_deliberate CONFIG EXP_DIR [MAIN] deliberate the first pass with every deliberate: setting
@@ -96,7 +97,7 @@ step_ctc_first_pass() {
   fi
   stage_args "$ctc" "$1"
   python "$steps_local/ctc_first_pass.py" "${stage_args[@]}" --exp-dir "exp/$(basename "$ctc" .yaml)" \
-    --align whisper --device "${device:-cpu}"
+    --device "${device:-cpu}"
 }
 
 # step_train CONFIG EXP_DIR [MAIN]: local/train.py, on torchrun when $world_size > 1.

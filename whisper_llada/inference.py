@@ -21,7 +21,7 @@ from whisper_llada.data.dataset import SpeechTextDataset, cut_text, move_batch
 from whisper_llada.data.dropped import all_deleted, dropped_path, read_dropped
 from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.diffusion.settings import DecodeConfig
-from whisper_llada.firstpass.records import read_records, records_path
+from whisper_llada.firstpass.records import read_records, records_path, write_records
 from whisper_llada.models.build import build_model
 from whisper_llada.recipe import RecipeConfig
 from whisper_llada.scoring.fusion import Candidate, Fusion, tune_fusion
@@ -94,10 +94,12 @@ def decode_part(
     left_out: Optional[list] = None,
     fusion: Optional[Fusion] = None,
     candidates: Optional[dict] = None,
+    records: Optional[list] = None,
 ) -> tuple[list, dict]:
     """Returns (results [(cut id, ref words, hyp words)], speed). ``prefixes`` shares the front
     end's work between the settings of one call. N-best rescoring picks each cut's candidate with
     ``fusion`` (None: the first pass's 1-best) and puts every cut's ``Candidate`` list in ``candidates``.
+    A setting ``as_first_pass`` puts each cut's first-pass record (its beam as the n-best) in ``records``.
 
     A cut whose input cannot be loaded is not lost: it gets a row with an empty hypothesis (all
     deleted) and (cut id, reason) goes to ``left_out``.
@@ -132,6 +134,8 @@ def decode_part(
             hyps = model.deliberate(
                 batch, [r["text"] for r in recs], setting, confidences=conf, stats=stats, generator=g
             )
+        elif setting.as_first_pass:
+            hyps = beam_records(model, batch, setting, norm, records, stats)
         else:
             hyps = model.transcribe(batch, setting, stats=stats, generator=g)
         _sync(device)
@@ -148,6 +152,8 @@ def decode_part(
             results.append((cut.id, norm(cut_text(cut)).split(), []))
             if left_out is not None:
                 left_out.append((cut.id, ds.failures.get(cut.id, "not decoded (see the log)")))
+            if records is not None:  # deliberation then meets it as here: all deleted
+                records.append({"id": cut.id, "text": "", "nbest": [{"text": "", "score": 0.0}]})
     speed = {
         "num_utts": n,
         "audio_seconds": round(audio, 3),
@@ -188,6 +194,23 @@ def rescore_batch(model, batch, first_pass, setting, norm, fusion, candidates=No
         if candidates is not None:
             candidates[cut_id] = cands
         hyps.append(cands[fusion.best(cands)].text)
+    return hyps
+
+
+def beam_records(model, batch, setting, norm, records: Optional[list], stats=None) -> list[str]:
+    """Each cut's 1-best by the model's beam search; its whole beam (normalised texts, their
+    log-probabilities, best first) goes to ``records`` as a first-pass record."""
+    if not hasattr(model, "nbest"):
+        raise ValueError(
+            f"{type(model).__name__} has no n-best: as_first_pass needs a model with a beam search "
+            "that returns its hypotheses (the Whisper-decoder AR twin)"
+        )
+    hyps = []
+    for cut_id, beam in zip(batch["cut_ids"], model.nbest(batch, setting, stats)):
+        nbest = [{"text": norm(text), "score": round(score, 4)} for text, score in beam]
+        hyps.append(nbest[0]["text"])
+        if records is not None:
+            records.append({"id": cut_id, "text": nbest[0]["text"], "nbest": nbest})
     return hyps
 
 
@@ -260,10 +283,17 @@ def run_settings(
     prefixes = PrefixCache()
     fusions: dict = {}  # n-best rescoring: (setting, first pass) -> weights chosen on dev, once a call
     norm = get_normalizer(cfg.score.normalizer)
-    for part in parts:
+    # A setting that writes first-pass records decodes the dev parts too: the rescoring of its
+    # n-best chooses its weights there.
+    dev_too = [p for p in cfg.data.dev_parts if p not in parts] if any(s.as_first_pass for s in settings) else []
+    if any(s.as_first_pass for s in settings) and firstpass_dir is None:
+        raise ValueError("a setting with as_first_pass writes first-pass records: give the first-pass directory")
+    for part in [*parts, *dev_too]:
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         written = set()
         for setting in settings:
+            if part in dev_too and not setting.as_first_pass:
+                continue
             out_dir = Path(exp_dir) / setting.mode
             suffix = f"{setting.suffix()}-{tag}"
             errs = out_dir / f"errs-{part}-{suffix}.txt"
@@ -283,7 +313,12 @@ def run_settings(
                 [out_dir / f"recogs-{part}-{suffix}.txt", errs],
                 verify=_check_errs,
             )
-            if record.check(str(errs)):
+            # Its first-pass records have a record of their own: the CTC stage adds confidences
+            # and scores to them (StageRecord.amended), which must not make the results stale.
+            fp_out = records_path(firstpass_dir, setting.as_first_pass, part) if setting.as_first_pass else None
+            fp_record = fp_out and StageRecord(record_path_for(fp_out), inputs, options, [fp_out], verify=read_records)
+            dev_only = part in dev_too  # the records only: the report shows test results
+            if (dev_only or record.check(str(errs))) and (fp_record is None or fp_record.check(str(fp_out))):
                 continue
             first_pass = read_first_pass(fp_path, cuts) if setting.is_deliberation else None
             model = model or get_model()
@@ -296,6 +331,7 @@ def run_settings(
                     )
                 fusion, fusion_info = fusions[key]
             left_out = list(missing)
+            fp_records = [] if fp_out else None
             results, speed = decode_part(
                 model,
                 cuts,
@@ -307,7 +343,14 @@ def run_settings(
                 prefixes,
                 left_out,
                 fusion=fusion,
+                records=fp_records,
             )
+            if fp_out:
+                write_records(fp_out, sorted(fp_records, key=lambda r: r["id"]))
+                fp_record.done()
+                log.info("%s: %d first-pass records (%s's n-best)", fp_out, len(fp_records), suffix)
+            if dev_only:
+                continue
             results += missing_rows
             shown = {k: v for k, v in vars(setting).items() if v is not None}
             if setting.is_deliberation:

@@ -7,15 +7,16 @@
 # Stage 0 builds the corpus in LibriSpeech layout (and its LM text) and converts tiny.en; stages 1-9
 # are the steps every recipe shares (tools/steps.sh: manifests ... deliberate, with the CTC first
 # pass that the config names); stages 10-11 train and decode a from-scratch AR twin of the LLaDA
-# (only with --twin-config: the 20-minute budget holds the pretrained pair instead); stages 12-15
-# train, decode and rescore with the Whisper-decoder pair; stage 16 reports on all systems.
+# (only with --twin-config: the 20-minute budget holds the pretrained pair instead); stages 12-16
+# train and decode with the Whisper-decoder pair, the AR twin's n-best becoming a first pass that
+# the diffusion model rescores (the paper's cascade); stage 17 reports on all systems.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 . ../../path.sh
 
 stage=0
 stop_stage=100
-last_stage=16
+last_stage=17
 dl_dir=$PWD/download
 config=conf/whisper_llada.yaml
 twin_config=
@@ -34,15 +35,17 @@ help_message="Usage: $0 [options]
   --twin-config YAML           a from-scratch autoregressive twin of --config's LLaDA, on its data and
                                front end (e.g. conf/whisper_llama.yaml; default none)
   --decoder-config YAML        Whisper's decoder as a diffusion LM, on --config's data (default $decoder_config;
-                               \"\" skips stages 12-13)
+                               \"\" skips stages 12, 13 and 16)
   --decoder-twin-config YAML   its autoregressive twin (default $decoder_twin_config; \"\" skips stages 14-15)
   --num-train/--num-dev/--num-test N   corpus size in utterances ($num_train/$num_dev/$num_test)
   --nj N                       parallel data jobs (default $nj)
   --device DEV                 cpu or cuda (default $device)
 Stages: 0 corpus + tiny.en, 1 manifests, 2 features, 3 lang, 4 Whisper first pass, 5 train the
         CTC recogniser, 6 CTC first pass, 7 train, 8 decode, 9 deliberate, 10 train the AR twin,
-        11 decode with the AR twin, 12 train the Whisper-decoder diffusion LM, 13 decode and
-        rescore with it, 14 train its AR twin, 15 decode with that (and rescore, where its config asks), 16 report of every system"
+        11 decode with the AR twin, 12 train the Whisper-decoder diffusion LM, 13 decode with it,
+        14 train its AR twin, 15 decode with that (its n-best as a first pass, CTC confidences and
+        scores added; and rescore, where its config asks), 16 rescore the first passes' n-best with
+        the diffusion LM, 17 report of every system"
 . ../../tools/parse_options.sh
 . ../../tools/log.sh
 . ../../tools/steps.sh
@@ -131,11 +134,8 @@ if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
 fi
 
 if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
-  log "Stage 13: decode and rescore with it"
-  if with "$decoder_config" --decoder-config; then
-    step_decode "$decoder_config" "$decoder_exp" "$config"
-    step_deliberate "$decoder_config" "$decoder_exp" "$config"
-  fi
+  log "Stage 13: decode with it"
+  if with "$decoder_config" --decoder-config; then step_decode "$decoder_config" "$decoder_exp" "$config"; fi
 fi
 
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
@@ -144,15 +144,23 @@ if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
 fi
 
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
-  log "Stage 15: decode (and deliberate, where its config asks) with the Whisper-decoder autoregressive twin"
+  log "Stage 15: decode with the Whisper-decoder autoregressive twin (its n-best as a first pass)"
   if with "$decoder_twin_config" --decoder-twin-config; then
     step_decode "$decoder_twin_config" "$decoder_twin_exp" "$config"
+    # The CTC recogniser's word confidences and n-best scores for the first-pass records the
+    # decoding wrote (as_first_pass); the first passes aligned before are left as they are.
+    step_ctc_first_pass "$config"
     step_deliberate "$decoder_twin_config" "$decoder_twin_exp" "$config"
   fi
 fi
 
 if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
-  log "Stage 16: report"
+  log "Stage 16: rescore the first passes' n-best with the Whisper-decoder diffusion LM"
+  if with "$decoder_config" --decoder-config; then step_deliberate "$decoder_config" "$decoder_exp" "$config"; fi
+fi
+
+if [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
+  log "Stage 17: report"
   exps=("$exp_dir")
   for e in "$twin_exp" "$decoder_exp" "$decoder_twin_exp"; do
     if [ -n "$e" ]; then exps+=("$e"); fi

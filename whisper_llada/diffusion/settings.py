@@ -6,6 +6,7 @@ files of different settings never collide.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -64,6 +65,10 @@ class DecodeConfig:
     # Beam search: the AR twin's; for diffusion decoding, semi-AR with one token a step (steps =
     # gen_len), each hypothesis extended at its surest open position (whisper_llada.diffusion.beam).
     num_beams: int = 1
+    # Autoregressive decoding as a first pass: each cut's beam (its n-best with log-probabilities)
+    # also goes to first-pass records of this system name, on the dev parts too, for another
+    # model's deliberation or n-best rescoring (the paper's cascade: the AR model's output repaired).
+    as_first_pass: Optional[str] = None
     batch_size: int = 16
     name: Optional[str] = None  # overrides the generated suffix
 
@@ -101,6 +106,16 @@ class DecodeConfig:
                 )
         elif self.num_beams > 1 and self.mode != "autoregressive":
             raise ValueError(f"num_beams is for decoding (mode decoding or autoregressive), not {self.mode}")
+        if self.as_first_pass is not None:
+            if self.mode != "autoregressive":
+                raise ValueError(
+                    f"as_first_pass is for mode autoregressive (its beam gives the n-best), not {self.mode}"
+                )
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", self.as_first_pass) or self.as_first_pass == "ctc":
+                raise ValueError(
+                    f"as_first_pass {self.as_first_pass!r}: expected a first-pass system name (letters, "
+                    "digits, _ and -; not ctc, the CTC recogniser's)"
+                )
 
     @property
     def is_deliberation(self) -> bool:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,20 +32,20 @@ CTC_FLOOR = -1.0e4
 class CTCLatticeFirstPass:
     """``decoder(batch) -> records`` for ``run_first_pass``.
 
-    ``align_to`` (cut id -> record of another system), if given, receives ``words`` with
+    Each of ``align_to`` (cut id -> record of another system) receives ``words`` with
     confidences: each word's span from forced alignment of its pieces, its confidence the
     lattice posterior of that word there (0 for a word outside the lexicon); and each of its
     n-best a ``ctc_score``, the CTC log-likelihood of its pieces (``CTC_FLOOR`` where they cannot
     fit the frames), a feature for n-best rescoring.
     """
 
-    def __init__(self, model, graph, words: dict[int, str], lc: LatticeConfig, align_to: Optional[dict] = None):
+    def __init__(self, model, graph, words: dict[int, str], lc: LatticeConfig, align_to: Sequence[dict] = ()):
         self.model, self.graph, self.words, self.lc = model, graph, words, lc
         self.word_ids = {w: i for i, w in words.items()}
         self.sp = model.tokenizer.sp
         # Seconds per CTC frame: encoder frames at frames_per_second, averaged frame_stride at a time.
         self.sec = model.cfg.ctc.frame_stride / model.cfg.qformer.frames_per_second
-        self.align_to = align_to
+        self.align_to = list(align_to)
         self.unaligned = 0
 
     def _words(self, names, ids, windows, spans, lat, post) -> list[dict]:
@@ -81,8 +81,7 @@ class CTCLatticeFirstPass:
             "words": words,
             "lattice_depth": round(len(lat.src) / max(lat.num_frames, 1), 2),
         }
-        other = self.align_to.get(cut_id) if self.align_to is not None else None
-        if other is not None:
+        for other in filter(None, (system.get(cut_id) for system in self.align_to)):
             other["words"] = self._aligned_words(other["text"].split(), lp, lat, post)
             for h in other.get("nbest") or []:
                 h["ctc_score"] = self.log_likelihood(lp, h["text"])

@@ -134,25 +134,31 @@ def format_first_pass_stats(stats: dict) -> str:
     def num(x, f="{:.2f}"):
         return f.format(x) if x is not None else "-"
 
+    w = max([14, *map(len, stats)])
     lines = [
-        f"{'first pass':14s} {'test':12s} {'WER':>7s} {'n-best oracle':>13s} {'conf. AUC':>9s} {'lattice depth':>13s}"
+        f"{'first pass':{w}s} {'test':12s} {'WER':>7s} {'n-best oracle':>13s} {'conf. AUC':>9s} {'lattice depth':>13s}"
     ]
     for system, parts in stats.items():
         for part, s in parts.items():
             lines.append(
-                f"{system:14s} {part:12s} {s['wer']:7.2f} {s['nbest_oracle_wer']:13.2f} "
+                f"{system:{w}s} {part:12s} {s['wer']:7.2f} {s['nbest_oracle_wer']:13.2f} "
                 f"{num(s.get('confidence_auc'), '{:.3f}'):>9s} {num(s.get('lattice_depth'), '{:.1f}'):>13s}"
             )
     return "\n".join(lines)
 
 
 def first_pass_row(rows: list[dict], system: Optional[str], part: str) -> Optional[dict]:
-    """The result row of first pass ``system`` on ``part`` (None: the part's one first pass), or
-    None when that is not exactly one row."""
+    """The result row of first pass ``system`` on ``part`` (None: the part's one first pass; a
+    decoding whose setting wrote ``as_first_pass`` records is that system), or None when that is
+    not exactly one row."""
     fp = [
         f
         for f in rows
-        if f["kind"] == "first_pass" and f["test"] == part and (system is None or f["name"].startswith(f"{system}/"))
+        if f["test"] == part
+        and (
+            (f["kind"] == "first_pass" and (system is None or f["name"].startswith(f"{system}/")))
+            or (system is not None and f.get("settings", {}).get("as_first_pass") == system)
+        )
     ]
     return fp[0] if len(fp) == 1 else None
 
