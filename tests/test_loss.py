@@ -51,3 +51,19 @@ def test_forward_process_rate_and_mask_id():
     frac = masked.float().mean(1)
     assert (frac - p).abs().mean() < 0.05
     assert abs(masked.float().mean().item() - 0.5) < 0.02  # E[p] = 1/2
+
+
+def test_block_suffix_masks():
+    """Rows masked as left-to-right decoding within blocks meets them: in each block of 4 a
+    non-empty suffix, the tokens before it clean; the rest of the rows as before."""
+    response = torch.arange(1, 1 + 64 * 12).view(64, 12)
+    g = torch.Generator().manual_seed(3)
+    noisy, masked, p = forward_process(response, 0, generator=g, block=4, suffix_prob=1.0)
+    blocks = masked.view(64, 3, 4)
+    assert blocks.any(-1).all()  # every block has a mask
+    assert (blocks[..., 1:] >= blocks[..., :-1]).all()  # once masked, masked to the block's end
+    assert len({tuple(b.tolist()) for b in blocks.view(-1, 4)}) == 4  # all four suffix lengths drawn
+    assert torch.equal(noisy == 0, masked) and torch.allclose(p, masked.float().mean(1))
+    _, iid, _ = forward_process(response, 0, generator=torch.Generator().manual_seed(3), block=4, suffix_prob=0.0)
+    shuffled = iid.view(64, 3, 4)
+    assert not (shuffled[..., 1:] >= shuffled[..., :-1]).all()  # the plain process is not a suffix

@@ -91,7 +91,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "Stage 6: CTC first pass (lattices, n-best, confidences; Whisper's words get confidences too)"
+  log "Stage 6: CTC first pass (lattices, n-best, confidences; the other first passes' words get confidences too)"
   step_ctc_first_pass "$config"
 fi
 

@@ -14,16 +14,31 @@ import torch.nn.functional as F
 
 
 def forward_process(
-    response: torch.Tensor, mask_id: int, eps: float = 1e-3, generator: Optional[torch.Generator] = None
+    response: torch.Tensor,
+    mask_id: int,
+    eps: float = 1e-3,
+    generator: Optional[torch.Generator] = None,
+    block: Optional[int] = None,
+    suffix_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw t ~ U(0,1) per row, p = (1-eps) t + eps, mask each token with probability p.
 
+    With ``block`` and ``suffix_prob``, that share of rows instead masks in every block of ``block``
+    tokens a suffix of uniform length 1..block (their p: the share masked).
     Returns (noisy response, boolean mask, p of shape (B,)).
     """
     B, L = response.shape
     t = torch.rand(B, device=response.device, generator=generator)
     p = (1 - eps) * t + eps
     masked = torch.rand(B, L, device=response.device, generator=generator) < p[:, None]
+    if block and suffix_prob > 0:
+        rows = torch.rand(B, device=response.device, generator=generator) < suffix_prob
+        nblocks = -(-L // block)
+        start = torch.randint(0, block, (B, nblocks), device=response.device, generator=generator)
+        offset = torch.arange(L, device=response.device) % block
+        suffix = offset[None, :] >= start.repeat_interleave(block, 1)[:, :L]
+        masked = torch.where(rows[:, None], suffix, masked)
+        p = torch.where(rows, suffix.float().mean(1), p)
     noisy = torch.where(masked, torch.full_like(response, mask_id), response)
     return noisy, masked, p
 

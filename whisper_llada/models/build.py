@@ -136,4 +136,9 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
             f"model.llm.block_size {cfg.llm.block_size}: block diffusion needs a positive size and an arch "
             f"that builds it (whisper_decoder_mdm), not {cfg.arch}"
         )
+    if not 0.0 <= cfg.loss.suffix_mask_prob <= 1.0 or (cfg.loss.suffix_mask_prob and cfg.llm.block_size is None):
+        raise ValueError(
+            f"model.loss.suffix_mask_prob {cfg.loss.suffix_mask_prob}: a share (0..1) of rows masked by "
+            "block suffixes, for block diffusion (model.llm.block_size)"
+        )
     return model

@@ -73,6 +73,10 @@ class LossConfig:
     # It doubles an epoch's cost; measured (session 9, dev, semi-AR decoding) 43.02 -> 38.60 with two
     # epochs, 42.22 with one (the cost of two without it): off in the recipes, which hold the budget.
     ar_weight: float = 0.0
+    # Block diffusion (llm.block_size): the share of rows masked as left-to-right decoding within
+    # blocks meets them, each block a random suffix masked (at least one token) after a clean
+    # prefix, instead of every token alike (0: off).
+    suffix_mask_prob: float = 0.0
 
 
 @dataclass

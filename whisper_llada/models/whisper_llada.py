@@ -76,7 +76,10 @@ class WhisperLLaDA(SpeechLLM):
     ) -> dict:
         """Masked-diffusion loss over the EOS-padded response."""
         target = self.response_ids(texts)
-        noisy, masked, p = forward_process(target, self.mask_id, self.cfg.loss.eps, generator)
+        lc = self.cfg.loss
+        noisy, masked, p = forward_process(
+            target, self.mask_id, lc.eps, generator, self.cfg.llm.block_size, lc.suffix_mask_prob
+        )
         logits = self.training_logits(prefix, prefix_mask, noisy, prefix_positions, masked, target)
         loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
         return {"loss": loss, "num_utts": len(texts)}
