@@ -4,6 +4,8 @@ at one beam it is greedy decoding; settings it cannot honour are refused."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import fake_batch
@@ -132,7 +134,11 @@ def test_beam_through_transcribe_and_refusals(sp_model, tokenizer):
         DecodeConfig(mode="decoding", as_first_pass="twin")
     with pytest.raises(ValueError, match="first-pass system name"):
         DecodeConfig(mode="autoregressive", num_beams=2, as_first_pass="../twin")
-    from whisper_llada.inference import beam_records
+    from whisper_llada.inference import beam_records, read_first_pass
+
+    # Deliberating a first pass that no stage wrote names the file and what writes it.
+    with pytest.raises(FileNotFoundError, match=r"twin/test\.jsonl\.gz.*as_first_pass: twin"):
+        read_first_pass(Path("/nonexistent/twin/test.jsonl.gz"), [])
 
     with pytest.raises(ValueError, match="WhisperDecoderMDM has no n-best"):
         beam_records(model, batch, DecodeConfig(mode="autoregressive", as_first_pass="twin"), str, [])

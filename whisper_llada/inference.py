@@ -382,6 +382,12 @@ def run_settings(
 
 def read_first_pass(path: Path, cuts) -> dict:
     """A first pass's records of a part, one for every cut in ``cuts``."""
+    if not Path(path).is_file():
+        system = Path(path).parent.name
+        raise FileNotFoundError(
+            f"{path}: no first-pass records of {system} for this part; run the stage that writes them "
+            f"(Whisper's or the CTC recogniser's first pass, or a decoding with as_first_pass: {system})"
+        )
     first_pass = read_records(path)
     no_record = [c.id for c in cuts if c.id not in first_pass]
     if no_record:
