@@ -285,8 +285,9 @@ def run_settings(
     norm = get_normalizer(cfg.score.normalizer)
     # A setting that writes first-pass records decodes the dev parts too: the rescoring of its
     # n-best chooses its weights there.
-    dev_too = [p for p in cfg.data.dev_parts if p not in parts] if any(s.as_first_pass for s in settings) else []
-    if any(s.as_first_pass for s in settings) and firstpass_dir is None:
+    writes_records = any(s.as_first_pass for s in settings)
+    dev_too = [p for p in cfg.data.dev_parts if p not in parts] if writes_records else []
+    if writes_records and firstpass_dir is None:
         raise ValueError("a setting with as_first_pass writes first-pass records: give the first-pass directory")
     for part in [*parts, *dev_too]:
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
@@ -382,12 +383,6 @@ def run_settings(
 
 def read_first_pass(path: Path, cuts) -> dict:
     """A first pass's records of a part, one for every cut in ``cuts``."""
-    if not Path(path).is_file():
-        system = Path(path).parent.name
-        raise FileNotFoundError(
-            f"{path}: no first-pass records of {system} for this part; run the stage that writes them "
-            f"(Whisper's or the CTC recogniser's first pass, or a decoding with as_first_pass: {system})"
-        )
     first_pass = read_records(path)
     no_record = [c.id for c in cuts if c.id not in first_pass]
     if no_record:

@@ -28,7 +28,10 @@ def write_records(path: str | Path, records: Iterable[dict]) -> None:
 def read_records(path: str | Path) -> dict[str, dict]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: first-pass records not found (run the first-pass stage)")
+        raise FileNotFoundError(
+            f"{path}: first-pass records of {path.parent.name} not found (run the first-pass stage that "
+            f"writes them: Whisper's, the CTC recogniser's, or a decoding with as_first_pass: {path.parent.name})"
+        )
     out = {}
     n = 0
     try:
