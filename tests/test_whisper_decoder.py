@@ -70,6 +70,23 @@ def test_greedy_decoding_equals_transformers_whisper(real_ar):
     assert model.tokenizer.prompt_ids("ignored") == [50257, 50362]
 
 
+def test_word_confidences_reach_whisper_tokens(real_ar):
+    """A first pass's word confidences map onto Whisper's tokens, although Whisper's tokenizer
+    sentence-cases what it encodes (a word alone would start with a capital and split otherwise)."""
+    from whisper_llada.inference import token_confidences
+
+    model, _ = real_ar
+    words = "THE SOUL JUST LITANY UNDER THEIR HEAVY BURDENS AND MELTING ICE PACKS".split()
+    record = {"id": "x", "text": " ".join(words), "words": [{"word": w, "conf": i / 100} for i, w in enumerate(words)]}
+    conf = token_confidences(model.tokenizer, record)
+    assert len(conf) == len(model.tokenizer.encode(record["text"]))
+    assert sorted(set(conf)) == [i / 100 for i in range(len(words))]  # every word has its tokens
+    assert conf == sorted(conf)  # in the words' order
+    record["text"] += " EXTRA"
+    with pytest.raises(ValueError, match="do not tokenise like its text"):
+        token_confidences(model.tokenizer, record)
+
+
 def test_padded_rows_decode_as_they_do_alone(sp_model, tokenizer):
     feats, lens, _ = fake_batch(3, seed=4)
     for arch, cfg in (

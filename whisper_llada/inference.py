@@ -221,10 +221,14 @@ def token_confidences(tokenizer, record: dict) -> list[float]:
         raise ValueError(
             f"first-pass record {record['id']} has no word confidences (masking_type 'first_pass' needs them)"
         )
-    out = []
+    # Each word takes the tokens its prefix adds: encoding a word alone may tokenise it otherwise
+    # (Whisper's tokenizer sentence-cases what it encodes, so a lone word starts with a capital).
+    out: list[float] = []
+    done = 0
     for i, w in enumerate(words):
-        pieces = tokenizer.encode(w["word"] if i == 0 else " " + w["word"])
-        out += [float(w["conf"])] * len(pieces)
+        n = len(tokenizer.encode(" ".join(x["word"] for x in words[: i + 1])))
+        out += [float(w["conf"])] * max(n - done, 0)
+        done = max(n, done)
     if len(out) != len(tokenizer.encode(record["text"])):
         raise ValueError(f"first-pass record {record['id']}: its words do not tokenise like its text")
     return out
