@@ -28,7 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="a config with model.arch whisper_ctc")
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--epoch", type=int, help="use epoch-N.pt (default: the config's train.num_epochs)")
-    p.add_argument("--avg", type=int, default=1, help="average the last AVG epochs up to --epoch")
+    p.add_argument("--avg", type=int, help="average the last AVG epochs up to --epoch (default: the config's train.avg)")
     p.add_argument(
         "--parts",
         nargs="+",
@@ -106,7 +106,7 @@ def main() -> None:
     model = graph = None
     for part in args.parts or [*cfg.data.dev_parts, *cfg.data.test_parts]:
         out = records_path(args.output_dir, "ctc", part)
-        paths, _ = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg)
+        paths, _ = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg or cfg.train.avg)
         suffix = f"lattice-lm-{lc.lm_order}"
         # Redone when the cuts, the model or the BPE model changed.
         record = StageRecord(

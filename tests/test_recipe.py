@@ -311,6 +311,8 @@ def test_embedded_recipe_in_miniature(tmp_path):
     }
     kinds = {s["kind"] for s in report["systems"]}
     assert kinds == {"first_pass", "decoding", "deliberation", "autoregressive"}
+    # mini.yaml's train.avg: its decodings average both epochs unless told otherwise.
+    assert all(s["name"].endswith("-epoch-2-avg-2") for s in report["systems"] if s["name"].startswith("mini/"))
     # The Whisper-decoder AR twin decodes greedily and with beams, and rescores Whisper's n-best.
     twin = {
         s["name"].split("/", 1)[1].split("-epoch")[0]

@@ -113,9 +113,11 @@ step_train() {
   fi
 }
 
-# decode_args: the checkpoint options (--epoch E --avg A) of the recipe's $epoch and $avg.
+# decode_args: the checkpoint options (--epoch E --avg A) of the recipe's $epoch and $avg, where
+# set (else each config's train.num_epochs and train.avg).
 decode_args() {
-  decode_args=(--avg "${avg:-1}")
+  decode_args=()
+  [ -n "${avg:-}" ] && decode_args+=(--avg "$avg")
   [ -n "${epoch:-}" ] && decode_args+=(--epoch "$epoch")
   return 0
 }

@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 stage=1; stop_stage=100; last_stage=10
 data_dir=
 config=conf/whisper_llada.yaml
-nj=4; device=cpu; world_size=1; epoch=; avg=1
+nj=4; device=cpu; world_size=1; epoch=; avg=
 help_message="Usage: $0 --data-dir DIR [--config YAML (default $config)] [--stage N] [--stop-stage N]
   [--nj N ($nj)] [--device DEV ($device)] [--world-size N ($world_size)] [--epoch E --avg A]
 Stages: 1 manifests (lhotse's Kaldi importer), 2 features, 3 lang, 4 Whisper first pass, 5-6 CTC

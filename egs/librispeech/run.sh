@@ -15,7 +15,7 @@ exp_dir=
 nj=4
 world_size=1
 epoch=
-avg=1
+avg=
 device=
 help_message="Usage: $0 [options]
   --stage N          first stage to run (default $stage)
@@ -28,7 +28,8 @@ help_message="Usage: $0 [options]
   --exp-dir DIR      experiment directory (default exp/<config name>)
   --nj N             parallel jobs for data preparation (default $nj)
   --world-size N     GPUs to train on; > 1 launches torchrun (default $world_size)
-  --epoch E --avg A  checkpoint to decode: average of epochs E-A+1..E (default: the last epoch, $avg)
+  --epoch E --avg A  checkpoint to decode: average of epochs E-A+1..E (default: the config's
+                     train.num_epochs and train.avg)
   --device DEV       cpu or cuda (default: cuda when available)
 Stages: 0 download, 1 manifests, 2 features, 3 lang, 4 Whisper first pass, 5 train the CTC
         recogniser, 6 CTC first pass (lattices; word confidences for Whisper's too), 7 train,
