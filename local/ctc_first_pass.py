@@ -28,7 +28,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="a config with model.arch whisper_ctc")
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--epoch", type=int, help="use epoch-N.pt (default: the config's train.num_epochs)")
-    p.add_argument("--avg", type=int, help="average the last AVG epochs up to --epoch (default: the config's train.avg)")
+    p.add_argument(
+        "--avg", type=int, help="average the last AVG epochs up to --epoch (default: the config's train.avg)"
+    )
     p.add_argument(
         "--parts",
         nargs="+",

@@ -15,7 +15,9 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--exp-dir", type=Path, required=True)
     p.add_argument("--epoch", type=int, help="use epoch-N.pt (default: the config's train.num_epochs)")
-    p.add_argument("--avg", type=int, help="average the last AVG epochs up to --epoch (default: the config's train.avg)")
+    p.add_argument(
+        "--avg", type=int, help="average the last AVG epochs up to --epoch (default: the config's train.avg)"
+    )
     p.add_argument("--checkpoint", type=Path, help="a checkpoint file instead of --epoch/--avg")
     p.add_argument("--parts", nargs="+", help="test parts (default: data.test_parts)")
     p.add_argument("--firstpass-dir", type=Path, default=Path("data/firstpass"))
@@ -36,7 +38,9 @@ def run(method: str, doc: str) -> None:
     if not settings:
         logging.info("no %s settings in %s - nothing to do", method, args.config)
         return
-    paths, tag = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg or cfg.train.avg, args.checkpoint)
+    paths, tag = checkpoint_paths(
+        args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg or cfg.train.avg, args.checkpoint
+    )
     run_settings(
         cfg,
         lambda: load_trained_model(cfg, paths, args.device),

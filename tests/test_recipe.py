@@ -324,14 +324,14 @@ def test_embedded_recipe_in_miniature(tmp_path):
         "autoregressive/beam-2-len-24",
         "nbest_rescoring/rescore-nbest-all-logprob",
     }
-    # The diffusion model is block diffusion: it decodes semi-AR in its blocks of 4, and with beams.
+    # The diffusion model is block diffusion: it decodes semi-AR in its blocks of 2, and with beams.
     mdm = {
         s["name"].split("/", 1)[1].split("-epoch")[0]
         for s in report["systems"]
         if s["name"].startswith("mini_decoder_mdm/")
     }
     assert {
-        "decoding/semi-ar-block-4-gen-24-steps-12",
+        "decoding/semi-ar-block-2-gen-24-steps-12",
         "decoding/semi-ar-block-1-gen-24-steps-24-beam-2",
         "nbest_rescoring/rescore-nbest-all-pll-2",
         "nbest_rescoring/rescore-nbest-all-pll-2-on-whisper_decoder_ar",
