@@ -207,6 +207,11 @@ def test_config_bases_merge_and_ctc_config_follows_its_file(tmp_path, monkeypatc
     (tmp_path / "a/loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(ValueError, match="include itself"):
         load_recipe_config(tmp_path / "a/loop.yaml")
+    # A decoding's default averaging (train.avg) must fit the epochs, inherited or not.
+    assert load_recipe_config(tmp_path / "a/x.yaml", ["train.avg=7"]).train.avg == 7
+    (tmp_path / "a/short.yaml").write_text("base: x.yaml\ntrain: {num_epochs: 1}\n")
+    with pytest.raises(ValueError, match=r"short.yaml: train.avg 2 must lie in 1..train.num_epochs \(1"):
+        load_recipe_config(tmp_path / "a/short.yaml", ["train.avg=2"])
 
 
 def _sh(*args, cwd=ROOT):

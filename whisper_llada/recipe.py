@@ -251,6 +251,12 @@ def load_recipe_config(path: str | Path, overrides: Sequence[str] = ()) -> Recip
         and (d.accents, d.digits) != ("fold", "keep")
     ):
         cfg.score.normalizer = f"librispeech:accents={d.accents},digits={d.digits}"
+    if not 1 <= cfg.train.avg <= cfg.train.num_epochs:
+        # Caught here, not when a decoding after the training cannot find the epochs.
+        raise ValueError(
+            f"{path}: train.avg {cfg.train.avg} must lie in 1..train.num_epochs ({cfg.train.num_epochs}; "
+            "a config that trains fewer epochs than its base sets avg too)"
+        )
     cfg.decode_settings()
     cfg.deliberate_settings()
     return cfg
