@@ -106,9 +106,9 @@ def main() -> None:
     norm = get_normalizer(cfg.score.normalizer)
     lc = cfg.firstpass.lattice
     model = graph = None
+    paths, _ = checkpoint_paths(args.exp_dir, cfg.train, args.epoch, args.avg)
     for part in args.parts or [*cfg.data.dev_parts, *cfg.data.test_parts]:
         out = records_path(args.output_dir, "ctc", part)
-        paths, _ = checkpoint_paths(args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg or cfg.train.avg)
         suffix = f"lattice-lm-{lc.lm_order}"
         # Redone when the cuts, the model or the BPE model changed.
         record = StageRecord(

@@ -38,9 +38,7 @@ def run(method: str, doc: str) -> None:
     if not settings:
         logging.info("no %s settings in %s - nothing to do", method, args.config)
         return
-    paths, tag = checkpoint_paths(
-        args.exp_dir, args.epoch or cfg.train.num_epochs, args.avg or cfg.train.avg, args.checkpoint
-    )
+    paths, tag = checkpoint_paths(args.exp_dir, cfg.train, args.epoch, args.avg, args.checkpoint)
     run_settings(
         cfg,
         lambda: load_trained_model(cfg, paths, args.device),

@@ -34,11 +34,13 @@ log = logging.getLogger(__name__)
 
 
 def checkpoint_paths(
-    exp_dir: Path, epoch: int, avg: int = 1, checkpoint: Optional[Path] = None
+    exp_dir: Path, train, epoch: Optional[int] = None, avg: Optional[int] = None, checkpoint: Optional[Path] = None
 ) -> tuple[list[Path], str]:
-    """The checkpoint files to average and the tag that names them in result files."""
+    """The checkpoint files to average and the tag that names them in result files: ``checkpoint``,
+    else the last ``avg`` epochs up to ``epoch`` (unset: ``train.avg`` and ``train.num_epochs``)."""
     if checkpoint is not None:
         return [Path(checkpoint)], Path(checkpoint).stem
+    epoch, avg = epoch or train.num_epochs, avg or train.avg
     if epoch - avg + 1 < 1:
         raise ValueError(f"--epoch {epoch} --avg {avg}: averaging would need epochs before epoch 1")
     return [Path(exp_dir) / f"epoch-{e}.pt" for e in range(epoch - avg + 1, epoch + 1)], f"epoch-{epoch}-avg-{avg}"

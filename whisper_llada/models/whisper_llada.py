@@ -81,7 +81,7 @@ class WhisperLLaDA(SpeechLLM):
             target, self.mask_id, lc.eps, generator, self.cfg.llm.block_size, lc.suffix_mask_prob
         )
         logits = self.training_logits(prefix, prefix_mask, noisy, prefix_positions, masked, target)
-        loss = masked_diffusion_loss(logits, target, masked, p, self.cfg.loss.weighting)
+        loss = masked_diffusion_loss(logits, target, masked, p, lc.weighting)
         return {"loss": loss, "num_utts": len(texts)}
 
     def training_logits(
