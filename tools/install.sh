@@ -25,12 +25,39 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
-pip install -q --upgrade pip
+# What pip is configured to read (its environment variables first, then its config files), for uv.
+pip_setting() {
+  pip config list 2>/dev/null | sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" | head -1
+}
+
+# uv installs the same pins in about a third of pip's time (30 s against 80 s on the 2-core
+# machine). It reads no pip configuration, so pip's index, find-links, constraints and certificates
+# are handed to it. pip's extra indexes are not: uv takes a package from the first index that has
+# it, and a partial extra index could then shadow the wheel pip would choose (a soundfile without
+# its library). If uv fails, or what it installed does not import, pip installs instead.
+uv_install() {
+  pip install -q uv || return 1
+  local cert
+  cert=$(pip_setting cert)
+  UV_FIND_LINKS=$(pip_setting find-links) UV_INDEX_URL=$(pip_setting index-url) \
+    UV_CONSTRAINT=$(pip_setting constraint) SSL_CERT_FILE=${cert:-${SSL_CERT_FILE:-}} \
+    .venv/bin/uv pip install -q --python .venv/bin/python "$@" && check_imports
+}
+
+check_imports() {
+  .venv/bin/python -c "import torch, transformers, peft, lhotse, sentencepiece, soundfile, kaldialign, kaldifst; print('install.sh: torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__, '| lhotse', lhotse.__version__)"
+}
+
+packages=(-e ".[test]")
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "install.sh: installing torch==$torch_version (CPU build)"
-  pip install -q "torch==$torch_version"
+  packages+=("torch==$torch_version")
 fi
 echo "install.sh: installing whisper-llada and its pinned dependencies"
-pip install -q -e ".[test]"
-.venv/bin/python -c "import torch, transformers, peft, lhotse, sentencepiece; print('install.sh: torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__, '| lhotse', lhotse.__version__)"
+if ! uv_install "${packages[@]}"; then
+  echo "install.sh: uv failed; installing with pip"
+  pip install -q --upgrade pip
+  pip install -q "${packages[@]}"
+  check_imports
+fi
 echo "$want" > "$stamp"
