@@ -28,7 +28,6 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
 
 def run(method: str, doc: str) -> None:
     args = get_parser(doc).parse_args()
-    from whisper_llada.inference import checkpoint_paths, load_trained_model, run_settings
     from whisper_llada.recipe import load_recipe_config
     from whisper_llada.utils.logging import setup_logger
 
@@ -38,6 +37,8 @@ def run(method: str, doc: str) -> None:
     if not settings:
         logging.info("no %s settings in %s - nothing to do", method, args.config)
         return
+    from whisper_llada.inference import checkpoint_paths, load_trained_model, run_settings
+
     paths, tag = checkpoint_paths(args.exp_dir, cfg.train, args.epoch, args.avg, args.checkpoint)
     run_settings(
         cfg,

@@ -216,6 +216,24 @@ def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokeniz
         torch.testing.assert_close(
             model.training_logits(frames, mask, noisy, None, masked, clean), training[masked], rtol=1e-4, atol=1e-4
         )
+        # Without gradients (scoring) the clean copy's keys and values are kept for every call on
+        # that clean tensor and each call runs the masked copy alone: the same logits as the
+        # two-copy pass training runs, for a subset of rows, padding and a second mask pattern.
+        real = ones.clone()
+        real[0, 11:] = False
+        rows = torch.tensor([0, 2])
+        other_noisy = clean.masked_fill(torch.arange(16) % 3 == 1, model.mask_id)
+        kept = den.prefill(frames, mask)
+        for n in (noisy, other_noisy):
+            with torch.enable_grad():
+                joint = den.response_logits(state, n, real, rows, clean=clean)
+            torch.testing.assert_close(
+                den.response_logits(kept, n, real, rows, clean=clean), joint, rtol=1e-4, atol=1e-4
+            )
+            torch.testing.assert_close(
+                den.response_logits(kept, n, real, clean=clean)[rows], joint, rtol=1e-4, atol=1e-4
+            )
+        assert kept.clean_context[0] is clean
         # The exact block cache (decoding's default) gives the tokens of recomputing every step,
         # running a block's positions a step instead of the prompt and the whole canvas.
         from whisper_llada.diffusion.sampling import generate
