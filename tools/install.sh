@@ -32,10 +32,11 @@ pip_setting() {
 
 # uv installs the same pins in about half pip's time (43 s against 81 s on the 2-core machine).
 # It compiles the bytecode at install, as pip does: where PYTHONDONTWRITEBYTECODE is set, every
-# process would otherwise compile what it imports (9 s more for torch and transformers). It reads no pip configuration, so pip's index, find-links, constraints and certificates
-# are handed to it. pip's extra indexes are not: uv takes a package from the first index that has
-# it, and a partial extra index could then shadow the wheel pip would choose (a soundfile without
-# its library). If uv fails, or what it installed does not import, pip installs instead.
+# process would otherwise compile what it imports (9 s more for torch and transformers). It reads
+# no pip configuration, so pip's index, find-links, constraints and certificates are handed to it.
+# pip's extra indexes are not: uv takes a package from the first index that has it, and a partial
+# extra index could then shadow the wheel pip would choose (a soundfile without its library). If
+# uv fails, or what it installed does not import, pip installs instead.
 uv_install() {
   pip install -q uv || return 1
   local cert
