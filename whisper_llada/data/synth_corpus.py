@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -51,24 +53,37 @@ def write_part(
     per_speaker: dict[int, int] = {}
     trans: dict[Path, list[str]] = {}
     n = 0
-    for spk, text in items:
-        k = per_speaker.get(spk.id, 0)
-        per_speaker[spk.id] = k + 1
-        chapter = 1000 + k // utts_per_chapter
-        utt_id = f"{spk.id}-{chapter}-{k % utts_per_chapter:04d}"
-        d = base / str(spk.id) / str(chapter)
-        d.mkdir(parents=True, exist_ok=True)
-        flac = d / f"{utt_id}.flac"
-        # Spoken even when the file exists: espeak-ng's output depends on what it spoke before,
-        # so a resumed build must replay the history to write the files an uninterrupted one would.
-        wav = engine.synth(
-            text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch, seed=zlib.crc32(utt_id.encode())
-        )
-        if not flac.exists():
-            wav = librosa.resample(wav, orig_sr=engine.sample_rate, target_sr=sample_rate)
-            atomic_write(flac, lambda tmp: sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate))
-        trans.setdefault(d / f"{spk.id}-{chapter}.trans.txt", []).append(f"{utt_id} {text}")
-        n += 1
+
+    def save(flac: Path, wav: np.ndarray) -> None:
+        wav = librosa.resample(wav, orig_sr=engine.sample_rate, target_sr=sample_rate)
+        atomic_write(flac, lambda tmp: sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate))
+
+    # espeak-ng speaks in order (its output depends on what it spoke before); the resampling and
+    # the durable flac writes run beside it on a second thread, which they release the GIL for.
+    # At most 64 utterances wait, so memory stays bounded when the disk is slow.
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for spk, text in items:
+            k = per_speaker.get(spk.id, 0)
+            per_speaker[spk.id] = k + 1
+            chapter = 1000 + k // utts_per_chapter
+            utt_id = f"{spk.id}-{chapter}-{k % utts_per_chapter:04d}"
+            d = base / str(spk.id) / str(chapter)
+            d.mkdir(parents=True, exist_ok=True)
+            flac = d / f"{utt_id}.flac"
+            # Spoken even when the file exists: espeak-ng's output depends on what it spoke before,
+            # so a resumed build must replay the history to write the files an uninterrupted one would.
+            wav = engine.synth(
+                text.lower(), voice=spk.voice, rate=spk.rate, pitch=spk.pitch, seed=zlib.crc32(utt_id.encode())
+            )
+            if not flac.exists():
+                pending.append(writer.submit(save, flac, wav))
+                while len(pending) > 64 or (pending and pending[0].done()):
+                    pending.popleft().result()  # a failed write stops the build here
+            trans.setdefault(d / f"{spk.id}-{chapter}.trans.txt", []).append(f"{utt_id} {text}")
+            n += 1
+        for f in pending:
+            f.result()
     for path, lines in trans.items():
         atomic_write_text(path, "\n".join(lines) + "\n")
     log.info("wrote %d utterances of %d speakers to %s", n, len(per_speaker), base)
