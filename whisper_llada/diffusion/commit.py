@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-RULES = ("fixed", "threshold")
+from whisper_llada.diffusion.settings import RULES
 
 
 @dataclass(frozen=True)

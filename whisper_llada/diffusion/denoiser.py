@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-CACHES = ("auto", "none", "exact", "approximate")
+from whisper_llada.diffusion.settings import CACHES
 
 
 def sequence_positions(prefix_positions: torch.Tensor, n: int) -> torch.Tensor:

@@ -6,11 +6,60 @@ Every field has the paper's value as default where the paper gives one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from whisper_llada.data.tokenizer import TokenizerConfig
-from whisper_llada.models.qformer import QFormerConfig
 from whisper_llada.models.registry import CTC, get_arch
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class QFormerConfig:
+    num_query: int = 4
+    second_per_window: float = 0.333333
+    second_stride: float = 0.333333
+    num_layers: int = 2
+    hidden_size: int = 768
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    frames_per_second: int = 50  # Whisper encoder output rate
+    # Keep only the windows that cover the real audio (plus one); the paper uses all windows.
+    trim_to_audio: bool = False
+    # Initial std of the projection into the LLM (None: PyTorch's default). Small values keep
+    # audio tokens on the scale of an LLM's token embeddings.
+    proj_init_std: Optional[float] = None
+
+    @property
+    def kernel(self) -> int:
+        return max(1, round(self.frames_per_second * self.second_per_window))
+
+    @property
+    def stride(self) -> int:
+        return max(1, round(self.frames_per_second * self.second_stride))
+
+    def num_windows(self, num_frames: int) -> int:
+        if num_frames < self.kernel:
+            return 0
+        return (num_frames - self.kernel) // self.stride + 1
+
+    def windows_for(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+        """Number of windows kept per row: all of them, or those covering the audio plus one."""
+        import torch
+
+        total = self.num_windows(total_frames)
+        if not self.trim_to_audio:
+            return torch.full_like(real_frames, total)
+        covering = torch.div(real_frames + self.stride - 1, self.stride, rounding_mode="floor") + 1
+        return covering.clamp(min=1, max=total)
+
+    def frames_needed(self, real_frames: torch.Tensor, total_frames: int) -> torch.Tensor:
+        """Per row, how many leading encoder frames the kept windows read (what a cache must hold)."""
+        n_win = self.windows_for(real_frames, total_frames)
+        return (n_win - 1) * self.stride + self.kernel
 
 
 @dataclass
