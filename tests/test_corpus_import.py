@@ -4,7 +4,9 @@ skipping), the one cut loader (lazy and eager), the normaliser, config bases and
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -272,3 +274,18 @@ def test_stage_scripts_answer_help_without_heavy_imports():
             script.name,
             loaded & {"torch", "lhotse", "transformers"},
         )
+
+
+def test_reading_a_recipe_config_imports_no_torch():
+    """The shell recipes read configs through local/config_value.py about 25 times a run: loading
+    a config (every arch's model section and decode settings) must not import torch (2 s a call)."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from whisper_llada.recipe import load_recipe_config\n"
+        "for c in sorted(Path('egs/espeak_fortunes/conf').glob('*.yaml')):\n"
+        "    cfg = load_recipe_config(c)\n"
+        "    cfg.decode_settings(), cfg.deliberate_settings()\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('whisper_llada'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
