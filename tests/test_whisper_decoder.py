@@ -234,6 +234,14 @@ def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokeniz
                 den.response_logits(kept, n, real, clean=clean)[rows], joint, rtol=1e-4, atol=1e-4
             )
         assert kept.clean_context[0] is clean
+        # Pseudo-log-likelihood in 4 groups counts what runs: the prompt and the clean copy once,
+        # the masked copy each group.
+        from whisper_llada.diffusion.scoring import pseudo_log_likelihood
+
+        counted: dict = {}
+        pseudo_log_likelihood(den, den.prefill(frames, mask), clean, ones, ones, 4, model.mask_id, counted)
+        P = len(model.prompt_ids)
+        assert (counted["positions"] == (P + 2 * 16) + 3 * 16).all(), counted
         # The exact block cache (decoding's default) gives the tokens of recomputing every step,
         # running a block's positions a step instead of the prompt and the whole canvas.
         from whisper_llada.diffusion.sampling import generate

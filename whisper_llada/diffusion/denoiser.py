@@ -100,9 +100,11 @@ class Denoiser:
         """Beam search kept hypotheses ``index`` (rows, each within its own cut): state that belongs
         to a hypothesis follows it. The prefix is a cut's, shared by its hypotheses: nothing here."""
 
-    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None) -> int:
-        """Sequence positions the next call (on ``response``, for ``select``) runs per row, the
-        prefix's included when it is recomputed."""
+    def positions_per_pass(
+        self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None, clean=None
+    ) -> int:
+        """Sequence positions the next call (on ``response``, for ``select``, given ``clean`` as
+        ``selected_logits`` is) runs per row, the prefix's included when it is recomputed."""
         return state.length + L
 
     def response_logits(
@@ -202,7 +204,9 @@ class PrefixCache(Denoiser):
             return False
         return state.kv is None or bool((state.age[rows.cpu()] >= self.refresh).any())
 
-    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None) -> int:
+    def positions_per_pass(
+        self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None, clean=None
+    ) -> int:
         return state.length + L if self._stale(state, rows) else L
 
     def response_logits(self, state, response, response_mask, rows=None, clean=None):

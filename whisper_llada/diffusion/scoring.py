@@ -43,7 +43,7 @@ def pseudo_log_likelihood(
         if rows.numel() == 0:
             continue
         noisy = response.masked_fill(masked, mask_id)
-        positions[rows.cpu()] += denoiser.positions_per_pass(state, rows, L)
+        positions[rows.cpu()] += denoiser.positions_per_pass(state, rows, L, clean=response)
         select = masked[rows]
         # The response is known: a block-diffusion model reads the blocks before a mask from it.
         logits = denoiser.selected_logits(state, noisy, response_mask, rows, select, clean=response)

@@ -167,8 +167,17 @@ class CrossAttentionDenoiser(Denoiser):
             mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         return PrefixState(embeds, mask.to(torch.bool), None, kv=self.lm.cross_kv(embeds))
 
-    def positions_per_pass(self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None) -> int:
-        return len(self.prompt_ids) + L
+    def positions_per_pass(
+        self, state: PrefixState, rows: torch.Tensor, L: int, response=None, select=None, clean=None
+    ) -> int:
+        P = len(self.prompt_ids)
+        if clean is None or self.block_size is None:
+            return P + L
+        if torch.is_grad_enabled():
+            return P + 2 * L  # the two-copy pass
+        # Scoring: the masked copy, and the prompt and the clean copy once per clean tensor.
+        ctx = getattr(state, "clean_context", None)
+        return L if ctx is not None and ctx[0] is clean else P + 2 * L
 
     def response_logits(self, state, response, response_mask, rows=None, clean=None):
         return self.lm.logits(self._hidden(state, response, response_mask, rows, clean))
@@ -292,9 +301,9 @@ class BlockCacheDenoiser(CrossAttentionDenoiser):
             return None
         return c
 
-    def positions_per_pass(self, state, rows, L, response=None, select=None) -> int:
-        if response is None or select is None:
-            return super().positions_per_pass(state, rows, L)
+    def positions_per_pass(self, state, rows, L, response=None, select=None, clean=None) -> int:
+        if response is None or select is None or clean is not None:
+            return super().positions_per_pass(state, rows, L, clean=clean)
         c = self._step_block(state, response, torch.ones_like(response, dtype=torch.bool), rows, select)
         if c is None:
             return super().positions_per_pass(state, rows, L)
