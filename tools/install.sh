@@ -11,6 +11,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 python=${PYTHON:-python3}
 torch_version=${TORCH_VERSION:-2.13.0}
+uv_version=0.13.9  # the uv these install paths were tested with
 
 if [ ! -x .venv/bin/python ]; then
   echo "install.sh: creating .venv with $($python --version)"
@@ -25,9 +26,17 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
-# What pip is configured to read (its environment variables first, then its config files), for uv.
+# What pip is configured to read for SETTING: its environment variable (PIP_FIND_LINKS, ...) first,
+# then its config files' [global] value (the last file pip lists, where several set it; `pip config
+# get` misses /etc/xdg/pip in some pip versions). Several values come space-separated.
 pip_setting() {
-  pip config list 2>/dev/null | sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" | head -1
+  local var
+  var=PIP_$(tr 'a-z-' 'A-Z_' <<< "$1")
+  if [ -n "${!var:-}" ]; then
+    echo "${!var}"
+  else
+    pip config list 2>/dev/null | sed -n "s/^global\.$1='\(.*\)'\$/\1/p" | tail -1 | sed 's/\\n/ /g'
+  fi
 }
 
 # uv installs the same pins in about half pip's time (43 s against 81 s on the 2-core machine).
@@ -38,12 +47,15 @@ pip_setting() {
 # extra index could then shadow the wheel pip would choose (a soundfile without its library). If
 # uv fails, or what it installed does not import, pip installs instead.
 uv_install() {
-  pip install -q uv || return 1
-  local cert
-  cert=$(pip_setting cert)
-  UV_FIND_LINKS=$(pip_setting find-links) UV_INDEX_URL=$(pip_setting index-url) \
-    UV_CONSTRAINT=$(pip_setting constraint) SSL_CERT_FILE=${cert:-${SSL_CERT_FILE:-}} \
-    .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python "$@" && check_imports
+  pip install -q "uv==$uv_version" || return 1
+  local cert settings=()
+  cert=$(pip_setting cert | xargs)
+  # uv separates several find-links locations with commas, pip with spaces.
+  settings+=("UV_FIND_LINKS=$(pip_setting find-links | xargs | tr ' ' ',')")
+  settings+=("UV_INDEX_URL=$(pip_setting index-url | xargs)" "UV_CONSTRAINT=$(pip_setting constraint | xargs)")
+  settings+=("SSL_CERT_FILE=${cert:-${SSL_CERT_FILE:-}}")
+  case "$(pip_setting no-index | xargs)" in 1 | true | yes | on) settings+=(UV_NO_INDEX=1) ;; esac
+  env "${settings[@]}" .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python "$@" && check_imports
 }
 
 check_imports() {

@@ -62,7 +62,8 @@ def write_part(
     # the durable flac writes run beside it on a second thread, which they release the GIL for.
     # At most 64 utterances wait, so memory stays bounded when the disk is slow.
     pending: deque[Future] = deque()
-    with ThreadPoolExecutor(max_workers=1) as writer:
+    writer = ThreadPoolExecutor(max_workers=1)
+    try:
         for spk, text in items:
             k = per_speaker.get(spk.id, 0)
             per_speaker[spk.id] = k + 1
@@ -84,6 +85,12 @@ def write_part(
             n += 1
         for f in pending:
             f.result()
+    except BaseException:
+        # A failed write or synthesis: the queued writes are dropped, not waited for (a rerun
+        # writes them, each file being atomic).
+        writer.shutdown(wait=True, cancel_futures=True)
+        raise
+    writer.shutdown()
     for path, lines in trans.items():
         atomic_write_text(path, "\n".join(lines) + "\n")
     log.info("wrote %d utterances of %d speakers to %s", n, len(per_speaker), base)

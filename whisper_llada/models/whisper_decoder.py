@@ -234,15 +234,17 @@ class CrossAttentionDenoiser(Denoiser):
         P, b, dev = len(self.prompt_ids), self.block_size, response.device
         B, L = clean.shape
         keys = torch.cat([torch.ones(B, P, dtype=torch.bool, device=dev), response_mask.to(torch.bool)], 1)
+        # Kept for this clean tensor and padding only: the callers pass the same objects to every
+        # group and neither changes in place.
         ctx = getattr(state, "clean_context", None)
-        if ctx is None or ctx[0] is not clean:
+        if ctx is None or ctx[0] is not clean or ctx[1] is not response_mask:
             cache = [None] * len(self.lm.decoder.layers)
             ids = torch.cat([self.prompt_ids[None].expand(B, -1), clean], 1)
             hidden = self.lm(
                 ids, keys, state.kv, state.mask, causal=False, pattern=block_pattern(P, L, b, dev), cache=cache
             )
-            state.clean_context = ctx = (clean, cache, hidden)
-        _, cache, clean_hidden = ctx
+            state.clean_context = ctx = (clean, response_mask, cache, hidden)
+        _, _, cache, clean_hidden = ctx
         kv, frames_mask = state.kv, state.mask
         if rows is not None:
             response, keys, clean_hidden = response[rows], keys[rows], clean_hidden[rows]
