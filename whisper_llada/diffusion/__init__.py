@@ -3,7 +3,7 @@
 The names below load on first use (PEP 562), so that ``diffusion.settings`` imports without torch.
 """
 
-from importlib import import_module
+from whisper_llada.utils.lazy_names import lazy_names
 
 _WHERE = {
     "generate_beam": "beam",
@@ -18,8 +18,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = lazy_names(__name__, _WHERE)

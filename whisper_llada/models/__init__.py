@@ -4,7 +4,7 @@ Import from here; the names load on first use (PEP 562), so that ``models.config
 torch, and heavy dependencies (transformers, peft) load only when a model is built.
 """
 
-from importlib import import_module
+from whisper_llada.utils.lazy_names import lazy_names
 
 _WHERE = {
     "build_model": "build",
@@ -17,8 +17,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = lazy_names(__name__, _WHERE)
