@@ -26,16 +26,17 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
-# What pip is configured to read for SETTING: its environment variable (PIP_FIND_LINKS, ...) first,
-# then its config files' [global] value (the last file pip lists, where several set it; `pip config
-# get` misses /etc/xdg/pip in some pip versions). Several values come space-separated.
+# What pip is configured to read for SETTING, trimmed: its environment variable (PIP_FIND_LINKS,
+# ...) first, then its config files' [global] value (the last file pip lists, where several set it;
+# `pip config get` misses /etc/xdg/pip in some pip versions). Several values come space-separated.
+# The config is listed once ($pip_config, 0.5 s a listing), not once per setting.
 pip_setting() {
   local var
   var=PIP_$(tr 'a-z-' 'A-Z_' <<< "$1")
   if [ -n "${!var:-}" ]; then
-    echo "${!var}"
+    xargs <<< "${!var}"
   else
-    pip config list 2>/dev/null | sed -n "s/^global\.$1='\(.*\)'\$/\1/p" | tail -1 | sed 's/\\n/ /g'
+    sed -n "s/^global\.$1='\(.*\)'\$/\1/p" <<< "$pip_config" | tail -1 | sed 's/\\n/ /g' | xargs
   fi
 }
 
@@ -48,13 +49,14 @@ pip_setting() {
 # uv fails, or what it installed does not import, pip installs instead.
 uv_install() {
   pip install -q "uv==$uv_version" || return 1
-  local cert settings=()
-  cert=$(pip_setting cert | xargs)
+  local cert settings=() pip_config
+  pip_config=$(pip config list 2>/dev/null || true)
+  cert=$(pip_setting cert)
   # uv separates several find-links locations with commas, pip with spaces.
-  settings+=("UV_FIND_LINKS=$(pip_setting find-links | xargs | tr ' ' ',')")
-  settings+=("UV_INDEX_URL=$(pip_setting index-url | xargs)" "UV_CONSTRAINT=$(pip_setting constraint | xargs)")
+  settings+=("UV_FIND_LINKS=$(pip_setting find-links | tr ' ' ',')")
+  settings+=("UV_INDEX_URL=$(pip_setting index-url)" "UV_CONSTRAINT=$(pip_setting constraint)")
   settings+=("SSL_CERT_FILE=${cert:-${SSL_CERT_FILE:-}}")
-  case "$(pip_setting no-index | xargs)" in 1 | true | yes | on) settings+=(UV_NO_INDEX=1) ;; esac
+  case "$(pip_setting no-index)" in 1 | true | yes | on) settings+=(UV_NO_INDEX=1) ;; esac
   env "${settings[@]}" .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python "$@" && check_imports
 }
 
