@@ -88,6 +88,7 @@ def main() -> None:
     setup_logger(args.exp_dir / "log" / "log-ctc-first-pass")
     from dataclasses import asdict
 
+    from whisper_llada.data.pieces import check_window, is_piece
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
     from whisper_llada.firstpass.records import read_records, records_path, write_records
@@ -128,6 +129,7 @@ def main() -> None:
         if model is None:
             graph, words = load_graph(cfg, args.lm_dir)
             model = load_trained_model(cfg, paths, args.device)
+            check_window(model.window_seconds, cfg.data.decode_window, "the CTC recogniser's encoder")
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=list(todo.values()))
         records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm)
@@ -159,7 +161,9 @@ def main() -> None:
             StageRecord.amended(record_path_for(path), [path])  # its stage must not think it damaged
             systems.append((system, recs))
         for system, recs in systems:
-            stats = first_pass_stats(recs, refs)
+            # A long cut's pieces have no references of their own: the statistics are of whole cuts.
+            whole = {c: r for c, r in refs.items() if not is_piece(c)}
+            stats = first_pass_stats({c: r for c, r in recs.items() if c in whole}, whole)
             if system == "ctc":
                 stats["speed"] = speed
             atomic_write_text(args.output_dir / system / f"stats-{part}.json", json.dumps(stats, indent=2) + "\n")

@@ -27,6 +27,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
+    from whisper_llada.data.pieces import check_window
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.data.tokenizer import build_tokenizer
     from whisper_llada.firstpass.records import records_path, write_records
@@ -53,6 +54,7 @@ def main() -> None:
             "firstpass": asdict(cfg.firstpass),
             "score": asdict(cfg.score),
             "tokenizer": asdict(cfg.model.tokenizer),
+            "decode_window": cfg.data.decode_window,
         }
         outputs = [out.parent / f"recogs-{part}-{suffix}.txt", out.parent / f"errs-{part}-{suffix}.txt", out]
         record = StageRecord(
@@ -67,6 +69,7 @@ def main() -> None:
         if decoder is None:
             tok = build_tokenizer(cfg.model.tokenizer) if cfg.firstpass.whisper.get("config") else None
             decoder = make_first_pass(cfg.firstpass, tok, args.device)
+            check_window(decoder.frames / 100, cfg.data.decode_window, "the Whisper first pass")
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         records, speed = run_first_pass(decoder, cuts, cfg.firstpass.batch_size, norm)
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}

@@ -23,16 +23,19 @@ def make_workspace(tmp: Path, recipe: str = "librispeech") -> Path:
     return rdir
 
 
-def make_corpus(dl_dir: Path, n_train: int = 12, n_dev: int = 2, n_test: int = 2) -> None:
+def make_corpus(dl_dir: Path, n_train: int = 12, n_dev: int = 2, n_test: int = 2, long_test: int = 0) -> None:
+    """``long_test``: one more test utterance, that many sentences spoken as one (a long cut)."""
     from whisper_llada.data.synth_corpus import Speaker, write_part
 
     speakers = [Speaker(101, "en-us", 165, 50), Speaker(102, "en+f3", 150, 60), Speaker(103, "en-gb-x-rp", 175, 45)]
-    sents = make_sentences(n_train + n_dev + n_test, seed=11)
+    sents = make_sentences(n_train + n_dev + n_test + long_test, seed=11)
     parts = {
         "train-clean-100": sents[:n_train],
         "dev-clean": sents[n_train : n_train + n_dev],
-        "test-clean": sents[n_train + n_dev :],
+        "test-clean": sents[n_train + n_dev : n_train + n_dev + n_test],
     }
+    if long_test:
+        parts["test-clean"].append(" ".join(sents[n_train + n_dev + n_test :]))
     for part, texts in parts.items():
         write_part(dl_dir, part, [(speakers[i % 3], t) for i, t in enumerate(texts)])
 

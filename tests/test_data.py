@@ -40,7 +40,7 @@ def test_filter_cuts_reports_each_reason(tokenizer, caplog):
     assert [c.id for c in kept] == ["ok"]
     msg = caplog.text
     for reason in (
-        "longer than 30 s (Whisper's window)",
+        "longer than 30 s (the encoder's window)",
         "empty transcript",
         "response_length 24",
         "shorter than 0.5 s",

@@ -21,7 +21,8 @@ STAGES = [f"Stage {i}:" for i in range(1, 11)]
 def recipe(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ws")
     rdir = make_workspace(tmp)
-    make_corpus(tmp / "dl")
+    # Its test part has one utterance longer than the smoke encoders' 10-s window.
+    make_corpus(tmp / "dl", long_test=6)
     out = run(
         ["./run.sh", "--dl-dir", str(tmp / "dl"), "--config", "conf/smoke.yaml", "--stage", "1", "--nj", "2"], rdir
     )
@@ -63,6 +64,34 @@ def test_smoke_run_writes_every_stage(recipe):
     (rescored,) = (exp / "nbest_rescoring").glob("errs-test-clean-*")
     assert '"fusion": {' in rescored.read_text()
     assert (exp / "report.json").is_file() and (exp / "wer-vs-rtf.png").stat().st_size > 1000
+
+
+def test_long_cut_is_decoded_whole_by_every_system(recipe):
+    """The test cut over data.decode_window (10 s) is decoded in pieces by both first passes, every
+    decoding, deliberation and rescoring setting, and scored whole: one row with its reference."""
+    from lhotse import CutSet
+
+    from whisper_llada.data.text_norm import get_normalizer
+    from whisper_llada.firstpass.records import read_records
+
+    rdir, out = recipe
+    cuts = CutSet.from_file(rdir / "data/fbank/librispeech_cuts_test-clean.jsonl.gz")
+    long = max(cuts, key=lambda c: c.duration)
+    assert long.duration > 10
+    ref = get_normalizer("librispeech")(long.supervisions[0].text).split()
+    for system in ("whisper", "ctc"):
+        pieces = [k for k in read_records(rdir / f"data/firstpass/{system}/test-clean.jsonl.gz") if long.id in k]
+        assert len(pieces) >= 2 and long.id not in pieces
+    recogs = sorted((rdir / "exp/smoke").glob("*/recogs-test-clean-*")) + sorted(
+        (rdir / "data/firstpass").glob("*/recogs-test-clean-*")
+    )
+    assert len(recogs) == 8
+    for path in recogs:
+        rows = {c: (r, h) for c, r, h in read_recogs(path)}
+        assert set(rows) == {c.id for c in cuts}, path
+        assert rows[long.id][0] == ref, path
+        errs = path.with_name(path.name.replace("recogs-", "errs-")).read_text()
+        assert f"Utterances: {len(cuts)} scored of {len(cuts)} in the part; 0 left out" in errs, path
 
 
 def test_rerun_skips_every_stage(recipe):

@@ -293,7 +293,7 @@ def test_training_filter_writes_each_dropped_cut_beside_the_manifests(tmp_path, 
     )
     assert [c.id for c in kept] == ["ok"]
     got = {e["id"]: e["reason"] for e in read_dropped(tmp_path / "librispeech_filtered_train.jsonl")}
-    assert got == {"empty": "empty transcript", "long": "longer than 30 s (Whisper's window)"}
+    assert got == {"empty": "empty transcript", "long": "longer than 30 s (the encoder's window)"}
 
 
 # ---------------------------------------------------------------- the stages on a tiny spoken corpus (slow)
@@ -580,7 +580,8 @@ def test_every_test_utterance_is_counted_and_fixes_are_picked_up(ws, monkeypatch
     flacs = ws.flacs("test-clean")
     saved = {f: f.read_bytes() for f in flacs}
     try:
-        # A test utterance over Whisper's 30 s and an unreadable one: both in the WER as all deleted, and listed.
+        # A test utterance over the window (decoded in pieces, scored whole) and an unreadable one
+        # (in the WER as all deleted, and listed).
         audio, sr = sf.read(flacs[0])
         sf.write(flacs[0], __import__("numpy").concatenate([audio, 0 * audio[:1].repeat(31 * sr)]), sr)
         flacs[1].write_bytes(b"")
@@ -589,14 +590,15 @@ def test_every_test_utterance_is_counted_and_fixes_are_picked_up(ws, monkeypatch
         out = ws.run(*decode)
         assert f"{errs.relative_to(ws.rdir)} is stale: input" in out
         errs_text = errs.read_text()
-        assert "Utterances: 1 scored of 3 in the part; 2 left out" in errs_text
-        assert f"{flacs[0].stem}\tlonger than 30 s (Whisper's window); not decoded" in errs_text
+        assert "Utterances: 2 scored of 3 in the part; 1 left out" in errs_text
+        assert f"{flacs[0].stem}\t" not in errs_text.split("LEFT OUT: cut id, reason")[1]
+        assert f"{flacs[0].stem}:\tref=" in results()[2] and ".piece" not in results()[2]
         assert re.search(rf"{flacs[1].stem}\tunreadable audio .*\({re.escape(str(flacs[1]))}\)", errs_text)
-        assert f"{flacs[0].stem}:\thyp=\n" in results()[2] and f"{flacs[1].stem}:\thyp=\n" in results()[2]
+        assert f"{flacs[1].stem}:\thyp=\n" in results()[2]
         summary = next(out_dir.glob("wer-summary-test-clean-*.txt")).read_text()
-        assert "\t1/3\n" in summary and "LEFT OUT" in summary
+        assert "\t2/3\n" in summary and "LEFT OUT" in summary
         report = ws.run("compare_systems.py", "--exp-dir", "exp/dec", "--firstpass-dir", "nowhere")
-        assert " 1/3" in report and f"{flacs[1].stem}: unreadable audio" in report
+        assert " 2/3" in report and f"{flacs[1].stem}: unreadable audio" in report
         # Feature storage lost after the features stage: each cut named with the file it could not read.
         storage = ws.rdir / "data/fbank/librispeech_feats_test-clean"
         (storage / "feats-0.lca").unlink()

@@ -19,6 +19,7 @@ import torch
 
 from whisper_llada.data.dataset import SpeechTextDataset, cut_text, move_batch
 from whisper_llada.data.dropped import all_deleted, dropped_path, read_dropped
+from whisper_llada.data.pieces import check_window, is_piece
 from whisper_llada.data.text_norm import get_normalizer
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.firstpass.records import read_records, records_path, write_records
@@ -239,17 +240,20 @@ def token_confidences(tokenizer, record: dict) -> list[float]:
 def load_test_part(cfg: RecipeConfig, part: str, norm: Callable[[str], str]) -> tuple:
     """(decodable cuts, result rows of the rest, (id, reason) of the rest) of a test part.
 
-    No test cut vanishes: one Whisper cannot read (over 30 s) or that an earlier stage left out
+    A cut longer than ``data.decode_window`` is decoded as its pieces (``whisper_llada.data.pieces``),
+    which ``write_results`` joins again. No test cut vanishes: one that an earlier stage left out
     (unreadable audio) is scored as all deleted and listed in the errs file with its reason.
     """
     from whisper_llada.data.cuts import load_part_cuts
+    from whisper_llada.data.pieces import split_long_cuts
 
-    too_long: list[dict] = []
-    cuts = load_part_cuts(cfg.data, [part], part, need_text=False, dropped=too_long)
+    unusable: list[dict] = []
+    cuts = load_part_cuts(cfg.data, [part], part, need_text=False, dropped=unusable, max_duration=float("inf"))
+    cuts = split_long_cuts(cuts, cfg.data.decode_window, part)
     earlier = read_dropped(dropped_path(cfg.data.manifest_dir, cfg.data.prefix, part))
-    for e in too_long:
+    for e in unusable:
         e["reason"] += "; not decoded"
-    rows, left = all_deleted(earlier + too_long, norm)
+    rows, left = all_deleted(earlier + unusable, norm)
     if left:
         log.warning(
             "%s: %d of %d cuts cannot be decoded; each is scored as all deleted and listed in the errs files (e.g. %s)",
@@ -312,7 +316,12 @@ def run_settings(
                 if setting.mode == "nbest_rescoring":  # its weights are chosen on dev
                     for dev in cfg.data.dev_parts:
                         inputs += [*part_inputs(cfg, dev), records_path(firstpass_dir, system, dev)]
-            options = {"setting": vars(setting), "score": asdict(cfg.score), "model": asdict(cfg.model)}
+            options = {
+                "setting": vars(setting),
+                "score": asdict(cfg.score),
+                "model": asdict(cfg.model),
+                "decode_window": cfg.data.decode_window,
+            }
             record = StageRecord(
                 record_path_for(errs),
                 inputs,
@@ -328,7 +337,9 @@ def run_settings(
             if (dev_only or record.check(str(errs))) and (fp_record is None or fp_record.check(str(fp_out))):
                 continue
             first_pass = read_first_pass(fp_path, cuts) if setting.is_deliberation else None
-            model = model or get_model()
+            if model is None:
+                model = get_model()
+                check_window(model.window_seconds, cfg.data.decode_window, f"{cfg.model.arch}'s encoder")
             fusion = None
             if setting.mode == "nbest_rescoring":
                 key = (setting.suffix(), system)
@@ -426,7 +437,9 @@ def choose_fusion(cfg, model, setting, system, firstpass_dir, device, prefixes, 
             prefixes,
             candidates=cands,
         )
-        refs.update((cut_id, ref) for cut_id, ref, _ in results)
+        # A long cut's pieces have no references of their own: the weights are chosen on whole cuts.
+        refs.update((cut_id, ref) for cut_id, ref, _ in results if not is_piece(cut_id))
+    cands = {c: v for c, v in cands.items() if c in refs}
     fusion, info = tune_fusion(cands, refs, norm, setting.fuse)
     info = {"dev_parts": list(cfg.data.dev_parts), **info}
     atomic_write_text(path, json.dumps(info, indent=1))

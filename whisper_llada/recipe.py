@@ -38,6 +38,10 @@ class DataConfig:
     accents: Literal["fold", "keep"] = "fold"  # CAFÉ -> CAFE, or kept as written
     digits: Literal["keep", "spell"] = "keep"  # 1990 kept, or spelled in words (num2words)
     strict: bool = False  # stop at the first unusable cut instead of reporting and skipping it
+    # Test cuts longer than this are decoded whole, in pieces of at most this many seconds cut at
+    # their quietest points and joined before scoring (docs/recipes.md); at most the shortest
+    # encoder window of the recipe's systems (Whisper's 30 s).
+    decode_window: float = 30.0
 
     def cuts_path(self, part: str) -> Path:
         return Path(self.manifest_dir) / f"{self.prefix}_cuts_{part}.jsonl.gz"

@@ -190,11 +190,7 @@ def _filter_iter(
         text = normalize(cut_text(cut))
         why = None
         if cut.duration > max_duration:
-            why = (
-                f"longer than {max_duration:g} s (Whisper's window)"
-                if max_duration == MAX_WHISPER_SECONDS
-                else f"longer than {max_duration:g} s"
-            )
+            why = f"longer than {max_duration:g} s (the encoder's window)"
         elif cut.duration < min_duration:
             why = f"shorter than {min_duration:g} s"
         elif need_text and not text:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from whisper_llada.data.audio import FEATURES, FRAMES, Audio
-from whisper_llada.models.whisper_encoder import adapted_layers, run_frozen_encoder
+from whisper_llada.models.whisper_encoder import adapted_layers, input_frames, run_frozen_encoder
 
 
 class FrozenWhisperFrontEnd(nn.Module):
@@ -41,6 +41,11 @@ class FrozenWhisperFrontEnd(nn.Module):
         """Leading encoder frames per row that the model reads (what an encoder cache holds). The
         Q-Former's geometry for every model, so that two configs of a recipe share one cache."""
         return self.cfg.qformer.frames_needed(real_frames, total_frames)
+
+    @property
+    def window_seconds(self) -> float:
+        """The longest audio the encoder reads at once (30 s for real Whisper models)."""
+        return input_frames(self.encoder) / 100
 
     @property
     def adapted(self) -> bool:

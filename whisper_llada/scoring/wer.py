@@ -165,8 +165,12 @@ def write_results(
     """Write ``recogs-`` and ``errs-`` files for one test set and setting; returns the WER.
 
     ``results`` holds every cut of the part; those in ``left_out`` (cut id, reason) with an empty
-    hypothesis, so the WER counts their words as deleted and the errs file lists them.
+    hypothesis, so the WER counts their words as deleted and the errs file lists them. Rows of a
+    long cut's pieces are joined into the cut's row first (``whisper_llada.data.pieces``).
     """
+    from whisper_llada.data.pieces import join_pieces
+
+    results, left_out = join_pieces(results, left_out)
     exp_dir = Path(exp_dir)
     ids = {c for c, _, _ in results}
     missing = [c for c, _ in left_out if c not in ids]

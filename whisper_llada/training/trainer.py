@@ -42,8 +42,11 @@ def dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def load_cuts(cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_duration: float = 0.0):
-    """The training or dev cuts, read and filtered lazily (whisper_llada.data.cuts)."""
+def load_cuts(
+    cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_duration: float = 0.0, max_duration: float = 30.0
+):
+    """The training or dev cuts, read and filtered lazily (whisper_llada.data.cuts); ``max_duration``:
+    the encoder's window (training takes whole cuts; decoding takes longer ones in pieces)."""
     from whisper_llada.data.cuts import load_part_cuts
     from whisper_llada.data.dropped import filtered_path
     from whisper_llada.models.registry import get_arch
@@ -59,6 +62,7 @@ def load_cuts(cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_du
         tokenizer=tokenizer,
         max_tokens=max_tokens,
         min_duration=min_duration,
+        max_duration=max_duration,
         dropped_file=filtered_path(cfg.data.manifest_dir, cfg.data.prefix, where),
     )
 
@@ -163,8 +167,9 @@ class Trainer:
         cfg, tc = self.cfg, self.cfg.train
         cfg.check_features()
         norm = cfg.data.text_normalizer()
-        train_cuts = load_cuts(cfg, cfg.data.train_parts, self.tokenizer, "train", tc.min_duration)
-        dev_cuts = load_cuts(cfg, cfg.data.dev_parts, self.tokenizer, "dev")
+        window = self.model.window_seconds
+        train_cuts = load_cuts(cfg, cfg.data.train_parts, self.tokenizer, "train", tc.min_duration, window)
+        dev_cuts = load_cuts(cfg, cfg.data.dev_parts, self.tokenizer, "dev", max_duration=window)
         if tc.cache_encoder:
             from whisper_llada.training.encoder_cache import cached_cuts, encoder_cache_dir
 
