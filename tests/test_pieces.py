@@ -90,3 +90,62 @@ def test_split_long_cuts_on_real_audio(tmp_path):
     assert pieces[0].supervisions[0].text == "long words" and not pieces[1].supervisions
     loaded = pieces[1].load_audio()
     assert loaded.shape[-1] == pytest.approx(pieces[1].duration * rate, abs=2)
+
+
+def test_group_utterances_keeps_every_id_within_bounds():
+    from whisper_llada.data.joined_part import group_utterances
+
+    items = (
+        [(f"1-0-{i:04d}", 12.0) for i in range(7)] + [(f"2-0-{i:04d}", 20.0) for i in range(2)] + [("3-0-0000", 5.0)]
+    )
+    groups = group_utterances(items, 31.0, 70.0, across_speakers=False)
+    assert [g for grp in groups for g in grp] == [i for i, _ in items]  # all, in order
+    size = dict(items)
+    assert all(len({g.split("-")[0] for g in grp}) == 1 for grp in groups)
+    # speaker 1: 36 s, then 48 s (its 12-s rest joined the group before); speaker 2: 40 s; speaker 3: 5 s alone
+    assert [sum(size[g] for g in grp) for grp in groups] == [36.0, 48.0, 40.0, 5.0]
+    across = group_utterances(items, 50.0, 60.0, across_speakers=True)
+    assert [sum(size[g] for g in grp) for grp in across] == [60.0, 44.0, 25.0]
+    assert sum(group_utterances(items, 100.0, 130.0, across_speakers=True), []) == [i for i, _ in items]
+
+
+def test_join_part_writes_a_librispeech_part(tmp_path):
+    import soundfile as sf
+
+    from whisper_llada.data.joined_part import join_part, read_part
+
+    rate = 16000
+    for spk, n in (("7", 3), ("8", 2)):
+        d = tmp_path / "src" / spk / "1"
+        d.mkdir(parents=True)
+        lines = []
+        for i in range(n):
+            uid = f"{spk}-1-{i:04d}"
+            sf.write(d / f"{uid}.flac", np.full(int(rate * (1 + i)), 0.1 * (i + 1), np.float32), rate)
+            lines.append(f"{uid} WORD{spk}{i} MORE")
+        (d / f"{spk}-1.trans.txt").write_text("\n".join(lines) + "\n")
+    out = join_part(tmp_path / "src", tmp_path / "dst", 5.5, 10.0)
+    assert [(i, g) for i, g, _ in out] == [
+        ("7-0-0000", ["7-1-0000", "7-1-0001", "7-1-0002"]),
+        ("8-0-0000", ["8-1-0000", "8-1-0001"]),
+    ]
+    joined = read_part(tmp_path / "dst")
+    assert joined[0][1] == "WORD70 MORE WORD71 MORE WORD72 MORE"
+    audio, sr = sf.read(joined[0][2], dtype="float32")
+    assert sr == rate and len(audio) == 6 * rate and audio[rate] == pytest.approx(0.2, abs=1e-3)
+    assert (tmp_path / "dst/joined.txt").read_text().splitlines()[1] == "8-0-0000 8-1-0000 8-1-0001"
+
+
+def test_hypotheses_that_fill_a_fixed_canvas_are_counted(tokenizer):
+    from types import SimpleNamespace
+
+    from whisper_llada.diffusion.settings import DecodeConfig
+    from whisper_llada.inference import canvas_filled
+
+    model = SimpleNamespace(tokenizer=tokenizer)
+    short, long = "THE CAT", " ".join(["RIVER STONE"] * 10)
+    setting = DecodeConfig(mode="decoding", gen_len=8, steps=8, block_length=8)
+    assert len(tokenizer.encode(short)) < 8 <= len(tokenizer.encode(long))
+    assert canvas_filled(model, setting, [short, long, ""]) == 1
+    delib = DecodeConfig(mode="diffusion_deliberation", gen_len=8, steps=8)
+    assert canvas_filled(model, delib, [long]) == 0

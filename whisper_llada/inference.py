@@ -112,7 +112,7 @@ def decode_part(
 
     norm = get_normalizer(normalizer)
     ds = SpeechTextDataset(norm, strict=strict)
-    results, wall, front, audio, passes, n = [], 0.0, 0.0, 0.0, 0, 0
+    results, wall, front, audio, passes, n, full = [], 0.0, 0.0, 0.0, 0, 0, 0
     positions = 0  # sequence positions the LLM ran (a cached prefix counts once)
     prefixes = prefixes or PrefixCache(max_bytes=0)
     g = torch.Generator(device=device).manual_seed(0)
@@ -147,6 +147,7 @@ def decode_part(
         passes += int(stats["forward_passes"].sum()) if "forward_passes" in stats else 0
         positions += int(stats["positions"].sum()) if "positions" in stats else 0
         n += len(hyps)
+        full += canvas_filled(model, setting, hyps)
         for cut_id, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps):
             results.append((cut_id, ref.split(), norm(hyp).split()))
     decoded = {r[0] for r in results}
@@ -157,8 +158,18 @@ def decode_part(
                 left_out.append((cut.id, ds.failures.get(cut.id, "not decoded (see the log)")))
             if records is not None:  # deliberation then meets it as here: all deleted
                 records.append({"id": cut.id, "text": "", "nbest": [{"text": "", "score": 0.0}]})
+    if full:
+        log.warning(
+            "%s: %d of %d hypotheses fill the whole canvas (gen_len %s) and may be cut short: raise gen_len, "
+            "or lower data.decode_window so that long cuts are decoded in shorter pieces",
+            setting.suffix(),
+            full,
+            n,
+            setting.gen_len,
+        )
     speed = {
         "num_utts": n,
+        "canvas_full": full,
         "audio_seconds": round(audio, 3),
         "wall_seconds": round(wall, 3),
         "rtf": round(wall / audio, 5) if audio else None,
@@ -167,6 +178,15 @@ def decode_part(
         "positions_per_utt": round(positions / max(n, 1), 1) if positions else None,
     }
     return results, speed
+
+
+def canvas_filled(model, setting: DecodeConfig, hyps: Sequence[str]) -> int:
+    """How many of a batch's hypotheses are as long as a fixed canvas (direct decoding): their
+    transcript found no end within it, and may have been cut."""
+    tok = getattr(model, "tokenizer", None)
+    if setting.is_deliberation or setting.as_first_pass or not isinstance(setting.gen_len, int) or tok is None:
+        return 0
+    return sum(len(tok.encode(h)) >= setting.gen_len for h in hyps if h)
 
 
 def nbest_of(record: dict, n: Optional[int] = None) -> list[dict]:
