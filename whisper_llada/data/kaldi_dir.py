@@ -148,7 +148,9 @@ def read_kaldi_dir(part_dir: Path, nj: int = 1):
     if not recordings:
         reco, why = next(iter(why_not.items()))
         raise RuntimeError(f"{part_dir}: none of its {len(why_not)} recordings can be read (e.g. {reco}: {why})")
-    sups, dropped = _supervisions(part_dir, utts, recordings, why_not, {r: wav.get(k) for r, k in keys.items()})
+    sups, dropped = _supervisions(
+        part_dir, utts, speakers, recordings, why_not, {r: wav.get(k) for r, k in keys.items()}
+    )
     _summary(part_dir, [rec for rec, _ in recordings.values()])
     used = {s.recording_id for s in sups}
     recs = RecordingSet.from_recordings(rec for r, (rec, _) in recordings.items() if r in used)
@@ -169,12 +171,11 @@ def _on_channel(rec, reco: str, channel):
     return rec, channel
 
 
-def _supervisions(part_dir: Path, utts: dict, recordings: dict, why_not: dict, sources: dict):
+def _supervisions(part_dir: Path, utts: dict, speakers: dict, recordings: dict, why_not: dict, sources: dict):
     """(supervisions, left-out entries) of the utterances ``utts`` ({utt: [reco, start, end]})."""
     from lhotse import SupervisionSegment
     from lhotse.utils import add_durations
 
-    speakers = read_table(part_dir / "utt2spk")
     texts = read_table(part_dir / "text", allow_empty=True)
     genders = read_table(part_dir / "spk2gender", must_exist=False)
     languages = read_table(part_dir / "utt2lang", must_exist=False)
