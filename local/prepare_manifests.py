@@ -2,7 +2,9 @@
 """lhotse recordings and supervisions of every part of the config, from the corpus data.corpus names.
 
 Reads  librispeech: {corpus_dir}/{part}/{speaker}/{chapter}/*.flac and *.trans.txt
-       kaldi:       {corpus_dir}/{part}/{wav.scp,text,utt2spk[,segments]} (a Kaldi data directory)
+       kaldi:       {corpus_dir}/{part}/{wav.scp,text,utt2spk[,segments,reco2file_and_channel,...]}
+                    (a Kaldi data directory; wav.scp files or pipe commands, rates and channels read
+                    from the audio, --nj at a time)
        lhotse:      {corpus_dir}/{prefix}_{recordings,supervisions}_{part}.jsonl.gz (ready manifests)
 Writes {data.raw_manifest_dir}/{data.prefix}_{recordings,supervisions}_{part}.jsonl.gz and the list of
        utterances left out (unreadable audio); a part whose manifests exist is skipped

@@ -86,6 +86,184 @@ def test_kaldi_dir_with_segments_gives_one_cut_per_segment(tmp_path, caplog):
     prepare_manifests(cfg.data, tmp_path / "kaldi", nj=1)
 
 
+def _mixed_kaldi_dir(d):
+    """Recordings as real Kaldi directories hold them: a 16 kHz wav, wav.scp pipe commands (a wav, a
+    FLAC), 8 kHz, 44.1 kHz stereo, a stereo file split into two recording ids by reco2file_and_channel,
+    recordings that ``segments`` cuts in two, a missing file and a failing command.
+    Returns {utterance: (duration in seconds, or None when it cannot be read)}."""
+    import soundfile as sf
+
+    a = d / "audio"
+    a.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+
+    def noise(seconds, rate, channels=1, level=0.1):
+        return (level * rng.standard_normal((round(seconds * rate), channels))).astype(np.float32)
+
+    sf.write(a / "plain.wav", noise(1.5, 16000), 16000)
+    sf.write(a / "piped.wav", noise(1.2, 16000), 16000)
+    sf.write(a / "piped.flac", noise(1.1, 22050), 22050)
+    sf.write(a / "narrow.wav", noise(1.0, 8000), 8000)
+    sf.write(a / "cd.flac", noise(1.3, 44100, 2), 44100)
+    # Channel A nearly silent, channel B loud: the features tell which one was read.
+    sf.write(a / "call.wav", np.concatenate([noise(1.6, 16000, level=1e-4), noise(1.6, 16000)], axis=1), 16000)
+    sf.write(a / "long.wav", noise(2.0, 16000), 16000)
+    (d / "wav.scp").write_text(
+        f"plain {a}/plain.wav\n"
+        f"piped echo run >> {d.parent}/runs; cat {a}/piped.wav |\n"
+        f"pipedflac cat {a}/piped.flac |\n"
+        f"narrow {a}/narrow.wav\n"
+        f"cd {a}/cd.flac\n"
+        f"call {a}/call.wav\n"
+        f"long {a}/long.wav\n"
+        f"gone {a}/gone.wav\n"
+        f"broken cat {a}/gone.flac |\n"
+    )
+    (d / "reco2file_and_channel").write_text("call-A call A\ncall-B call B\n")
+    segs = [
+        ("u-plain", "plain", 0, -1, 1.5),
+        ("u-piped-0", "piped", 0, 0.6, 0.6),
+        ("u-piped-1", "piped", 0.6, 1.2, 0.6),
+        ("u-pipedflac", "pipedflac", 0, -1, 1.1),
+        ("u-narrow", "narrow", 0, 1.3, 1.0),  # ends after the audio: cut at its end
+        ("u-cd", "cd", 0, -1, 1.3),
+        ("u-call-a", "call-A", 0.1, 1.5, 1.4),
+        ("u-call-b", "call-B", 0.2, 1.6, 1.4),
+        ("u-long-0", "long", 0.1, 0.9, 0.8),
+        ("u-long-1", "long", 1.0, 1.9, 0.9),
+        ("u-gone", "gone", 0, -1, None),
+        ("u-broken", "broken", 0, -1, None),
+    ]
+    (d / "segments").write_text("".join(f"{u} {r} {s} {e}\n" for u, r, s, e, _ in segs))
+    (d / "text").write_text("".join(f"{u} WORDS OF {u.upper()}\n" for u, *_ in segs))
+    (d / "utt2spk").write_text("".join(f"{u} {r}\n" for u, r, *_ in segs))
+    (d / "spk2gender").write_text("plain f\n")
+    (d / "reco2dur").write_text("plain 1.5\nnarrow 2.5\n")
+    return {u: dur for u, *_, dur in segs}
+
+
+def test_kaldi_dir_reads_each_recordings_rate_channels_and_pipe_commands(tmp_path, caplog):
+    """Pipe commands need no kaldi_native_io, 8 kHz and 44.1 kHz stereo recordings are read as they
+    are (and resampled, one channel read, by the features stage); only what cannot be read is left
+    out, with its reason; a changed wav.scp redoes the part."""
+    from lhotse import load_manifest
+
+    from whisper_llada.data.corpus import prepare_manifests
+    from whisper_llada.data.dropped import read_dropped
+    from whisper_llada.data.features import compute_whisper_fbank
+
+    want = _mixed_kaldi_dir(tmp_path / "kaldi/train")
+    cfg = _cfg(tmp_path, corpus="kaldi", prefix="k", train_parts="[train]", dev_parts="[]", test_parts="[]")
+    d = cfg.data
+    with caplog.at_level(logging.INFO):
+        prepare_manifests(d, tmp_path / "kaldi", nj=2)
+    recs = {r.id: r for r in load_manifest(d.manifest_path("recordings", "train"))}
+    got = {r: (x.sampling_rate, x.num_channels, x.sources[0].type) for r, x in recs.items()}
+    assert got == {
+        "plain": (16000, 1, "file"),
+        "piped": (16000, 1, "command"),
+        "pipedflac": (22050, 1, "command"),
+        "narrow": (8000, 1, "file"),
+        "cd": (44100, 2, "file"),
+        "call-A": (16000, 2, "file"),
+        "call-B": (16000, 2, "file"),
+        "long": (16000, 1, "file"),
+    }
+    assert recs["piped"].duration == pytest.approx(1.2) and recs["cd"].num_samples == round(1.3 * 44100)
+    sups = {s.id: s for s in load_manifest(d.manifest_path("supervisions", "train"))}
+    assert (sups["u-call-a"].channel, sups["u-call-b"].channel, sups["u-cd"].channel) == (0, 1, [0, 1])
+    assert sups["u-plain"].gender == "f" and sups["u-plain"].speaker == "plain"
+    dropped = {e["id"]: e for e in read_dropped(tmp_path / "manifests/k_dropped_train.jsonl")}
+    assert sorted(dropped) == ["u-broken", "u-gone"]
+    assert "file not found" in dropped["u-gone"]["reason"] and dropped["u-gone"]["file"].endswith("gone.wav")
+    assert "command failed (exit status 1: cat: " in dropped["u-broken"]["reason"]
+    assert dropped["u-broken"]["file"].endswith("gone.flac |") and dropped["u-broken"]["text"] == "WORDS OF U-BROKEN"
+    assert "recording broken (cat " in caplog.text and "2 utterances left out" in caplog.text
+    assert (tmp_path / "kaldi/runs").read_text() == "run\n"  # the command ran once
+    assert "1 recordings are not as long as reco2dur says (e.g. narrow: 2.500 s, its audio 1.000 s)" in caplog.text
+    assert "1 segments end up to 0.5 s after their recording: cut at its end (e.g. u-narrow)" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        compute_whisper_fbank(
+            d.manifest_path("recordings", "train"),
+            d.manifest_path("supervisions", "train"),
+            d.cuts_path("train"),
+            tmp_path / "fbank/feats",
+            80,
+            nj=1,
+        )
+    cuts = {c.id: c for c in load_manifest(d.cuts_path("train"))}
+    assert sorted(cuts) == sorted(u for u, dur in want.items() if dur)
+    for u, dur in want.items():
+        if dur:
+            assert cuts[u].duration == pytest.approx(dur, abs=1e-3), u
+            assert abs(cuts[u].load_features().shape[0] - 100 * dur) <= 2, u
+    assert cuts["u-call-b"].load_features().mean() > cuts["u-call-a"].load_features().mean() + 1
+    fbank_dropped = read_dropped(tmp_path / "fbank/k_dropped_train.jsonl")
+    assert sorted(e["id"] for e in fbank_dropped) == ["u-broken", "u-gone"]  # carried on, nothing more
+    for rate in (8000, 22050, 44100):
+        assert f"train: 1 recordings at {rate} Hz resampled to 16000 Hz" in caplog.text
+    assert "train: 1 multi-channel recordings: channel 0 read (e.g. " in caplog.text
+    # Once for both of its segments: the features stage keeps a command's output while it is used.
+    assert (tmp_path / "kaldi/runs").read_text() == "run\n" * 2
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        prepare_manifests(d, tmp_path / "kaldi", nj=2)
+    assert "made from the same inputs and options" in caplog.text
+    for name in ("wav.scp", "segments", "text", "utt2spk"):  # the unreadable ones taken out
+        p = tmp_path / "kaldi/train" / name
+        keep = [
+            line for line in p.read_text().splitlines() if line.split()[0].removeprefix("u-") not in ("gone", "broken")
+        ]
+        p.write_text("".join(line + "\n" for line in keep))
+    prepare_manifests(d, tmp_path / "kaldi", nj=2)
+    assert "is stale: input" in caplog.text
+    assert read_dropped(tmp_path / "manifests/k_dropped_train.jsonl") == []
+    assert len(load_manifest(d.manifest_path("supervisions", "train"))) == 10
+
+
+def test_kaldi_dir_refuses_what_it_cannot_import(tmp_path):
+    from whisper_llada.data.kaldi_dir import read_kaldi_dir
+
+    d = tmp_path / "dir"
+    d.mkdir()
+    (d / "wav.scp").write_text("r1 /nowhere/r1.wav\nr1 /nowhere/again.wav\n")
+    (d / "utt2spk").write_text("r1 s\n")
+    (d / "text").write_text("r1 A\n")
+    with pytest.raises(ValueError, match=r"wav.scp:2: 'r1' is listed twice"):
+        read_kaldi_dir(d)
+    (d / "wav.scp").write_text("r1 /nowhere/r1.wav\n")
+    with pytest.raises(RuntimeError, match=r"none of its 1 recordings can be read \(e.g. r1: .*file not found"):
+        read_kaldi_dir(d)
+    (d / "reco2file_and_channel").write_text("r1 r1 C2\n")
+    with pytest.raises(ValueError, match=r"reco2file_and_channel: 'r1': channel 'C2' is neither"):
+        read_kaldi_dir(d)
+
+
+def test_one_cut_per_segment_reads_a_whole_recordings_channel():
+    """An utterance on one channel of a stereo recording (reco2file_and_channel) is a cut of that
+    channel even when it spans the recording; on all channels it stays whole (the features stage
+    reads the configured one)."""
+    from lhotse import AudioSource, CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    from whisper_llada.data.corpus import one_cut_per_segment
+
+    rec = Recording(
+        "call-B", [AudioSource("file", [0, 1], "/x.wav")], sampling_rate=8000, num_samples=8000, duration=1.0
+    )
+
+    def cuts(channel):
+        sup = SupervisionSegment("u", "call-B", 0, 1.0, channel=channel)
+        return CutSet.from_manifests(RecordingSet.from_recordings([rec]), SupervisionSet.from_segments([sup]))
+
+    (cut,) = one_cut_per_segment(cuts(1))
+    assert (cut.id, cut.channel, cut.duration) == ("u", 1, 1.0)
+    stereo = cuts([0, 1])
+    assert one_cut_per_segment(stereo) is stereo
+
+
 def test_manifests_stage_errors_name_the_problem(tmp_path):
     from whisper_llada.data.corpus import prepare_manifests
 

@@ -22,9 +22,12 @@ from whisper_llada.utils.config import from_dict, load_yaml
 class DataConfig:
     # What the manifests stage reads, one directory per part under the corpus directory it is given:
     # librispeech (a LibriSpeech-layout tree), kaldi (Kaldi data directories: wav.scp, text, utt2spk,
-    # segments optional, read with lhotse's importer) or lhotse (ready {prefix}_{recordings,supervisions}_{part}.jsonl.gz).
+    # segments optional; every recording's rate and channels read from its audio) or lhotse (ready
+    # {prefix}_{recordings,supervisions}_{part}.jsonl.gz).
     corpus: Literal["librispeech", "kaldi", "lhotse"] = "librispeech"
-    sampling_rate: int = 16000  # of the audio a Kaldi wav.scp names (it does not say)
+    # Not used: the Kaldi importer reads each recording's rate (the features stage resamples to
+    # 16 kHz). Kept so that configs which still set it load.
+    sampling_rate: Optional[int] = None
     raw_manifest_dir: str = "data/manifests"  # recordings and supervisions (the manifests stage)
     manifest_dir: str = "data/fbank"  # cuts with features (the features stage)
     prefix: str = "librispeech"  # cuts are {manifest_dir}/{prefix}_cuts_{part}.jsonl.gz

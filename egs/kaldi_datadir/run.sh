@@ -11,8 +11,8 @@ config=conf/whisper_llada.yaml
 nj=4; device=cpu; world_size=1; epoch=; avg=
 help_message="Usage: $0 --data-dir DIR [--config YAML (default $config)] [--stage N] [--stop-stage N]
   [--nj N ($nj)] [--device DEV ($device)] [--world-size N ($world_size)] [--epoch E --avg A]
-Stages: 1 manifests (lhotse's Kaldi importer), 2 features, 3 lang, 4 Whisper first pass, 5-6 CTC
-        first pass, 7 train, 8 decode, 9 deliberate, 10 report"
+Stages: 1 manifests (wav.scp files or pipe commands, any rate and channels), 2 features, 3 lang,
+        4 Whisper first pass, 5-6 CTC first pass, 7 train, 8 decode, 9 deliberate, 10 report"
 . ../../tools/parse_options.sh
 . ../../tools/log.sh
 . ../../tools/steps.sh

@@ -1,5 +1,6 @@
 """The manifests stage for any corpus: a LibriSpeech-layout tree, a Kaldi data directory per part
-(lhotse's importer; ``segments`` supported) or ready lhotse manifests, as ``data.corpus`` says.
+(``kaldi_dir``: files or pipe commands, any rate and channels, ``segments``) or ready lhotse
+manifests, as ``data.corpus`` says.
 
 Writes ``{data.raw_manifest_dir}/{data.prefix}_{recordings,supervisions}_{part}.jsonl.gz`` for every
 part of the config (and the list of utterances left out beside them); a part whose manifests exist
@@ -12,7 +13,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from whisper_llada.data.dropped import dropped_path, entry, write_dropped
+from whisper_llada.data.dropped import dropped_path, write_dropped
 from whisper_llada.data.manifests_io import check_manifest
 from whisper_llada.utils.checkpoint_io import atomic_to_file, atomic_write
 from whisper_llada.utils.stage_record import StageRecord, record_path_for
@@ -57,10 +58,11 @@ def prepare_manifests(data, corpus_dir: str | Path, nj: int = 1, parts=None) -> 
 
 
 def import_kaldi_part(part_dir: Path, data, part: str, nj: int = 1) -> None:
-    """One Kaldi data directory (wav.scp, text, utt2spk, optional segments) as lhotse manifests;
-    recordings that cannot be read are left out and listed, as the LibriSpeech importer does."""
-    from lhotse import Recording, fix_manifests
-    from lhotse.kaldi import load_kaldi_data_dir
+    """One Kaldi data directory (wav.scp, text, utt2spk, optional segments) as lhotse manifests, each
+    recording as its audio says (``kaldi_dir``); recordings that cannot be read are left out and listed."""
+    from lhotse import fix_manifests
+
+    from whisper_llada.data.kaldi_dir import read_kaldi_dir
 
     missing = [n for n in KALDI_NEEDS if not (part_dir / n).is_file()]
     if missing:
@@ -69,47 +71,28 @@ def import_kaldi_part(part_dir: Path, data, part: str, nj: int = 1) -> None:
         )
     rec_path, sup_path = data.manifest_path("recordings", part), data.manifest_path("supervisions", part)
     drop_path = dropped_path(data.raw_manifest_dir, data.prefix, part)
+    # importer 2 reads each recording's rate, channels and length from its audio; manifests of
+    # importer 1 (every recording at data.sampling_rate) are redone.
     record = StageRecord(
         record_path_for(rec_path),
         [part_dir],
-        {"sampling_rate": data.sampling_rate},
+        {"importer": 2},
         [sup_path, rec_path, drop_path],
         verify=check_manifest,
     )
     if record.check(str(rec_path)):
         return
-    listed = {}
-    for line in (part_dir / "wav.scp").read_text().splitlines():
-        rid, _, src = line.strip().partition(" ")
-        if rid:
-            listed[rid] = src.strip()
-    recs, sups, _ = load_kaldi_data_dir(part_dir, data.sampling_rate, num_jobs=max(1, nj))
-    first = next(iter(recs), None)
-    if first is not None and Path(listed[first.id]).is_file():
-        real = Recording.from_file(listed[first.id]).sampling_rate
-        if real != data.sampling_rate:
-            raise ValueError(
-                f"{listed[first.id]}: sampled at {real} Hz, but data.sampling_rate is "
-                f"{data.sampling_rate} (a Kaldi wav.scp does not say; set it in the config)"
-            )
-    dropped = []
-    gone = set(listed) - set(recs.ids)
-    if gone:
-        for s in sups:
-            if s.recording_id in gone:
-                dropped.append(entry(s.id, "unreadable audio", s.text or "", listed[s.recording_id]))
-        sups = sups.filter(lambda s: s.recording_id not in gone)
-        log.warning(
-            "%s: %d recordings unreadable; their %d utterances left out (listed in %s)",
-            part_dir,
-            len(gone),
-            len(dropped),
-            drop_path,
+    if data.sampling_rate is not None:
+        log.info(
+            "data.sampling_rate (%s) is not used: each recording's rate is read from its audio", data.sampling_rate
         )
+    recs, sups, dropped = read_kaldi_dir(part_dir, nj)
+    if dropped:
+        log.warning("%s: %d utterances left out (listed in %s)", part_dir, len(dropped), drop_path)
     no_text = [s.id for s in sups if not (s.text or "").strip()]
     if no_text:
         log.warning("%s: %d utterances without a transcript in text (e.g. %s)", part_dir, len(no_text), no_text[:3])
-    recs, sups = fix_manifests(recs, sups.to_eager())
+    recs, sups = fix_manifests(recs, sups)
     for obj, path in ((sups, sup_path), (recs, rec_path)):  # recordings last: they mark the part done
         atomic_to_file(obj, path)
     write_dropped(drop_path, dropped)
@@ -141,10 +124,17 @@ def one_cut_per_segment(cuts):
     """Cuts of whole recordings as one cut per supervision (a Kaldi ``segments`` file), each named by
     its segment id, in memory; ``cuts`` unchanged when every recording is one utterance (LibriSpeech)."""
     from lhotse import CutSet
-    from lhotse.utils import fastcopy
+    from lhotse.utils import fastcopy, to_list
 
     def whole(c) -> bool:
-        return len(c.supervisions) == 1 and c.supervisions[0].start < 1e-3 and c.supervisions[0].end > c.duration - 1e-3
+        # A supervision on one channel of several (reco2file_and_channel) is trimmed to that channel.
+        s = c.supervisions
+        return (
+            len(s) == 1
+            and s[0].start < 1e-3
+            and s[0].end > c.duration - 1e-3
+            and sorted(to_list(s[0].channel)) == sorted(to_list(c.channel))
+        )
 
     if all(whole(c) for c in cuts):
         return cuts

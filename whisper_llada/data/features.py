@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 def audio_file(cut) -> str:
     """The audio file a cut is read from, for messages (the cut id alone does not find it)."""
     try:
-        return str(cut.recording.sources[0].source)
+        src = cut.recording.sources[0]
     except (AttributeError, IndexError):
         return f"(no recording) cut {cut.id}"
+    return f"{src.source} |" if src.type == "command" else str(src.source)  # as wav.scp writes a command
 
 
 def _one_channel(cut, channel: int):
@@ -42,6 +43,7 @@ def _job(args: tuple) -> dict:
     cuts_in, storage, out_path, num_mel_bins, channel, threads = args
     import torch
     from lhotse import CutSet
+    from lhotse.caching import AudioCache
     from lhotse.features.io import LilcomChunkyWriter
     from lhotse.features.whisper_fbank import WhisperFbank, WhisperFbankConfig
     from tqdm import tqdm
@@ -58,21 +60,27 @@ def _job(args: tuple) -> dict:
     # Said once per part by the caller, with counts: {rate: [n, an example file]}, [n, example]
     resampled: dict[int, list] = {}
     multi = [0, None]
-    with LilcomChunkyWriter(storage) as writer:
-        for cut in tqdm(cuts, desc=Path(out_path).name, leave=False):
-            try:
-                if cut.num_channels > 1:
-                    multi = [multi[0] + 1, multi[1] or audio_file(cut)]
-                    cut = _one_channel(cut, channel)
-                if cut.sampling_rate != 16000:
-                    r = resampled.setdefault(cut.sampling_rate, [0, audio_file(cut)])
-                    r[0] += 1
-                    cut = cut.resample(16000)
-                done.append(cut.compute_and_store_features(extractor, writer))
-            except Exception as e:  # corrupt or missing audio: name it and go on
-                why = f"cannot compute features ({type(e).__name__}: {e})"
-                failed.append(entry(cut.id, why, cut_text(cut), audio_file(cut)))
-                log.warning("%s: cut %s: %s; skipped", audio_file(cut), cut.id, why)
+    # A wav.scp command is rerun for every segment of its recording; lhotse keeps the last outputs
+    # (at most 100, 500 MB) when asked, and a job's cuts of one recording come one after another.
+    AudioCache.enable()
+    try:
+        with LilcomChunkyWriter(storage) as writer:
+            for cut in tqdm(cuts, desc=Path(out_path).name, leave=False):
+                try:
+                    if cut.num_channels > 1:
+                        multi = [multi[0] + 1, multi[1] or audio_file(cut)]
+                        cut = _one_channel(cut, channel)
+                    if cut.sampling_rate != 16000:
+                        r = resampled.setdefault(cut.sampling_rate, [0, audio_file(cut)])
+                        r[0] += 1
+                        cut = cut.resample(16000)
+                    done.append(cut.compute_and_store_features(extractor, writer))
+                except Exception as e:  # corrupt or missing audio: name it and go on
+                    why = f"cannot compute features ({type(e).__name__}: {e})"
+                    failed.append(entry(cut.id, why, cut_text(cut), audio_file(cut)))
+                    log.warning("%s: cut %s: %s; skipped", audio_file(cut), cut.id, why)
+    finally:
+        AudioCache.enable(False)  # and emptied
     atomic_to_file(CutSet.from_cuts(done), out_path)
     Path(cuts_in).unlink(missing_ok=True)
     return {"done": len(done), "failed": failed, "resampled": resampled, "multi": multi}
