@@ -467,3 +467,49 @@ def test_reading_a_recipe_config_imports_no_torch():
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('whisper_llada'))\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_kaldi_recording_without_segments_is_decoded_in_pieces(tmp_path):
+    """A 23.5-s recording with no segments file (one transcript for the whole recording) imports as
+    one cut, which the test-part loader gives as pieces within the smoke window (10 s) and the
+    scoring joins back into one row with the whole transcript."""
+    import soundfile as sf
+
+    from whisper_llada.data.corpus import prepare_manifests
+    from whisper_llada.data.features import compute_whisper_fbank
+    from whisper_llada.data.pieces import is_piece
+    from whisper_llada.data.text_norm import get_normalizer
+    from whisper_llada.inference import load_test_part
+    from whisper_llada.scoring.wer import read_recogs, write_results
+
+    d = tmp_path / "kaldi/test"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    burst, pause = 0.1 * rng.standard_normal(4 * 16000), np.zeros(8000)
+    sf.write(d / "lecture.wav", np.concatenate([burst, pause] * 5 + [burst[:16000]]).astype(np.float32), 16000)
+    (d / "wav.scp").write_text(f"lecture {d / 'lecture.wav'}\n")
+    (d / "text").write_text("lecture ONE TWO THREE FOUR FIVE SIX\n")
+    (d / "utt2spk").write_text("lecture lecture\n")
+    cfg = _cfg(tmp_path, corpus="kaldi", prefix="k", train_parts="[]", dev_parts="[]", test_parts="[test]")
+    prepare_manifests(cfg.data, tmp_path / "kaldi", nj=1)
+    data = cfg.data
+    compute_whisper_fbank(
+        data.manifest_path("recordings", "test"),
+        data.manifest_path("supervisions", "test"),
+        data.cuts_path("test"),
+        tmp_path / "fbank/feats",
+        80,
+    )
+    norm = get_normalizer("librispeech")
+    cuts, rows, left = load_test_part(cfg, "test", norm)
+    assert not rows and not left and cfg.data.decode_window == 10
+    pieces = sorted(cuts, key=lambda c: c.id)
+    assert len(pieces) == 3 and all(is_piece(c.id) and c.duration <= 10 for c in pieces)
+    assert sum(c.duration for c in pieces) == pytest.approx(23.5, abs=0.02)
+    # Each boundary falls in one of the half-second pauses that follow every 4-s burst.
+    ends = np.cumsum([c.duration for c in pieces])[:-1]
+    assert all(any(4.5 * k - 0.5 <= e <= 4.5 * k for k in range(1, 6)) for e in ends), ends
+    results = [(c.id, norm(" ".join(s.text for s in c.supervisions)).split(), [c.id[-1]]) for c in pieces]
+    write_results(tmp_path / "out", "test", "s", results, "none")
+    ((cut_id, ref, hyp),) = read_recogs(tmp_path / "out/recogs-test-s.txt")
+    assert (cut_id, ref, hyp) == ("lecture", "ONE TWO THREE FOUR FIVE SIX".split(), ["0", "1", "2"])
