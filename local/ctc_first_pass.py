@@ -130,7 +130,7 @@ def main() -> None:
             model = load_trained_model(cfg, paths, args.device)
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=list(todo.values()))
-        records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm)
+        records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm, cfg.data.feature_extractor())
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
         systems = []
         if not fresh:  # an up-to-date CTC output is not rewritten: later stages read it
