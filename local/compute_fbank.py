@@ -4,7 +4,8 @@
 Reads  {data.raw_manifest_dir}/{data.prefix}_{recordings,supervisions}_{part}.jsonl.gz of every part
        of the config (or --parts)
 Writes {data.manifest_dir}/{prefix}_cuts_{part}.jsonl.gz and {data.manifest_dir}/{prefix}_feats_{part}/
-(data.num_mel_bins bins; a recording with several segments gives one cut per segment)
+(data.num_mel_bins bins; a recording with several segments gives one cut per segment). With
+data.features: on_the_fly, the cuts alone (16 kHz, one channel), whose features the data loader computes.
 """
 
 import argparse
@@ -40,6 +41,7 @@ def main() -> None:
             data.num_mel_bins,
             args.nj,
             args.channel,
+            on_the_fly=data.features == "on_the_fly",
         )
     logging.info("done")
 

@@ -132,7 +132,7 @@ def main() -> None:
             check_window(model.window_seconds, cfg.data.decode_window, "the CTC recogniser's encoder")
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=list(todo.values()))
-        records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm)
+        records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm, cfg.data.feature_extractor())
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
         systems = []
         if not fresh:  # an up-to-date CTC output is not rewritten: later stages read it

@@ -71,7 +71,7 @@ def main() -> None:
             decoder = make_first_pass(cfg.firstpass, tok, args.device)
             check_window(decoder.frames / 100, cfg.data.decode_window, "the Whisper first pass")
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
-        records, speed = run_first_pass(decoder, cuts, cfg.firstpass.batch_size, norm)
+        records, speed = run_first_pass(decoder, cuts, cfg.firstpass.batch_size, norm, cfg.data.feature_extractor())
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
         results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records] + missing_rows
         got = {r["id"] for r in records}

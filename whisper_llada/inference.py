@@ -98,11 +98,13 @@ def decode_part(
     fusion: Optional[Fusion] = None,
     candidates: Optional[dict] = None,
     records: Optional[list] = None,
+    extractor=None,
 ) -> tuple[list, dict]:
     """Returns (results [(cut id, ref words, hyp words)], speed). ``prefixes`` shares the front
     end's work between the settings of one call. N-best rescoring picks each cut's candidate with
     ``fusion`` (None: the first pass's 1-best) and puts every cut's ``Candidate`` list in ``candidates``.
     A setting ``as_first_pass`` puts each cut's first-pass record (its beam as the n-best) in ``records``.
+    ``extractor``: features are computed from the audio (``DataConfig.feature_extractor()``).
 
     A cut whose input cannot be loaded is not lost: it gets a row with an empty hypothesis (all
     deleted) and (cut id, reason) goes to ``left_out``.
@@ -111,7 +113,7 @@ def decode_part(
     from tqdm import tqdm
 
     norm = get_normalizer(normalizer)
-    ds = SpeechTextDataset(norm, strict=strict)
+    ds = SpeechTextDataset(norm, strict=strict, extractor=extractor)
     results, wall, front, audio, passes, n, full = [], 0.0, 0.0, 0.0, 0, 0, 0
     positions = 0  # sequence positions the LLM ran (a cached prefix counts once)
     prefixes = prefixes or PrefixCache(max_bytes=0)
@@ -382,6 +384,7 @@ def run_settings(
                 left_out,
                 fusion=fusion,
                 records=fp_records,
+                extractor=cfg.data.feature_extractor(),
             )
             if fp_out:
                 write_records(fp_out, sorted(fp_records, key=lambda r: r["id"]))
@@ -456,6 +459,7 @@ def choose_fusion(cfg, model, setting, system, firstpass_dir, device, prefixes, 
             cfg.data.strict,
             prefixes,
             candidates=cands,
+            extractor=cfg.data.feature_extractor(),
         )
         # A long cut's pieces have no references of their own: the weights are chosen on whole cuts.
         refs.update((cut_id, ref) for cut_id, ref, _ in results if not is_piece(cut_id))

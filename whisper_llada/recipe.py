@@ -30,6 +30,11 @@ class DataConfig:
     sampling_rate: Optional[int] = None
     raw_manifest_dir: str = "data/manifests"  # recordings and supervisions (the manifests stage)
     manifest_dir: str = "data/fbank"  # cuts with features (the features stage)
+    # stored: the features stage computes Whisper's log-mel features once and stores them (lilcom);
+    # on_the_fly: it writes the cuts alone and the data loader computes the features from the audio
+    # each time a cut is read (no feature storage, for CPU time in the loader). Changing it redoes
+    # the features stage.
+    features: Literal["stored", "on_the_fly"] = "stored"
     prefix: str = "librispeech"  # cuts are {manifest_dir}/{prefix}_cuts_{part}.jsonl.gz
     train_parts: list[str] = field(default_factory=lambda: ["train-clean-100", "train-clean-360", "train-other-500"])
     dev_parts: list[str] = field(default_factory=lambda: ["dev-clean", "dev-other"])
@@ -52,6 +57,15 @@ class DataConfig:
     def manifest_path(self, kind: str, part: str) -> Path:
         """``kind``: recordings or supervisions."""
         return Path(self.raw_manifest_dir) / f"{self.prefix}_{kind}_{part}.jsonl.gz"
+
+    def feature_extractor(self):
+        """lhotse's ``WhisperFbank`` the data loader computes features with (``features: on_the_fly``),
+        or None: the cuts' stored features are read."""
+        if self.features == "stored":
+            return None
+        from whisper_llada.data.features import whisper_fbank
+
+        return whisper_fbank(self.num_mel_bins)
 
     @property
     def all_parts(self) -> list[str]:

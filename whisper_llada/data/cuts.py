@@ -1,5 +1,6 @@
 """The one way every stage reads a recipe's cuts: the part's manifest checked (present, features of
-the configured size), read lazily, filtered with counts; training, decoding and the first passes use it.
+the configured size, or audio for features on the fly), read lazily, filtered with counts;
+training, decoding and the first passes use it.
 
 Lazily means one cut at a time from the file: a 281,241-cut manifest (LibriSpeech 960 h) no longer
 has to sit in memory in every process before the first batch (tools/measure_cut_loading.py).
@@ -32,8 +33,8 @@ class _NamedErrors:
 
 
 def check_part(data, part: str) -> Path:
-    """The cut manifest of ``part``, which must exist and hold features of ``data.num_mel_bins`` bins
-    (only its first cut is read)."""
+    """The cut manifest of ``part``, which must exist and hold features of ``data.num_mel_bins`` bins,
+    or audio alone with ``data.features: on_the_fly`` (only its first cut is read)."""
     from lhotse import load_manifest_lazy
 
     path = data.cuts_path(part)
@@ -46,6 +47,18 @@ def check_part(data, part: str) -> Path:
     if first is None:
         raise ValueError(f"{path}: no cuts in part {part!r} (see the features stage's log and dropped-cut list)")
     feats = getattr(first, "features", None)
+    # The cuts must be those the features stage makes for data.features: its rerun makes them so.
+    if data.features == "on_the_fly" and (feats is not None or not first.has_recording):
+        what = "stored features" if feats is not None else "no recording"
+        raise ValueError(
+            f"{path}: cut {first.id} has {what}, but data.features is on_the_fly (features computed from "
+            "the audio); rerun the features stage with this config"
+        )
+    if data.features == "stored" and feats is None:
+        raise ValueError(
+            f"{path}: cut {first.id} has no stored features (made for data.features: on_the_fly?), but "
+            "data.features is stored; rerun the features stage with this config"
+        )
     if feats is not None and feats.num_features != data.num_mel_bins:
         raise ValueError(
             f"{path}: features of {feats.num_features} mel bins, but data.num_mel_bins is "

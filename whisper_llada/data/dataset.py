@@ -1,8 +1,8 @@
 """lhotse dataset and cut filtering for training and decoding.
 
 A batch is ``{"audio", "texts", "cut_ids", "durations"}``; its ``Audio`` (``data.audio``) holds
-log-mel features, or Whisper encoder frames when they were cached, or audio tokens when a
-frozen front end's outputs are held in ``token_cache``.
+log-mel features (stored, or computed from the audio by ``extractor``), or Whisper encoder frames
+when they were cached, or audio tokens when a frozen front end's outputs are held in ``token_cache``.
 """
 
 from __future__ import annotations
@@ -26,23 +26,33 @@ def cut_text(cut) -> str:
 
 
 class SpeechTextDataset(torch.utils.data.Dataset):
-    """Loads each cut on its own so one unreadable cut is reported and dropped, not fatal."""
+    """Loads each cut on its own so one unreadable cut is reported and dropped, not fatal.
+
+    ``extractor`` (``DataConfig.feature_extractor()``): features are computed from each cut's audio
+    with it (``data.features: on_the_fly``) instead of read from storage."""
 
     def __init__(
-        self, normalize: Optional[Callable[[str], str]] = None, encoder_cache: bool = False, strict: bool = False
+        self,
+        normalize: Optional[Callable[[str], str]] = None,
+        encoder_cache: bool = False,
+        strict: bool = False,
+        extractor=None,
     ):
         self.normalize = normalize or (lambda s: s)
         self.encoder_cache = encoder_cache
         self.strict = strict
+        self.extractor = extractor
         self.token_cache: Optional[dict] = None  # cut id -> audio tokens (n, D), set by the trainer
         # cut id -> why it could not be loaded (file and error): decoding counts these, it does not lose them
         self.failures: dict[str, str] = {}
 
     @property
     def _what(self) -> str:
-        return (
-            "audio tokens" if self.token_cache is not None else "encoder output" if self.encoder_cache else "features"
-        )
+        if self.token_cache is not None:
+            return "audio tokens"
+        if self.encoder_cache:
+            return "encoder output"
+        return "audio" if self.extractor is not None else "features"
 
     def _load(self, cut):
         if self.token_cache is not None:
@@ -50,7 +60,10 @@ class SpeechTextDataset(torch.utils.data.Dataset):
             return tokens, tokens.shape[0]
         if self.encoder_cache:
             return torch.from_numpy(cut.load_custom("encoder_out")), int(cut.custom["encoder_real_frames"])
-        feats = torch.from_numpy(cut.load_features())
+        if self.extractor is not None:
+            feats = torch.from_numpy(cut.compute_features(self.extractor))
+        else:
+            feats = torch.from_numpy(cut.load_features())
         return feats, feats.shape[0]
 
     def _storage(self, cut) -> str:
@@ -58,6 +71,10 @@ class SpeechTextDataset(torch.utils.data.Dataset):
         try:
             if self.encoder_cache:
                 return str(cut.custom["encoder_out"].storage_path)
+            if self.extractor is not None:
+                from whisper_llada.data.features import audio_file
+
+                return audio_file(cut)
             f = cut.features
             return (
                 str(Path(f.storage_path) / f.storage_key) if f.storage_type == "lilcom_files" else str(f.storage_path)

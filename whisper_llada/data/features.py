@@ -1,4 +1,5 @@
-"""Whisper log-mel features for a corpus part with lhotse's ``WhisperFbank``, stored with lilcom.
+"""Whisper log-mel features for a corpus part with lhotse's ``WhisperFbank``, stored with lilcom,
+or (``on_the_fly``) the part's cuts alone, whose features the data loader computes from the audio.
 
 The part is split into ``nj`` jobs; each writes its cuts atomically, so an interrupted run
 redoes only unfinished jobs. An unreadable recording is reported by cut id and skipped.
@@ -39,51 +40,69 @@ def _one_channel(cut, channel: int):
     return fastcopy(mono, id=cut.id, supervisions=[fastcopy(s, channel=channel) for s in cut.supervisions])
 
 
+def whisper_fbank(num_mel_bins: int):
+    """The one feature extractor of the recipes, for the features stage and the data loader alike."""
+    from lhotse.features.whisper_fbank import WhisperFbank, WhisperFbankConfig
+
+    return WhisperFbank(WhisperFbankConfig(num_filters=num_mel_bins))
+
+
+def _as_whisper_reads(cuts, channel: int, work, what: str, desc: str) -> dict:
+    """``work(cut)`` of each cut made mono (``channel``) and 16 kHz (resampled as its audio is read),
+    as Whisper reads it; a cut that fails is named and skipped. Returns the results, the failures and
+    the conversions done ({rate: [n, an example file]}, [n multi-channel, example]), which the caller
+    reports once per part."""
+    from tqdm import tqdm
+
+    from whisper_llada.data.dataset import cut_text
+
+    done, failed, resampled, multi = [], [], {}, [0, None]
+    for cut in tqdm(cuts, desc=desc, leave=False):
+        try:
+            if cut.num_channels > 1:
+                multi = [multi[0] + 1, multi[1] or audio_file(cut)]
+                cut = _one_channel(cut, channel)
+            if cut.sampling_rate != 16000:
+                r = resampled.setdefault(cut.sampling_rate, [0, audio_file(cut)])
+                r[0] += 1
+                cut = cut.resample(16000)
+            done.append(work(cut))
+        except Exception as e:  # corrupt or missing audio: name it and go on
+            why = f"cannot {what} ({type(e).__name__}: {e})"
+            failed.append(entry(cut.id, why, cut_text(cut), audio_file(cut)))
+            log.warning("%s: cut %s: %s; skipped", audio_file(cut), cut.id, why)
+    return {"done": done, "failed": failed, "resampled": resampled, "multi": multi}
+
+
 def _job(args: tuple) -> dict:
     cuts_in, storage, out_path, num_mel_bins, channel, threads = args
     import torch
     from lhotse import CutSet
     from lhotse.caching import AudioCache
     from lhotse.features.io import LilcomChunkyWriter
-    from lhotse.features.whisper_fbank import WhisperFbank, WhisperFbankConfig
-    from tqdm import tqdm
-
-    from whisper_llada.data.dataset import cut_text
 
     if threads:
         # One thread per parallel job: nj jobs of all-core torch fight over the cores (the
         # embedded corpus's 3000 cuts took 30 s with 2 jobs of 2 threads).
         torch.set_num_threads(threads)
-    extractor = WhisperFbank(WhisperFbankConfig(num_filters=num_mel_bins))
-    cuts = CutSet.from_file(cuts_in)
-    done, failed = [], []
-    # Said once per part by the caller, with counts: {rate: [n, an example file]}, [n, example]
-    resampled: dict[int, list] = {}
-    multi = [0, None]
+    extractor = whisper_fbank(num_mel_bins)
     # A wav.scp command is rerun for every segment of its recording; lhotse keeps the last outputs
     # (at most 100, 500 MB) when asked, and a job's cuts of one recording come one after another.
     AudioCache.enable()
     try:
         with LilcomChunkyWriter(storage) as writer:
-            for cut in tqdm(cuts, desc=Path(out_path).name, leave=False):
-                try:
-                    if cut.num_channels > 1:
-                        multi = [multi[0] + 1, multi[1] or audio_file(cut)]
-                        cut = _one_channel(cut, channel)
-                    if cut.sampling_rate != 16000:
-                        r = resampled.setdefault(cut.sampling_rate, [0, audio_file(cut)])
-                        r[0] += 1
-                        cut = cut.resample(16000)
-                    done.append(cut.compute_and_store_features(extractor, writer))
-                except Exception as e:  # corrupt or missing audio: name it and go on
-                    why = f"cannot compute features ({type(e).__name__}: {e})"
-                    failed.append(entry(cut.id, why, cut_text(cut), audio_file(cut)))
-                    log.warning("%s: cut %s: %s; skipped", audio_file(cut), cut.id, why)
+            out = _as_whisper_reads(
+                CutSet.from_file(cuts_in),
+                channel,
+                lambda cut: cut.compute_and_store_features(extractor, writer),
+                "compute features",
+                Path(out_path).name,
+            )
     finally:
         AudioCache.enable(False)  # and emptied
-    atomic_to_file(CutSet.from_cuts(done), out_path)
+    atomic_to_file(CutSet.from_cuts(out["done"]), out_path)
     Path(cuts_in).unlink(missing_ok=True)
-    return {"done": len(done), "failed": failed, "resampled": resampled, "multi": multi}
+    return {**out, "done": len(out["done"])}
 
 
 def compute_whisper_fbank(
@@ -94,8 +113,10 @@ def compute_whisper_fbank(
     num_mel_bins: int,
     nj: int = 1,
     channel: int = 0,
+    on_the_fly: bool = False,
 ) -> None:
-    """``channel``: the one read from a multi-channel recording.
+    """``channel``: the one read from a multi-channel recording. ``on_the_fly``: write the cuts
+    without features (nothing under ``storage_dir``); the data loader computes them from the audio.
 
     Cuts left out here, and those the manifests stage left out, go to ``{prefix}_dropped_{part}.jsonl``
     beside ``out_cuts``. A rerun redoes the part when its manifests or options changed or an output is
@@ -114,13 +135,13 @@ def compute_whisper_fbank(
     drop_path = dropped_path(out_cuts.parent, prefix, part)
     inputs = [recordings, supervisions] + ([earlier_path] if earlier_path.is_file() else [])
     options = {"num_mel_bins": num_mel_bins, "channel": channel}
+    if on_the_fly:  # named only when on, so that the records of stored parts stay valid
+        options["features"] = "on_the_fly"
     # The storage directory is an output too: features deleted by hand make the part stale.
-    record = StageRecord(
-        record_path_for(out_cuts), inputs, options, [out_cuts, drop_path, storage_dir], verify=check_manifest
-    )
+    outputs = [out_cuts, drop_path] + ([] if on_the_fly else [storage_dir])
+    record = StageRecord(record_path_for(out_cuts), inputs, options, outputs, verify=check_manifest)
     if record.check(str(out_cuts)):
         return
-    storage_dir.mkdir(parents=True, exist_ok=True)
     cuts = CutSet.from_manifests(
         recordings=read_manifest(recordings, "manifests"), supervisions=read_manifest(supervisions, "manifests")
     )
@@ -128,6 +149,30 @@ def compute_whisper_fbank(
     # A cut is named by its utterance: lhotse's "{recording}-{index}" renames every later cut when one
     # recording is left out, and the lists of left-out utterances would not match the cut ids.
     cuts = CutSet.from_cuts(fastcopy(c, id=c.supervisions[0].id) if len(c.supervisions) == 1 else c for c in cuts)
+    if on_the_fly:
+        # Nothing is read: unreadable audio is met (named and skipped) by the data loader instead.
+        outs = [_as_whisper_reads(cuts, channel, lambda cut: cut, "use its audio", out_cuts.name)]
+        merged, failed = CutSet.from_cuts(outs[0]["done"]), outs[0]["failed"]
+        if storage_dir.is_dir():
+            log.warning("%s: stored features this part no longer reads; delete it to free the disk", storage_dir)
+    else:
+        merged, failed, outs = _stored_features(cuts, storage_dir, inputs, options, num_mel_bins, nj, channel)
+    _say_audio_conversions(part, outs, channel)
+    atomic_to_file(merged, out_cuts)
+    write_dropped(drop_path, read_dropped(earlier_path) + failed)
+    record.done()
+    msg = f"{out_cuts}: {len(merged)} cuts " + ("(features computed on the fly)" if on_the_fly else "with features")
+    if failed:
+        log.warning("%s; %d cuts skipped (unreadable audio, see above; listed in %s)", msg, len(failed), drop_path)
+    else:
+        log.info(msg)
+
+
+def _stored_features(cuts, storage_dir: Path, inputs, options: dict, num_mel_bins: int, nj: int, channel: int):
+    """The cuts with features stored under ``storage_dir`` by ``nj`` jobs, the failures, each job's report."""
+    from lhotse import CutSet
+
+    storage_dir.mkdir(parents=True, exist_ok=True)
     splits = cuts.split(nj) if nj > 1 and len(cuts) >= nj else [cuts]
     jobs, job_records = [], []
     for j, split in enumerate(splits):
@@ -154,19 +199,11 @@ def compute_whisper_fbank(
     for (j, _), o in zip(jobs, outs):
         write_dropped(storage_dir / f"feats-{j}.failed.jsonl", o["failed"])
         job_records[j].done()
-    _say_audio_conversions(part, outs, channel)
     failed = [e for j in range(len(splits)) for e in read_dropped(storage_dir / f"feats-{j}.failed.jsonl")]
     merged = CutSet.from_cuts(
         c for j in range(len(splits)) for c in read_manifest(storage_dir / f"cuts.{j}.jsonl.gz", "features")
     )
-    atomic_to_file(merged, out_cuts)
-    write_dropped(drop_path, read_dropped(earlier_path) + failed)
-    record.done()
-    msg = f"{out_cuts}: {len(merged)} cuts with features"
-    if failed:
-        log.warning("%s; %d cuts skipped (unreadable audio, see above; listed in %s)", msg, len(failed), drop_path)
-    else:
-        log.info(msg)
+    return merged, failed, outs
 
 
 def _say_audio_conversions(part: str, outs: list[dict], channel: int) -> None:

@@ -74,7 +74,12 @@ def split_into_pieces(cut, window_seconds: float) -> list:
     max_frames = int(window_seconds * FRAME_RATE) - 2
     if cut.duration * FRAME_RATE <= max_frames:
         return [cut]
-    bounds = quiet_boundaries(frame_energy(cut), max_frames)
+    try:
+        energy = frame_energy(cut)
+    except Exception as e:  # its input cannot be read: decoding names it and scores it as all deleted
+        log.warning("cut %s: cannot read its input to cut it into pieces (%s: %s)", cut.id, type(e).__name__, e)
+        return [cut]
+    bounds = quiet_boundaries(energy, max_frames)
     text_sups = cut.supervisions[:1]
     pieces = []
     for k, (b0, b1) in enumerate(zip(bounds[:-1], bounds[1:])):

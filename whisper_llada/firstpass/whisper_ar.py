@@ -162,9 +162,14 @@ def make_first_pass(cfg: FirstPassConfig, fallback_tokenizer=None, device="cpu")
 
 
 def run_first_pass(
-    decoder: Callable[[dict], list[dict]], cuts, batch_size: int, normalize: Optional[Callable[[str], str]] = None
+    decoder: Callable[[dict], list[dict]],
+    cuts,
+    batch_size: int,
+    normalize: Optional[Callable[[str], str]] = None,
+    extractor=None,
 ) -> tuple[list[dict], dict]:
-    """Records of every cut, in cut-id order, and the speed (audio seconds, wall seconds, RTF)."""
+    """Records of every cut, in cut-id order, and the speed (audio seconds, wall seconds, RTF);
+    ``extractor``: features are computed from the audio (``DataConfig.feature_extractor()``)."""
     import time
 
     from lhotse import CutSet
@@ -172,7 +177,7 @@ def run_first_pass(
     from tqdm import tqdm
 
     norm = normalize or (lambda s: s)
-    ds = SpeechTextDataset()
+    ds = SpeechTextDataset(extractor=extractor)
     out, wall, audio = [], 0.0, 0.0
     # Batches of similar durations: a trimmed window then pads little, and beams end together.
     cuts = CutSet.from_cuts(cuts).sort_by_duration()

@@ -40,20 +40,28 @@ def encoder_cache_dir(cfg) -> Path:
 
 
 def features_stamp(cut) -> str:
-    """Where a cut's features are and when that file was written: changes when they are recomputed."""
+    """Where a cut's features are and when that file was written: changes when they are recomputed.
+    Features computed on the fly (a cut without stored ones) are stamped with their audio file."""
     import os
 
-    f = cut.features
+    from whisper_llada.data.features import audio_file
+
+    if cut.has_features:
+        f = cut.features
+        path, key = f.storage_path, f.storage_key
+    else:
+        path, key = audio_file(cut), "audio"
     try:
-        mtime = os.stat(f.storage_path).st_mtime_ns
+        mtime = os.stat(path).st_mtime_ns
     except OSError:
         mtime = None
-    return f"{f.storage_path}|{f.storage_key}|{mtime}"
+    return f"{path}|{key}|{mtime}"
 
 
 @torch.no_grad()
-def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 1, batch_size: int = 8):
-    """``cuts`` (in their order) with an ``encoder_out`` array and ``encoder_real_frames``.
+def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 1, batch_size: int = 8, extractor=None):
+    """``cuts`` (in their order) with an ``encoder_out`` array and ``encoder_real_frames``;
+    ``extractor``: the features are computed from the audio (``DataConfig.feature_extractor()``).
 
     Rank 0 computes what the cache lacks. Models that share the cache may keep different cuts
     (their filters differ), so the cache holds the union and each gets exactly its own.
@@ -88,7 +96,7 @@ def cached_cuts(model, cuts, out_dir: Path, device, rank: int = 0, world: int = 
                 del done[cut_id]
         todo = [c for c in cut_list if c.id not in done]
         if todo:
-            ds = SpeechTextDataset()
+            ds = SpeechTextDataset(extractor=extractor)
             total = model.encoder.config.max_source_positions
             # Batches of similar durations: the encoder runs on each batch's longest audio
             # (whisper.window: audio), so sorting saves the padding.
@@ -159,8 +167,9 @@ def audio_token_cache(
         except Exception as e:  # a cache: a damaged one is named and recomputed, not fatal
             log.warning("%s: cannot read this audio-token cache (%s: %s); recomputing it", store, type(e).__name__, e)
     cut_list = list(cuts)
-    # Stored under the cut id and its features' stamp: recomputed features (a fixed recording) miss.
-    key = {c.id: f"{c.id}|{features_stamp(c)}" if c.has_features else c.id for c in cut_list}
+    # Stored under the cut id and its features' (or audio's) stamp: recomputed features (a fixed
+    # recording) miss.
+    key = {c.id: f"{c.id}|{features_stamp(c)}" if c.has_features or c.has_recording else c.id for c in cut_list}
     todo = [c for c in cut_list if key[c.id] not in stored]
     if todo:
         was_training = model.training

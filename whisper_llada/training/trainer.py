@@ -170,12 +170,14 @@ class Trainer:
         window = self.model.window_seconds
         train_cuts = load_cuts(cfg, cfg.data.train_parts, self.tokenizer, "train", tc.min_duration, window)
         dev_cuts = load_cuts(cfg, cfg.data.dev_parts, self.tokenizer, "dev", max_duration=window)
+        self.extractor = cfg.data.feature_extractor()  # None: stored features
         if tc.cache_encoder:
             from whisper_llada.training.encoder_cache import cached_cuts, encoder_cache_dir
 
             cache = encoder_cache_dir(cfg)
-            train_cuts = cached_cuts(self.model, train_cuts, cache / "train", self.device, self.rank, self.world)
-            dev_cuts = cached_cuts(self.model, dev_cuts, cache / "dev", self.device, self.rank, self.world)
+            where = (self.device, self.rank, self.world)
+            train_cuts = cached_cuts(self.model, train_cuts, cache / "train", *where, extractor=self.extractor)
+            dev_cuts = cached_cuts(self.model, dev_cuts, cache / "dev", *where, extractor=self.extractor)
         # Built after the process group exists: it reads rank and world size. Cuts from the encoder
         # cache are in memory, which lhotse warns about for no reason here.
         warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
@@ -201,7 +203,7 @@ class Trainer:
             rank=self.rank,
         )
         self.train_cuts, self.dev_cuts = train_cuts, dev_cuts
-        ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder, strict=cfg.data.strict)
+        ds = SpeechTextDataset(norm, encoder_cache=tc.cache_encoder, strict=cfg.data.strict, extractor=self.extractor)
         self.dataset = ds
         # The loaders draw their worker seeds from their own generator, not from the global
         # RNG, whose stream (masks, dropout) a resumed run must repeat exactly.
@@ -248,7 +250,7 @@ class Trainer:
         store = None
         if tc.cache_encoder:
             store = encoder_cache_dir(self.cfg) / "audio_tokens" / f"{frontend_fingerprint(self.model)}.pt"
-        plain = SpeechTextDataset(encoder_cache=tc.cache_encoder, strict=self.cfg.data.strict)
+        plain = SpeechTextDataset(encoder_cache=tc.cache_encoder, strict=self.cfg.data.strict, extractor=self.extractor)
         cache = audio_token_cache(
             self.model,
             [*self.train_cuts, *self.dev_cuts],
