@@ -298,6 +298,8 @@ def run_settings(
 
     ``get_model`` is called only if something is left to decode. A result is redone when its cuts,
     ``checkpoints``, first-pass records, setting or scoring options changed, or it is damaged.
+    Under torchrun every rank decodes its share of each part and rank 0 alone writes (and returns
+    the WERs; the other ranks return none).
     """
     cfg.check_features()
     wers: dict = {}

@@ -43,7 +43,8 @@ def init_decoding(device: str) -> tuple[int, int, str]:
         device = f"cuda:{local_rank}"
     if world > 1 and not str(device).startswith("cuda"):
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // per_node))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // per_node))
     return rank, world, device
 
 
