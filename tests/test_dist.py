@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipe_utils import ROOT, make_corpus, make_workspace, run
+from recipe_utils import ROOT, make_corpus, make_workspace
 
 from whisper_llada.utils import dist
 
@@ -108,7 +108,10 @@ def ws(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(w.rdir)
     try:
-        for config, exp in (("conf/smoke.yaml", "exp/smoke/epoch-2.pt"), ("conf/smoke_ctc.yaml", "exp/ctc/epoch-1.pt")):
+        for config, exp in (
+            ("conf/smoke.yaml", "exp/smoke/epoch-2.pt"),
+            ("conf/smoke_ctc.yaml", "exp/smoke_ctc/epoch-1.pt"),
+        ):
             cfg = load_recipe_config(config, ["model.tokenizer.path=data/lang_bpe_60/bpe.model"])
             torch.manual_seed(0)
             save_checkpoint(w.rdir / exp, build_model(cfg.model), {"config": asdict(cfg)})
@@ -168,42 +171,32 @@ def test_two_processes_decode_and_write_what_one_process_does(ws):
     rdir = ws.rdir
     # Direct decoding (random remasking too), deliberation with random masks and n-best rescoring
     # (weights chosen on dev: every rank must have every candidate), in one call.
-    settings = (
-        "decode=[{mode: decoding, gen_len: 16, steps: 4, block_length: 16, batch_size: 2},"
-        " {mode: decoding, gen_len: 16, steps: 4, block_length: 8, batch_size: 3, remasking: random},"
-        " {mode: diffusion_deliberation, mask_ratio: 0.5, masking_type: random, steps: 4, batch_size: 2},"
-        " {mode: nbest_rescoring, pll_groups: 2, batch_size: 2}]"
+    (rdir / "decode.yaml").write_text(
+        "base: conf/smoke.yaml\n"
+        "decode:\n"
+        "  - {mode: decoding, gen_len: 16, steps: 4, block_length: 16, batch_size: 2}\n"
+        "  - {mode: decoding, gen_len: 16, steps: 4, block_length: 8, batch_size: 3, remasking: random}\n"
+        "  - {mode: diffusion_deliberation, mask_ratio: 0.5, masking_type: random, steps: 4, batch_size: 2}\n"
+        "  - {mode: nbest_rescoring, pll_groups: 2, batch_size: 2}\n"
     )
+    config = ["--config", "decode.yaml", "--set", "model.tokenizer.path=data/lang_bpe_60/bpe.model"]
     shutil.copytree(rdir / "exp/smoke", rdir / "exp/smoke2")
-    decode = ["../../local/decode.py", *SMOKE, "--set", settings, "--device", "cpu", "--exp-dir"]
-    _one_thread(ws, *decode, "exp/smoke")
-    out = run(["torchrun", "--standalone", "--nproc-per-node", "2", *decode, "exp/smoke2"], rdir)
+    _one_thread(ws, "decode.py", *config, "--device", "cpu", "--exp-dir", "exp/smoke")
+    out = _finish(_step(rdir, "step_decode decode.yaml exp/smoke2", world_size=2))
     shares = _shares(out, "diffusion-gen-16-steps-4")  # a log line per rank
     assert sorted(r for r, _ in shares) == [0, 1] and all(n for _, n in shares) and sum(n for _, n in shares) == 7
     assert len(list((rdir / "exp/smoke2").glob("*/errs-test-clean-*"))) == 4
     assert _assert_same_files(rdir / "exp/smoke", rdir / "exp/smoke2") >= 4 * 3 + 1  # recogs, errs, speed; fusion
     # The CTC first pass, which also adds confidences and CTC scores to Whisper's records (each rank
     # to those of its cuts); two processes first, so that rank 0 builds the graph.
-    for fp in ("fp-one", "fp-two"):
-        shutil.copytree(rdir / "data/firstpass", rdir / fp)
-    data = json.dumps(json.loads(ws.run("config_value.py", "conf/smoke.yaml", "data")))
-    ctc = [
-        "../../local/ctc_first_pass.py",
-        "--config",
-        "conf/smoke_ctc.yaml",
-        "--set",
-        "model.tokenizer.path=data/lang_bpe_60/bpe.model",
-        "--set",
-        f"data={data}",
-        "--exp-dir",
-        "exp/ctc",
-        "--output-dir",
-    ]
-    out = run(["torchrun", "--standalone", "--nproc-per-node", "2", *ctc, "fp-two"], rdir)
+    shutil.copytree(rdir / "data/firstpass", rdir / "fp-one")
+    out = _finish(_step(rdir, "step_ctc_first_pass decode.yaml", world_size=2))
     assert re.search(r"first pass: rank 1 of 2: [1-9]\d* cuts", out) and "whisper test-clean: WER" in out
-    _one_thread(ws, *ctc, "fp-one")
-    assert "words" in next(iter(json.loads(l) for l in _gunzip(rdir / "fp-two/whisper/test-clean.jsonl.gz")))
-    assert _assert_same_files(rdir / "fp-one", rdir / "fp-two") >= 12
+    data = json.dumps(json.loads(ws.run("config_value.py", "conf/smoke.yaml", "data")))
+    ctc = ["--config", "conf/smoke_ctc.yaml", *config[2:], "--set", f"data={data}", "--exp-dir", "exp/smoke_ctc"]
+    _one_thread(ws, "ctc_first_pass.py", *ctc, "--output-dir", "fp-one")
+    assert "words" in json.loads(_gunzip(rdir / "data/firstpass/whisper/test-clean.jsonl.gz")[0])
+    assert _assert_same_files(rdir / "fp-one", rdir / "data/firstpass") >= 12
 
 
 def _gunzip(path: Path) -> list[str]:
@@ -218,13 +211,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _step_train(rdir: Path, exp: str, **options) -> subprocess.Popen:
-    """tools/steps.sh's step_train, as a recipe runs it, with the recipe's process options."""
-    sets = " ".join(f"{k}={v}" for k, v in options.items())
-    script = (
-        "set -euo pipefail; . ../../path.sh; . ../../tools/log.sh; . ../../tools/steps.sh; "
-        f"{sets}; step_train dist.yaml {exp}"
-    )
+def _step(rdir: Path, call: str, **options) -> subprocess.Popen:
+    """A step of tools/steps.sh, as a recipe runs it, with the recipe's process options."""
+    sets = "".join(f"{k}={v}; " for k, v in options.items())
+    script = f"set -euo pipefail; . ../../path.sh; . ../../tools/log.sh; . ../../tools/steps.sh; {sets}{call}"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     # One thread a process in both layouts (torchrun sets it for several processes a node only): a
     # float sum over another number of threads may differ in its last bit.
@@ -256,12 +246,14 @@ def test_two_nodes_of_one_process_train_like_one_node_of_two(ws):
     )
     port = _free_port()
     nodes = [
-        _step_train(rdir, "exp/nodes", num_nodes=2, node_rank=r, master_addr="127.0.0.1", master_port=port)
+        _step(
+            rdir, "step_train dist.yaml exp/nodes", num_nodes=2, node_rank=r, master_addr="127.0.0.1", master_port=port
+        )
         for r in (0, 1)
     ]
     for p in nodes:
         _finish(p)
-    out = _finish(_step_train(rdir, "exp/node", world_size=2))
+    out = _finish(_step(rdir, "step_train dist.yaml exp/node", world_size=2))
     assert "training exp/node with dist.yaml on 2 process(es)" in out
     two_nodes, one_node = _rank_losses(rdir / "exp/nodes"), _rank_losses(rdir / "exp/node")
     assert all(len(losses) >= 2 for losses in one_node), one_node
