@@ -13,6 +13,9 @@ Writes {lang_dir}/{words.txt,lexicon.txt,HLG.fst} (lang_dir: the BPE model's dir
        output), the CTC log-likelihood of each of its n-best (ctc_score, for n-best rescoring) and
        its stats likewise. Run again once a later stage writes another system's records (e.g. the
        AR twin's n-best): it aligns what is new and leaves the rest as it is.
+
+Several processes: torchrun --nproc-per-node N ./local/ctc_first_pass.py ... (each decodes a share
+of the batches, rank 0 builds the graph and writes every file; the output is one process's)
 """
 
 import argparse
@@ -85,7 +88,17 @@ def load_graph(cfg, lm_dir: Path):
 
 def main() -> None:
     args = get_parser().parse_args()
-    setup_logger(args.exp_dir / "log" / "log-ctc-first-pass")
+    from whisper_llada.utils.dist import dist_env, finish, init_decoding
+
+    setup_logger(args.exp_dir / "log" / "log-ctc-first-pass", *dist_env()[::2])
+    _, _, device = init_decoding(args.device)
+    try:
+        first_passes(args, device)
+    finally:
+        finish()
+
+
+def first_passes(args, device: str) -> None:
     from dataclasses import asdict
 
     from whisper_llada.data.pieces import check_window, is_piece
@@ -99,6 +112,7 @@ def main() -> None:
     from whisper_llada.recipe import load_recipe_config
     from whisper_llada.scoring.wer import write_results
     from whisper_llada.utils.checkpoint_io import atomic_write_text
+    from whisper_llada.utils.dist import barrier, gather, is_main, rank0_decides
     from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
     cfg = load_recipe_config(args.config, args.overrides)
@@ -119,7 +133,7 @@ def main() -> None:
             [out, out.parent / f"errs-{part}-{suffix}.txt", out.parent / f"recogs-{part}-{suffix}.txt"],
             verify=lambda p: read_records(p) if p == out else p.read_text(),
         )
-        fresh = record.check(str(out))
+        fresh = rank0_decides(lambda: record.check(str(out)))  # a check may write: rank 0's, followed by all
         # The other systems' records to align: all again when the CTC output is redone, else those
         # written (or rewritten by their stage) since.
         others = {s: read_records(records_path(args.output_dir, s, part)) for s in aligned_systems(args, part)}
@@ -127,12 +141,25 @@ def main() -> None:
         if fresh and not todo:
             continue
         if model is None:
-            graph, words = load_graph(cfg, args.lm_dir)
-            model = load_trained_model(cfg, paths, args.device)
+            # Rank 0 (re)builds the graph; the others read it once it is whole.
+            if is_main():
+                graph, words = load_graph(cfg, args.lm_dir)
+            barrier()
+            if not is_main():
+                graph, words = load_graph(cfg, args.lm_dir)
+            model = load_trained_model(cfg, paths, device)
             check_window(model.window_seconds, cfg.data.decode_window, "the CTC recogniser's encoder")
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=list(todo.values()))
         records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm, cfg.data.feature_extractor())
+        # Each rank aligned the other systems' records of its own cuts: every rank gets them all.
+        for system, recs in todo.items():
+            for mine in gather({c: recs[c] for c in decoder.aligned if c in recs}):
+                recs.update(mine)
+        unaligned = sum(gather(decoder.unaligned))
+        if not is_main():
+            barrier()
+            continue
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
         systems = []
         if not fresh:  # an up-to-date CTC output is not rewritten: later stages read it
@@ -153,8 +180,8 @@ def main() -> None:
             write_records(out, records)
             systems.append(("ctc", {r["id"]: r for r in records}))
             logging.info("%s: %d records, 1-best WER %.2f%%, RTF %s", out, len(records), wer, speed["rtf"])
-        if decoder.unaligned:
-            logging.warning("%s: %d records could not be aligned (conf 0)", part, decoder.unaligned)
+        if unaligned:
+            logging.warning("%s: %d records could not be aligned (conf 0)", part, unaligned)
         for system, recs in todo.items():
             path = records_path(args.output_dir, system, part)
             write_records(path, recs.values())
@@ -179,6 +206,7 @@ def main() -> None:
             )
         if not fresh:
             record.done()
+        barrier()
 
 
 def aligned_systems(args, part: str) -> list[str]:

@@ -3,6 +3,9 @@
 
 Reads  {exp_dir}/epoch-*.pt (averaged with --avg) or --checkpoint, the test cuts
 Writes {exp_dir}/{mode}/recogs-{test}-{suffix}.txt, errs-*, speed-*.json, wer-summary-*
+
+Several processes: torchrun --nproc-per-node N ./local/decode.py ... (each decodes a share of the
+batches, rank 0 writes every file; the results are those of one process)
 """
 
 import argparse
@@ -29,9 +32,10 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
 def run(method: str, doc: str) -> None:
     args = get_parser(doc).parse_args()
     from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.utils.dist import dist_env, finish, init_decoding
     from whisper_llada.utils.logging import setup_logger
 
-    setup_logger(args.exp_dir / "log" / f"log-{method}")
+    setup_logger(args.exp_dir / "log" / f"log-{method}", *dist_env()[::2])
     cfg = load_recipe_config(args.config, args.overrides)
     settings = cfg.decode_settings() if method == "decode" else cfg.deliberate_settings()
     if not settings:
@@ -39,18 +43,22 @@ def run(method: str, doc: str) -> None:
         return
     from whisper_llada.inference import checkpoint_paths, load_trained_model, run_settings
 
+    _, _, device = init_decoding(args.device)
     paths, tag = checkpoint_paths(args.exp_dir, cfg.train, args.epoch, args.avg, args.checkpoint)
-    run_settings(
-        cfg,
-        lambda: load_trained_model(cfg, paths, args.device),
-        tag,
-        args.exp_dir,
-        settings,
-        args.parts or cfg.data.test_parts,
-        args.firstpass_dir,
-        args.device,
-        checkpoints=paths,
-    )
+    try:
+        run_settings(
+            cfg,
+            lambda: load_trained_model(cfg, paths, device),
+            tag,
+            args.exp_dir,
+            settings,
+            args.parts or cfg.data.test_parts,
+            args.firstpass_dir,
+            device,
+            checkpoints=paths,
+        )
+    finally:
+        finish()
 
 
 def main() -> None:

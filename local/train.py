@@ -39,7 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = get_parser().parse_args()
     from whisper_llada.recipe import load_recipe_config
-    from whisper_llada.training.trainer import dist_env, run_training
+    from whisper_llada.training.trainer import run_training
+    from whisper_llada.utils.dist import dist_env
     from whisper_llada.utils.logging import setup_logger
 
     rank, _, world = dist_env()

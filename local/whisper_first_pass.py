@@ -3,6 +3,9 @@
 
 Reads  {manifest_dir}/{prefix}_cuts_{part}.jsonl.gz and the config's firstpass.whisper model
 Writes {output_dir}/whisper/{part}.jsonl.gz (first-pass records) and errs/recogs of the 1-best
+
+Several processes: torchrun --nproc-per-node N ./local/whisper_first_pass.py ... (each decodes a
+share of the batches, rank 0 writes every file; the records are those of one process)
 """
 
 import argparse
@@ -27,20 +30,29 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
+    from whisper_llada.utils.dist import dist_env, finish, init_decoding
+    from whisper_llada.utils.logging import setup_logger
+
+    setup_logger(None, *dist_env()[::2])
+    _, _, device = init_decoding(args.device)
+    try:
+        first_passes(args, device)
+    finally:
+        finish()
+
+
+def first_passes(args, device: str) -> None:
+    from dataclasses import asdict
+
     from whisper_llada.data.pieces import check_window
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.data.tokenizer import build_tokenizer
-    from whisper_llada.firstpass.records import records_path, write_records
+    from whisper_llada.firstpass.records import read_records, records_path, write_records
     from whisper_llada.firstpass.whisper_ar import make_first_pass, run_first_pass
+    from whisper_llada.inference import load_test_part, part_inputs
     from whisper_llada.recipe import load_recipe_config
     from whisper_llada.scoring.wer import write_results
-    from whisper_llada.utils.logging import setup_logger
-
-    setup_logger()
-    from dataclasses import asdict
-
-    from whisper_llada.firstpass.records import read_records
-    from whisper_llada.inference import load_test_part, part_inputs
+    from whisper_llada.utils.dist import barrier, is_main, rank0_decides
     from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
     cfg = load_recipe_config(args.config, args.overrides)
@@ -64,14 +76,17 @@ def main() -> None:
             outputs,
             verify=lambda p: read_records(p) if p == out else p.read_text(),
         )
-        if record.check(str(out)):
+        if rank0_decides(lambda: record.check(str(out))):  # a check may write: rank 0's, followed by all
             continue
         if decoder is None:
             tok = build_tokenizer(cfg.model.tokenizer) if cfg.firstpass.whisper.get("config") else None
-            decoder = make_first_pass(cfg.firstpass, tok, args.device)
+            decoder = make_first_pass(cfg.firstpass, tok, device)
             check_window(decoder.frames / 100, cfg.data.decode_window, "the Whisper first pass")
         cuts, missing_rows, missing = load_test_part(cfg, part, norm)
         records, speed = run_first_pass(decoder, cuts, cfg.firstpass.batch_size, norm, cfg.data.feature_extractor())
+        if not is_main():
+            barrier()
+            continue
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
         results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records] + missing_rows
         got = {r["id"] for r in records}
@@ -86,6 +101,7 @@ def main() -> None:
         write_records(out, records)
         record.done()
         logging.info("%s: %d records, 1-best WER %.2f%%", out, len(records), wer)
+        barrier()
 
 
 if __name__ == "__main__":

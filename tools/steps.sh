@@ -1,7 +1,10 @@
 # The steps every recipe runs, as shell functions a recipe's run.sh calls by name with its own
 # configs. Source it after tools/parse_options.sh and tools/log.sh; it reads the recipe's $nj,
-# $device, $world_size and, for decoding, $epoch and $avg (all optional). Each step is one call of
-# a local/*.py stage script, which skips outputs that are up to date ("... already exists - skipping").
+# $device, $world_size, $num_nodes, $node_rank, $master_addr, $master_port and, for decoding,
+# $epoch and $avg (all optional). Each step is one call of a local/*.py stage script, which skips
+# outputs that are up to date ("... already exists - skipping"). Training, the first passes,
+# decoding and deliberation run on $world_size processes on each of $num_nodes nodes (torchrun)
+# when that makes more than one; the other steps run one process.
 #
 #   step_manifests CONFIG CORPUS_DIR      recordings + supervisions of every part (data.corpus says the format)
 #   step_features CONFIG                  Whisper log-mel cuts of every part
@@ -56,6 +59,29 @@ stage_args() {
   return 0
 }
 
+# launcher: sets launch to the command that runs a stage script: python, or torchrun with
+# $world_size processes per node; on $num_nodes > 1 nodes a static rendezvous at
+# $master_addr:$master_port where this node is $node_rank (every node runs the same step).
+launcher() {
+  local procs=${world_size:-1} nodes=${num_nodes:-1} rank=${node_rank:-0}
+  if [ "$nodes" -gt 1 ]; then
+    if [ -z "${master_addr:-}" ]; then
+      echo "$0: --num-nodes $nodes needs --master-addr, the host of node 0 (all nodes give the same)" >&2
+      return 1
+    fi
+    if [ "$rank" -lt 0 ] || [ "$rank" -ge "$nodes" ]; then
+      echo "$0: --node-rank $rank is not in 0..$((nodes - 1)) (--num-nodes $nodes)" >&2
+      return 1
+    fi
+    launch=(torchrun --nnodes "$nodes" --node-rank "$rank" --master-addr "$master_addr"
+      --master-port "${master_port:-29500}" --nproc-per-node "$procs")
+  elif [ "$procs" -gt 1 ]; then
+    launch=(torchrun --standalone --nproc-per-node "$procs")
+  else
+    launch=(python)
+  fi
+}
+
 step_manifests() {
   python "$steps_local/prepare_manifests.py" --config "$1" --corpus-dir "$2" --nj "${nj:-1}"
 }
@@ -70,7 +96,8 @@ step_lang() {
 
 step_whisper_first_pass() {
   stage_args "$1"
-  python "$steps_local/whisper_first_pass.py" "${stage_args[@]}" --device "${device:-cpu}"
+  launcher
+  "${launch[@]}" "$steps_local/whisper_first_pass.py" "${stage_args[@]}" --device "${device:-cpu}"
 }
 
 # ctc_config CONFIG: the CTC recogniser's config named by CONFIG ("" when there is none).
@@ -96,18 +123,21 @@ step_ctc_first_pass() {
     return 0
   fi
   stage_args "$ctc" "$1"
-  python "$steps_local/ctc_first_pass.py" "${stage_args[@]}" --exp-dir "exp/$(basename "$ctc" .yaml)" \
+  launcher
+  "${launch[@]}" "$steps_local/ctc_first_pass.py" "${stage_args[@]}" --exp-dir "exp/$(basename "$ctc" .yaml)" \
     --device "${device:-cpu}"
 }
 
-# step_train CONFIG EXP_DIR [MAIN]: local/train.py, on torchrun when $world_size > 1.
+# step_train CONFIG EXP_DIR [MAIN]: local/train.py, on torchrun when there is more than one process
+# (each then takes the device of its local rank: cuda:LOCAL_RANK where there is a GPU).
 step_train() {
   local config=$1 exp=$2
   stage_args "$config" "${3:-$config}"
+  launcher
   if [ -f "$exp/epoch-$stage_epochs.pt" ]; then
     log "$exp/epoch-$stage_epochs.pt already exists - skipping training"
-  elif [ "${world_size:-1}" -gt 1 ]; then
-    torchrun --standalone --nproc-per-node "$world_size" "$steps_local/train.py" "${stage_args[@]}" --exp-dir "$exp"
+  elif [ "${launch[0]}" = torchrun ]; then
+    "${launch[@]}" "$steps_local/train.py" "${stage_args[@]}" --exp-dir "$exp"
   else
     python "$steps_local/train.py" "${stage_args[@]}" --exp-dir "$exp" --device "${device:-cpu}"
   fi
@@ -125,13 +155,15 @@ decode_args() {
 step_decode() {
   stage_args "$1" "${3:-$1}"
   decode_args
-  python "$steps_local/decode.py" "${stage_args[@]}" --exp-dir "$2" "${decode_args[@]}" --device "${device:-cpu}"
+  launcher
+  "${launch[@]}" "$steps_local/decode.py" "${stage_args[@]}" --exp-dir "$2" "${decode_args[@]}" --device "${device:-cpu}"
 }
 
 step_deliberate() {
   stage_args "$1" "${3:-$1}"
   decode_args
-  python "$steps_local/deliberate.py" "${stage_args[@]}" --exp-dir "$2" "${decode_args[@]}" --device "${device:-cpu}"
+  launcher
+  "${launch[@]}" "$steps_local/deliberate.py" "${stage_args[@]}" --exp-dir "$2" "${decode_args[@]}" --device "${device:-cpu}"
 }
 
 # step_report EXP_DIR... [-- ARGS]: the first EXP_DIR also gets the first passes and, by default,

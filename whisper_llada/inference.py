@@ -29,6 +29,7 @@ from whisper_llada.scoring.fusion import Candidate, Fusion, tune_fusion
 from whisper_llada.scoring.wer import read_errs_accounting, read_recogs, write_results, write_wer_summary
 from whisper_llada.training.checkpoint import average_checkpoints, load_model_state
 from whisper_llada.utils.checkpoint_io import atomic_write_text
+from whisper_llada.utils.dist import barrier, gather, is_main, merged_speed, my_batches, rank0_decides
 from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
 log = logging.getLogger(__name__)
@@ -108,39 +109,47 @@ def decode_part(
 
     A cut whose input cannot be loaded is not lost: it gets a row with an empty hypothesis (all
     deleted) and (cut id, reason) goes to ``left_out``.
+
+    Under torchrun each rank decodes its share of the batches (whisper_llada.utils.dist) and every
+    rank returns the results of the whole part, in the order one process gives them.
     """
-    from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
 
     norm = get_normalizer(normalizer)
     ds = SpeechTextDataset(norm, strict=strict, extractor=extractor)
-    results, wall, front, audio, passes, n, full = [], 0.0, 0.0, 0.0, 0, 0, 0
+    done, wall, front, audio, passes, n, full = [], 0.0, 0.0, 0.0, 0, 0, 0
     positions = 0  # sequence positions the LLM ran (a cached prefix counts once)
     prefixes = prefixes or PrefixCache(max_bytes=0)
     g = torch.Generator(device=device).manual_seed(0)
     # Batches of similar durations: less padding for the encoder, the Q-Former and every LLM pass
     # (results are written sorted by cut id, so the order does not show).
-    cuts = cuts.sort_by_duration()
-    for cut_batch in tqdm(SimpleCutSampler(cuts, max_cuts=setting.batch_size), desc=setting.suffix(), leave=False):
+    for index, cut_batch in tqdm(
+        my_batches(cuts, setting.batch_size, setting.suffix()), desc=setting.suffix(), leave=False
+    ):
         batch = move_batch(ds[cut_batch], device)
         if not batch["cut_ids"]:
             continue
+        # A stream of its own per batch: a batch's hypotheses do not depend on which process
+        # decoded the batches before it.
+        g.manual_seed(index)
         stats: dict = {}
+        cands: dict = {}
+        recs: list = []
         batch["prefix"], seconds = prefixes.get(model, batch, device)
         front += seconds
         t0 = time.perf_counter()
         if setting.mode == "nbest_rescoring":
-            hyps = rescore_batch(model, batch, first_pass, setting, norm, fusion or Fusion(), candidates, stats)
+            hyps = rescore_batch(model, batch, first_pass, setting, norm, fusion or Fusion(), cands, stats)
         elif setting.is_deliberation:
-            recs = [first_pass[c] for c in batch["cut_ids"]]
+            first = [first_pass[c] for c in batch["cut_ids"]]
             conf = None
             if setting.masking_type == "first_pass":
-                conf = [token_confidences(model.tokenizer, r) for r in recs]
+                conf = [token_confidences(model.tokenizer, r) for r in first]
             hyps = model.deliberate(
-                batch, [r["text"] for r in recs], setting, confidences=conf, stats=stats, generator=g
+                batch, [r["text"] for r in first], setting, confidences=conf, stats=stats, generator=g
             )
         elif setting.as_first_pass:
-            hyps = beam_records(model, batch, setting, norm, records, stats)
+            hyps = beam_records(model, batch, setting, norm, recs, stats)
         else:
             hyps = model.transcribe(batch, setting, stats=stats, generator=g)
         _sync(device)
@@ -150,35 +159,45 @@ def decode_part(
         positions += int(stats["positions"].sum()) if "positions" in stats else 0
         n += len(hyps)
         full += canvas_filled(model, setting, hyps)
-        for cut_id, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps):
-            results.append((cut_id, ref.split(), norm(hyp).split()))
+        rows = [(c, ref.split(), norm(hyp).split()) for c, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps)]
+        done.append((index, rows, cands, recs))
+    totals = dict(
+        num_utts=n, audio_seconds=audio, wall_seconds=wall, front=front, passes=passes, positions=positions, full=full
+    )
+    gathered = gather((done, totals, ds.failures))
+    failures = {cut_id: why for _, _, failed in gathered for cut_id, why in failed.items()}
+    results = []
+    for _, rows, cands, recs in sorted((b for batches, _, _ in gathered for b in batches), key=lambda b: b[0]):
+        results += rows
+        if candidates is not None:
+            candidates.update(cands)
+        if records is not None:
+            records += recs
     decoded = {r[0] for r in results}
     for cut in cuts:
         if cut.id not in decoded:
             results.append((cut.id, norm(cut_text(cut)).split(), []))
             if left_out is not None:
-                left_out.append((cut.id, ds.failures.get(cut.id, "not decoded (see the log)")))
+                left_out.append((cut.id, failures.get(cut.id, "not decoded (see the log)")))
             if records is not None:  # deliberation then meets it as here: all deleted
                 records.append({"id": cut.id, "text": "", "nbest": [{"text": "", "score": 0.0}]})
+    speed = merged_speed([t for _, t, _ in gathered], summed=("passes", "positions", "full"), of_slowest=("front",))
+    full = speed.pop("full")
     if full:
         log.warning(
             "%s: %d of %d hypotheses fill the whole canvas (gen_len %s) and may be cut short: raise gen_len, "
             "or lower data.decode_window so that long cuts are decoded in shorter pieces",
             setting.suffix(),
             full,
-            n,
+            speed["num_utts"],
             setting.gen_len,
         )
-    speed = {
-        "num_utts": n,
-        "canvas_full": full,
-        "audio_seconds": round(audio, 3),
-        "wall_seconds": round(wall, 3),
-        "rtf": round(wall / audio, 5) if audio else None,
-        "front_end_seconds": round(front, 3),
-        "forward_passes_per_utt": round(passes / max(n, 1), 2),
-        "positions_per_utt": round(positions / max(n, 1), 1) if positions else None,
-    }
+    speed["canvas_full"] = full
+    n_all = max(speed["num_utts"], 1)
+    speed["front_end_seconds"] = round(speed.pop("front"), 3)
+    speed["forward_passes_per_utt"] = round(speed.pop("passes") / n_all, 2)
+    positions_all = speed.pop("positions")
+    speed["positions_per_utt"] = round(positions_all / n_all, 1) if positions_all else None
     return results, speed
 
 
@@ -308,6 +327,8 @@ def run_settings(
 
     ``get_model`` is called only if something is left to decode. A result is redone when its cuts,
     ``checkpoints``, first-pass records, setting or scoring options changed, or it is damaged.
+    Under torchrun every rank decodes its share of each part and rank 0 alone writes (and returns
+    the WERs; the other ranks return none).
     """
     cfg.check_features()
     wers: dict = {}
@@ -356,7 +377,10 @@ def run_settings(
             fp_out = records_path(firstpass_dir, setting.as_first_pass, part) if setting.as_first_pass else None
             fp_record = fp_out and StageRecord(record_path_for(fp_out), inputs, options, [fp_out], verify=read_records)
             dev_only = part in dev_too  # the records only: the report shows test results
-            if (dev_only or record.check(str(errs))) and (fp_record is None or fp_record.check(str(fp_out))):
+            # Rank 0 checks (a check may adopt an older run's outputs, i.e. write) and every rank follows.
+            if rank0_decides(
+                lambda: (dev_only or record.check(str(errs))) and (fp_record is None or fp_record.check(str(fp_out)))
+            ):
                 continue
             first_pass = read_first_pass(fp_path, cuts) if setting.is_deliberation else None
             if model is None:
@@ -386,11 +410,12 @@ def run_settings(
                 records=fp_records,
                 extractor=cfg.data.feature_extractor(),
             )
-            if fp_out:
+            if fp_out and is_main():
                 write_records(fp_out, sorted(fp_records, key=lambda r: r["id"]))
                 fp_record.done()
                 log.info("%s: %d first-pass records (%s's n-best)", fp_out, len(fp_records), suffix)
-            if dev_only:
+            if dev_only or not is_main():
+                barrier()  # a later setting of this call may read what rank 0 writes
                 continue
             results += missing_rows
             shown = {k: v for k, v in vars(setting).items() if v is not None}
@@ -416,6 +441,7 @@ def run_settings(
             )
             wers[(part, suffix)] = wer
             written.add(setting.mode)
+            barrier()
         for mode in written:
             summarise(Path(exp_dir) / mode, part, tag)
     return wers
@@ -464,9 +490,11 @@ def choose_fusion(cfg, model, setting, system, firstpass_dir, device, prefixes, 
         # A long cut's pieces have no references of their own: the weights are chosen on whole cuts.
         refs.update((cut_id, ref) for cut_id, ref, _ in results if not is_piece(cut_id))
     cands = {c: v for c, v in cands.items() if c in refs}
+    # Every rank has every candidate (decode_part gathers them) and chooses the same weights.
     fusion, info = tune_fusion(cands, refs, norm, setting.fuse)
     info = {"dev_parts": list(cfg.data.dev_parts), **info}
-    atomic_write_text(path, json.dumps(info, indent=1))
+    if is_main():
+        atomic_write_text(path, json.dumps(info, indent=1))
     log.info(
         "%s on %s: weights chosen on %s (lm %g, words %g, ctc %g): dev WER %.2f%% -> %.2f%% "
         "(without the LM %.2f%%, n-best oracle %.2f%%)",

@@ -27,6 +27,11 @@ num_dev=100
 num_test=200
 nj=2
 device=cpu
+world_size=1
+num_nodes=1
+node_rank=0
+master_addr=
+master_port=29500
 help_message="Usage: $0 [options]
   --stage N / --stop-stage N   stages to run (default $stage..$last_stage)
   --dl-dir DIR                 where the corpus is built (default \$PWD/download)
@@ -40,6 +45,13 @@ help_message="Usage: $0 [options]
   --num-train/--num-dev/--num-test N   corpus size in utterances ($num_train/$num_dev/$num_test)
   --nj N                       parallel data jobs (default $nj)
   --device DEV                 cpu or cuda (default $device)
+  --world-size N               processes per node for the first passes, training, decoding and
+                               deliberation; more than one in all launches torchrun, and decoding
+                               splits each test part between them (default $world_size)
+  --num-nodes N --node-rank R --master-addr HOST --master-port P   several nodes ($num_nodes; this
+                               one's rank $node_rank; torchrun's static rendezvous at node 0's HOST:P,
+                               port $master_port): every node runs this script from --stage 4 once
+                               node 0 has run stages 0-3, on a file system all of them see
 Stages: 0 corpus + tiny.en, 1 manifests, 2 features, 3 lang, 4 Whisper first pass, 5 train the
         CTC recogniser, 6 CTC first pass, 7 train, 8 decode, 9 deliberate, 10 train the AR twin,
         11 decode with the AR twin, 12 train the Whisper-decoder diffusion LM, 13 decode with it,
@@ -50,6 +62,7 @@ Stages: 0 corpus + tiny.en, 1 manifests, 2 features, 3 lang, 4 Whisper first pas
 . ../../tools/log.sh
 . ../../tools/steps.sh
 
+launcher # the process options are checked before any stage runs
 exp_dir=exp/$(basename "$config" .yaml)
 name_of() { [ -n "$1" ] && echo "exp/$(basename "$1" .yaml)" || true; }
 twin_exp=$(name_of "$twin_config")

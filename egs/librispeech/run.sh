@@ -14,6 +14,10 @@ config=conf/whisper_llada.yaml
 exp_dir=
 nj=4
 world_size=1
+num_nodes=1
+node_rank=0
+master_addr=
+master_port=29500
 epoch=
 avg=
 device=
@@ -27,7 +31,15 @@ help_message="Usage: $0 [options]
                      recogniser's config, or null for none), decoding and deliberation
   --exp-dir DIR      experiment directory (default exp/<config name>)
   --nj N             parallel jobs for data preparation (default $nj)
-  --world-size N     GPUs to train on; > 1 launches torchrun (default $world_size)
+  --world-size N     processes per node (GPUs of each node) for stages 4-9 (first passes,
+                     training, decoding, deliberation); more than one process in all launches
+                     torchrun, and decoding then splits each test part between them (default $world_size)
+  --num-nodes N      nodes (default $num_nodes); with N > 1 run this script on every node with the
+                     same options but --node-rank, from --stage 4 once node 0 has run stages 0-3
+                     (data, exp/ and the first passes on a file system every node sees)
+  --node-rank R      this node's rank, 0..N-1 (default $node_rank)
+  --master-addr HOST --master-port P   where node 0 meets the others (torchrun's static
+                     rendezvous; needed with --num-nodes > 1; default port $master_port)
   --epoch E --avg A  checkpoint to decode: average of epochs E-A+1..E (default: the config's
                      train.num_epochs and train.avg)
   --device DEV       cpu or cuda (default: cuda when available)
@@ -40,6 +52,7 @@ Smoke test of every stage (tiny random models) on a LibriSpeech-layout tree DIR:
 . ../../tools/log.sh
 . ../../tools/steps.sh
 
+launcher # the process options are checked before any stage runs
 exp_dir=${exp_dir:-exp/$(basename "$config" .yaml)}
 if [ -z "$device" ]; then
   device=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
@@ -90,7 +103,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  log "Stage 7: train $exp_dir on $world_size process(es)"
+  log "Stage 7: train $exp_dir on $world_size process(es) on each of $num_nodes node(s)"
   step_train "$config" "$exp_dir"
 fi
 

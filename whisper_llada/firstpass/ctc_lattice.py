@@ -47,6 +47,7 @@ class CTCLatticeFirstPass:
         self.sec = model.cfg.ctc.frame_stride / model.cfg.qformer.frames_per_second
         self.align_to = list(align_to)
         self.unaligned = 0
+        self.aligned: list[str] = []  # the cuts whose records of other systems this object amended
 
     def _words(self, names, ids, windows, spans, lat, post) -> list[dict]:
         conf = word_confidences(lat, post, ids, windows)
@@ -81,6 +82,7 @@ class CTCLatticeFirstPass:
             "words": words,
             "lattice_depth": round(len(lat.src) / max(lat.num_frames, 1), 2),
         }
+        self.aligned.append(cut_id)
         for other in filter(None, (system.get(cut_id) for system in self.align_to)):
             other["words"] = self._aligned_words(other["text"].split(), lp, lat, post)
             for h in other.get("nbest") or []:

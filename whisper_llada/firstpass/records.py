@@ -22,7 +22,8 @@ def records_path(root: str | Path, system: str, part: str) -> Path:
 
 def write_records(path: str | Path, records: Iterable[dict]) -> None:
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write_bytes(path, gzip.compress(lines.encode()))
+    # mtime 0: the same records make the same bytes (a rerun or another number of processes).
+    atomic_write_bytes(path, gzip.compress(lines.encode(), mtime=0))
 
 
 def read_records(path: str | Path) -> dict[str, dict]:

@@ -169,19 +169,21 @@ def run_first_pass(
     extractor=None,
 ) -> tuple[list[dict], dict]:
     """Records of every cut, in cut-id order, and the speed (audio seconds, wall seconds, RTF);
-    ``extractor``: features are computed from the audio (``DataConfig.feature_extractor()``)."""
+    ``extractor``: features are computed from the audio (``DataConfig.feature_extractor()``).
+
+    Under torchrun each rank decodes its share of the batches (whisper_llada.utils.dist) and every
+    rank returns the records of all of them."""
     import time
 
-    from lhotse import CutSet
-    from lhotse.dataset import SimpleCutSampler
     from tqdm import tqdm
+
+    from whisper_llada.utils.dist import gather, merged_speed, my_batches
 
     norm = normalize or (lambda s: s)
     ds = SpeechTextDataset(extractor=extractor)
     out, wall, audio = [], 0.0, 0.0
     # Batches of similar durations: a trimmed window then pads little, and beams end together.
-    cuts = CutSet.from_cuts(cuts).sort_by_duration()
-    for cut_batch in tqdm(SimpleCutSampler(cuts, max_cuts=batch_size), desc="first pass"):
+    for _, cut_batch in tqdm(my_batches(cuts, batch_size, "first pass"), desc="first pass"):
         batch = ds[cut_batch]
         if not batch["cut_ids"]:
             continue
@@ -198,11 +200,8 @@ def run_first_pass(
                 r["words"] = [{**w, "word": piece} for w in r["words"] for piece in norm(w["word"]).split()]
                 r["text"] = " ".join(w["word"] for w in r["words"])
             out.append(r)
-    out.sort(key=lambda r: r["id"])  # decoded by duration, returned by id
-    speed = {
-        "num_utts": len(out),
-        "audio_seconds": round(audio, 3),
-        "wall_seconds": round(wall, 3),
-        "rtf": round(wall / audio, 5) if audio else None,
-    }
-    return out, speed
+    gathered = gather((out, dict(num_utts=len(out), audio_seconds=audio, wall_seconds=wall)))
+    out = sorted(
+        (r for recs, _ in gathered for r in recs), key=lambda r: r["id"]
+    )  # decoded by duration, returned by id
+    return out, merged_speed([t for _, t in gathered])

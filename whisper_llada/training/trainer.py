@@ -8,7 +8,6 @@ environment; NCCL on GPU, gloo on CPU) or as a plain process. lhotse's
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from contextlib import nullcontext
@@ -33,13 +32,9 @@ from whisper_llada.training.checkpoint import (
     supersede_later_checkpoints,
 )
 from whisper_llada.training.schedule import warmup_cosine
+from whisper_llada.utils.dist import dist_env
 
 log = logging.getLogger(__name__)
-
-
-def dist_env() -> tuple[int, int, int]:
-    """rank, local rank, world size (torchrun sets them; a plain process is rank 0 of 1)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def load_cuts(
