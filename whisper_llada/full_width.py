@@ -273,7 +273,9 @@ def _ratio(measured: Optional[float], plan: float) -> str:
     return "-" if measured is None or plan <= 0 else f"{measured / plan:.2f}"
 
 
-def format_report(args, cmdline: str, rows: list[dict], resume: dict, speeds: dict, timings: dict) -> str:
+def format_report(
+    args, cmdline: str, rows: list[dict], resume: dict, speeds: dict, timings: dict, reports: list[dict]
+) -> str:
     unit = "GPU memory allocated" if args.device.startswith("cuda") else "resident set (VmRSS, VmHWM)"
     lines = [
         "# Full-width check",
@@ -299,6 +301,13 @@ def format_report(args, cmdline: str, rows: list[dict], resume: dict, speeds: di
             f"{train} | {r['plan_train']:.3f} | {_ratio(r['train'], r['plan_train'])} | "
             f"{'-' if total is None else f'{total:.3f}'} | {plan_total:.3f} | {_ratio(total, plan_total)} |"
         )
+    if reports and reports[0].get("rss_init_peak_gib") and reports[0].get("rss_start_gib"):
+        init = reports[0]["rss_init_peak_gib"] - reports[0]["rss_start_gib"]
+        lines += [
+            "",
+            f"While the trainer was made (model, data, optimiser, DDP), rank 0's resident set peaked "
+            f"{init:.3f} GiB above its start; the plan sizes training, not this.",
+        ]
     lines += [
         "",
         "## Training, resume, decoding, deliberation",
@@ -413,7 +422,7 @@ def run_check(args) -> dict:
     ]
     timings["whole check"] = time.time() - t_all
     cmdline = "tools/full_width_check.py " + " ".join(args.argv)
-    text = format_report(args, cmdline, rows, resume, speeds, timings)
+    text = format_report(args, cmdline, rows, resume, speeds, timings, full)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "full_width.md", text)
     print(text, flush=True)

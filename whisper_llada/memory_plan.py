@@ -330,7 +330,7 @@ def format_plan(
     # Gradients are counted in full although some are still unwritten at the peak: an upper bound.
     train_fixed = plan.weights_gib + plan.trainable_bytes / GIB + plan.optimizer_gib
     lines += [
-        f"LLM sequence per utterance: {plan.llm_tokens} tokens (prompt, 30 s of audio tokens, response).",
+        f"LLM sequence per utterance: {plan.llm_tokens} tokens (prompt, audio tokens, response).",
         f"Fixed in training: weights {plan.weights_gib:.2f} + gradients {plan.trainable_bytes / GIB:.2f} "
         f"+ AdamW moments {plan.optimizer_gib:.2f} = {train_fixed:.2f} GiB; in decoding: weights {plan.weights_gib:.2f} GiB.",
         "",
