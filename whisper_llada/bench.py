@@ -13,7 +13,7 @@ import argparse
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -144,6 +144,14 @@ def _configs(size: str, arch: str, tok: _VocabTokenizer, trim: bool) -> ModelCon
     )
 
 
+def _on_device(cfg: ModelConfig, tok, device, dtype) -> nn.Module:
+    """The model with its random weights made on ``device`` (a CPU's generator takes minutes at 8B),
+    native LLaDA directly at ``dtype``."""
+    cfg = replace(cfg, llm=replace(cfg.llm, dtype={torch.bfloat16: "bfloat16"}.get(dtype, cfg.llm.dtype)))
+    with torch.device(device):
+        return build_model(cfg, tokenizer=tok).to(device, dtype).eval()
+
+
 def _decoder_pair(size: str, device, dtype) -> tuple:
     """Whisper's decoder as block diffusion (blocks of 4) and as its AR twin, random weights at the
     size's Whisper shapes with Whisper's 51,865-id vocabulary; the EOS row of the tied output layer
@@ -176,7 +184,7 @@ def _decoder_pair(size: str, device, dtype) -> tuple:
             },
             f"bench:{size}",
         )
-        model = build_model(cfg, tokenizer=tok).to(device, dtype).eval()
+        model = _on_device(cfg, tok, device, dtype)
         with torch.no_grad():
             model.llm.get_input_embeddings().weight[tok.eos_id] = 0
         models.append(model)
@@ -274,16 +282,8 @@ def run(args) -> list[Row]:
     vocab = SIZES[args.size][0][4]
     tok = _VocabTokenizer(vocab)
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    llada = (
-        build_model(_configs(args.size, "whisper_llada", tok, not args.full_windows), tokenizer=tok)
-        .to(args.device, dtype)
-        .eval()
-    )
-    llama = (
-        build_model(_configs(args.size, "whisper_llama", tok, not args.full_windows), tokenizer=tok)
-        .to(args.device, dtype)
-        .eval()
-    )
+    llada = _on_device(_configs(args.size, "whisper_llada", tok, not args.full_windows), tok, args.device, dtype)
+    llama = _on_device(_configs(args.size, "whisper_llama", tok, not args.full_windows), tok, args.device, dtype)
     g = torch.Generator().manual_seed(0)
     frames = int(args.seconds * 100)
     mels = llada.encoder.config.num_mel_bins

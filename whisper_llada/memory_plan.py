@@ -150,6 +150,18 @@ class Plan:
         one, two = pair
         return 2 * one - two, two - one
 
+    @staticmethod
+    def at_batch(pair: tuple, batch: int) -> float:
+        fixed, per = Plan.per_utt(pair)
+        return fixed + per * batch
+
+    def training_process(self, batch: int, checkpointing: bool = True) -> dict[str, float]:
+        """GiB one training process holds at its peak with ``batch`` utterances a step: the weights,
+        AdamW's moments (kept between steps) and the larger transient of the frozen encoder and the
+        LLM step (the step's own includes the gradients, which are freed after each update)."""
+        step = max(self.at_batch(self.encoder_gib, batch), self.at_batch(self.train_gib[checkpointing], batch))
+        return {"weights": self.weights_gib, "AdamW moments": self.optimizer_gib, "step": step}
+
 
 def _components(model) -> dict:
     groups = {"Whisper encoder": model.encoder, "Q-Former + projection": model.qformer, "LLM (with LoRA)": model.llm}
@@ -190,18 +202,32 @@ class _StepPeak:
             self.allocator[self.key] = (torch.cuda.max_memory_allocated() - self.base) / GIB
 
 
-def _encode(model, batch: int, allocator: Optional[dict] = None) -> tuple[tuple[torch.Tensor, torch.Tensor], float]:
-    """The frozen encoder on a 30 s window (what every utterance gets): its output and peak bytes."""
+def real_frames(model, audio_seconds: Optional[float]) -> int:
+    """Encoder frames of an utterance of ``audio_seconds`` (None: the whole 30 s window)."""
+    enc = model.encoder.config
+    if audio_seconds is None:
+        return enc.max_source_positions
+    # 100 feature frames a second; Whisper's convolutions halve them, rounding up.
+    return min(enc.max_source_positions, (round(audio_seconds * 100) + 1) // 2)
+
+
+def _encode(
+    model, batch: int, allocator: Optional[dict] = None, audio_seconds: Optional[float] = None
+) -> tuple[tuple[torch.Tensor, torch.Tensor], float]:
+    """The frozen encoder on a 30 s window (what every utterance gets): its output and peak bytes.
+    The real frames' count is on the CPU: a trimming Q-Former reads it there."""
     enc = model.encoder
     x = torch.zeros(batch, enc.config.num_mel_bins, 2 * enc.config.max_source_positions, device=model.device)
     with _StepPeak(model.device, allocator, ("encoder", batch)) as mem, torch.no_grad():
         frames = enc(x).last_hidden_state
-    real = torch.full((batch,), enc.config.max_source_positions, device=model.device)
+    real = torch.full((batch,), real_frames(model, audio_seconds))
     return (frames, real), mem.peak
 
 
-def _train_step(model, batch: int, allocator: Optional[dict] = None, name: str = "train") -> float:
-    encoder_out, _ = _encode(model, batch)
+def _train_step(
+    model, batch: int, allocator: Optional[dict] = None, name: str = "train", audio_seconds: Optional[float] = None
+) -> float:
+    encoder_out, _ = _encode(model, batch, audio_seconds=audio_seconds)
     model.train()
     with _StepPeak(model.device, allocator, (name, batch)) as mem:
         out = model(["x"] * batch, Audio.frames(*encoder_out))
@@ -210,14 +236,16 @@ def _train_step(model, batch: int, allocator: Optional[dict] = None, name: str =
     return mem.peak
 
 
-def _decode_step(model, batch: int, gen_len: int, allocator: Optional[dict] = None) -> float:
+def _decode_step(
+    model, batch: int, gen_len: int, allocator: Optional[dict] = None, audio_seconds: Optional[float] = None
+) -> float:
     """One denoising step of the sampler on a fully masked response (every step costs the same),
     through the denoiser decoding uses: with ``prefix_attends_response`` false, the prefix's cache
     is filled first and the step runs the response alone."""
     from whisper_llada.diffusion.sampling import _propose
     from whisper_llada.diffusion.settings import DecodeConfig
 
-    encoder_out, _ = _encode(model, batch)
+    encoder_out, _ = _encode(model, batch, audio_seconds=audio_seconds)
     model.eval()
     with _StepPeak(model.device, allocator, ("decode", batch)) as mem, torch.no_grad():
         prefix, mask, positions = model.prefix(Audio.frames(*encoder_out))
@@ -235,16 +263,23 @@ def measure(
     prompt_tokens: int = LLADA_PROMPT_TOKENS,
     text_tokens: int = 40,
     device: str = "meta",
+    audio_seconds: Optional[float] = None,
 ) -> Plan:
     """Sizes of ``cfg``'s model (made full size by ``full_size_config`` first, if wanted).
 
     ``device`` "meta" allocates nothing; a real device gives the same figures at its own cost
-    (how the tests check the meta figures)."""
+    (how the tests check the meta figures). ``audio_seconds``: the utterance length, which sets
+    the audio tokens of a Q-Former that trims to the audio (``qformer.trim_to_audio``)."""
     if get_arch(cfg.arch).llm_family != "llada":
         raise ValueError(f"the memory plan is for an arch on native LLaDA (whisper_llada), not {cfg.arch!r}")
-    if cfg.qformer.trim_to_audio or cfg.whisper.window != "full" or cfg.ctc_compress:
-        # Token counts would depend on each utterance's audio; the plan is for the paper's layout.
-        raise ValueError("the memory plan needs qformer.trim_to_audio false, whisper.window full and no ctc_compress")
+    if cfg.whisper.window != "full" or cfg.ctc_compress:
+        # Token counts would depend on each utterance's audio in ways the plan does not model.
+        raise ValueError("the memory plan needs whisper.window full and no ctc_compress")
+    if cfg.qformer.trim_to_audio != (audio_seconds is not None):
+        raise ValueError(
+            "the memory plan takes an utterance length (audio_seconds, --audio-seconds) exactly when "
+            f"qformer.trim_to_audio is true (it is {cfg.qformer.trim_to_audio})"
+        )
     vocab = (
         (cfg.llm.config or {}).get("embedding_size")
         or (cfg.llm.config or {}).get("vocab_size")
@@ -254,7 +289,8 @@ def measure(
     tok = _LengthTokenizer(vocab, prompt_tokens, min(text_tokens, cfg.loss.response_length - 1))
     model = _build(cfg, tok, False, device)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    windows = model.qformer.cfg.num_windows(model.encoder.config.max_source_positions)
+    total = model.encoder.config.max_source_positions
+    windows = int(model.qformer.cfg.windows_for(torch.tensor([real_frames(model, audio_seconds)]), total)[0])
     alloc: dict = {}
     plan = Plan(
         params=_components(model),
@@ -264,14 +300,14 @@ def measure(
         llm_tokens=prompt_tokens + windows * cfg.qformer.num_query + cfg.loss.response_length,
         encoder_gib=tuple(_encode(model, b, alloc)[1] / GIB for b in (1, 2)),
         train_gib={},
-        decode_gib=tuple(_decode_step(model, b, gen_len, alloc) / GIB for b in (1, 2)),
+        decode_gib=tuple(_decode_step(model, b, gen_len, alloc, audio_seconds) / GIB for b in (1, 2)),
         allocator_gib=alloc,
     )
-    plan.train_gib[False] = tuple(_train_step(model, b, alloc, "train") / GIB for b in (1, 2))
+    plan.train_gib[False] = tuple(_train_step(model, b, alloc, "train", audio_seconds) / GIB for b in (1, 2))
     # Released before the second build: at full size on a GPU two models need not fit at once.
     del model, trainable
     model = _build(cfg, tok, True, device)
-    plan.train_gib[True] = tuple(_train_step(model, b, alloc, "train-ckpt") / GIB for b in (1, 2))
+    plan.train_gib[True] = tuple(_train_step(model, b, alloc, "train-ckpt", audio_seconds) / GIB for b in (1, 2))
     return plan
 
 
@@ -294,7 +330,7 @@ def format_plan(
     # Gradients are counted in full although some are still unwritten at the peak: an upper bound.
     train_fixed = plan.weights_gib + plan.trainable_bytes / GIB + plan.optimizer_gib
     lines += [
-        f"LLM sequence per utterance: {plan.llm_tokens} tokens (prompt, 30 s of audio tokens, response).",
+        f"LLM sequence per utterance: {plan.llm_tokens} tokens (prompt, audio tokens, response).",
         f"Fixed in training: weights {plan.weights_gib:.2f} + gradients {plan.trainable_bytes / GIB:.2f} "
         f"+ AdamW moments {plan.optimizer_gib:.2f} = {train_fixed:.2f} GiB; in decoding: weights {plan.weights_gib:.2f} GiB.",
         "",
@@ -352,6 +388,17 @@ def format_check(plan: Plan, device_plan: Plan, device: str) -> str:
     return "\n".join(lines)
 
 
+def slice_config(cfg: ModelConfig, whisper_layers: Optional[int], llm_layers: Optional[int]) -> ModelConfig:
+    """``cfg`` (with shapes in its configs, e.g. from ``full_size_config``) with fewer layers: a
+    slice of the full model at its true widths."""
+    whisper, llm = dict(cfg.whisper.config), dict(cfg.llm.config)
+    if whisper_layers is not None:
+        whisper["encoder_layers"] = whisper_layers
+    if llm_layers is not None:
+        llm["n_layers"] = llm_layers
+    return replace(cfg, whisper=replace(cfg.whisper, config=whisper), llm=replace(cfg.llm, config=llm))
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -375,6 +422,16 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set model.lora.r=16",
     )
+    p.add_argument("--whisper-layers", type=int, help="a slice: this many Whisper encoder layers (widths kept)")
+    p.add_argument("--llm-layers", type=int, help="a slice: this many LLM layers (widths kept)")
+    p.add_argument(
+        "--audio-seconds",
+        type=float,
+        help="utterance length; needed (and only allowed) when model.qformer.trim_to_audio is true",
+    )
+    p.add_argument(
+        "--batch", type=int, help="also print what one training process holds at its peak with this many utterances"
+    )
     return p
 
 
@@ -385,16 +442,24 @@ def main(argv=None) -> None:
     cfg = load_recipe_config(args.config, args.overrides)
     # Relative paths in a recipe config are relative to its recipe directory (egs/NAME).
     model_cfg = full_size_config(cfg.model, base=Path(args.config).resolve().parent.parent)
+    model_cfg = slice_config(model_cfg, args.whisper_layers, args.llm_layers)
     print(
         f"config {args.config} | torch {torch.__version__} | sizes measured on the meta device "
         f"(attention through SDPA's math path: an upper bound for flash kernels)",
         flush=True,
     )
-    plan = measure(model_cfg)
+    plan = measure(model_cfg, audio_seconds=args.audio_seconds)
     print(
         format_plan(plan, args.gpu_gb * 1e9 / GIB, cfg.train.max_duration, cfg.train.min_duration, cfg.train.max_cuts)
     )
+    if args.batch:
+        parts = plan.training_process(args.batch, cfg.model.llm.gradient_checkpointing)
+        print(
+            f"\nOne training process, {args.batch} utterance(s) a step: "
+            + " + ".join(f"{k} {v:.3f}" for k, v in parts.items())
+            + f" = {sum(parts.values()):.3f} GiB"
+        )
     if args.device:
         name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
         print(f"\nThe same steps on {args.device} ({name}), random weights:", flush=True)
-        print(format_check(plan, measure(model_cfg, device=args.device), args.device))
+        print(format_check(plan, measure(model_cfg, device=args.device, audio_seconds=args.audio_seconds), args.device))

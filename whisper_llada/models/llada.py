@@ -333,7 +333,14 @@ class LLaDAModelLM(nn.Module):
     def from_config(cls, config: LLaDAConfig | dict, dtype: Optional[torch.dtype] = None) -> "LLaDAModelLM":
         if isinstance(config, dict):
             config = LLaDAConfig.from_dict(config)
-        model = cls(config)
+        # Built at ``dtype`` directly: a float32 copy first would need twice a bfloat16 model's
+        # host memory (32 GB at 8B) before the cast.
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype or default)
+        try:
+            model = cls(config)
+        finally:
+            torch.set_default_dtype(default)
         return model.to(dtype) if dtype is not None else model
 
     @classmethod

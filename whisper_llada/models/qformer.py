@@ -94,9 +94,11 @@ class WindowQFormer(nn.Module):
             raise ValueError(f"encoder output has {total} frames, fewer than one window ({cfg.kernel})")
         if real_frames is None:
             real_frames = torch.full((B,), total, dtype=torch.long, device=frames.device)
-        n_win = cfg.windows_for(real_frames.to(frames.device), total)
-        # Untrimmed, W is known without reading the lengths (no device sync; runs on meta tensors).
+        # Counted where the lengths are (a meta-device run gives them on the CPU); untrimmed, W is
+        # known without reading them (no device sync).
+        n_win = cfg.windows_for(real_frames, total)
         W = int(n_win.max()) if cfg.trim_to_audio else cfg.num_windows(total)
+        n_win = n_win.to(frames.device)
         need = (W - 1) * cfg.stride + cfg.kernel
         if T < need:
             raise ValueError(f"the Q-Former reads {need} encoder frames but got {T}")

@@ -62,9 +62,9 @@ class SpeechLLM(FrozenWhisperFrontEnd):
     def audio_tokens(self, audio: Audio) -> tuple[torch.Tensor, torch.Tensor]:
         """The Q-Former's audio tokens (B, A, D) and mask (B, A) of features or cached encoder frames."""
         frames, real = self.encoder_output(audio)
-        tokens, mask = self.qformer(
-            frames, real.to(frames.device), total_frames=self.encoder.config.max_source_positions
-        )
+        # ``real`` stays where it is: the Q-Former reads the window count there (the memory plan
+        # keeps the lengths on the CPU while its frames are on the meta device).
+        tokens, mask = self.qformer(frames, real, total_frames=self.encoder.config.max_source_positions)
         return tokens.to(self.embed_tokens(self.prompt_ids[:1]).dtype), mask
 
     def compress(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
