@@ -8,14 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 stage=1; stop_stage=100; last_stage=10
 data_dir=
 config=conf/whisper_llada.yaml
-nj=4; device=cpu; world_size=1; epoch=; avg=
-num_nodes=1; node_rank=0; master_addr=; master_port=29500
+nj=4; device=cpu; world_size=1; epoch=; avg=; num_nodes=1; node_rank=0; master_addr=; master_port=29500
 help_message="Usage: $0 --data-dir DIR [--config YAML (default $config)] [--stage N] [--stop-stage N]
-  [--nj N ($nj)] [--device DEV ($device)] [--epoch E --avg A]
-  [--world-size N ($world_size): processes per node for stages 4-9; more than one in all: torchrun]
-  [--num-nodes N ($num_nodes) --node-rank R ($node_rank) --master-addr HOST --master-port P ($master_port)]
-  (several nodes: each runs this script with its --node-rank, from --stage 4 once node 0 has run
-  stages 1-3, on a file system all of them see; see egs/librispeech/run.sh --help)
+  [--nj N ($nj)] [--device DEV ($device)] [--epoch E --avg A] [--world-size N ($world_size): processes
+  per node, stages 4-9] [--num-nodes N --node-rank R --master-addr HOST --master-port P ($master_port)]
+  (nodes other than 0 start at --stage 4 on a shared file system; egs/librispeech/run.sh --help)
 Stages: 1 manifests (wav.scp files or pipe commands, any rate and channels), 2 features, 3 lang,
         4 Whisper first pass, 5-6 CTC first pass, 7 train, 8 decode, 9 deliberate, 10 report"
 . ../../tools/parse_options.sh
