@@ -195,11 +195,15 @@ def first_passes(args, device: str) -> None:
                 stats["speed"] = speed
             atomic_write_text(args.output_dir / system / f"stats-{part}.json", json.dumps(stats, indent=2) + "\n")
             plot_reliability(stats, args.output_dir / system / f"reliability-{part}.png", f"{system} on {part}")
+            if not stats["utterances"]:
+                logging.info("%s %s: every cut decoded in pieces; its statistics cover whole cuts only", system, part)
+                continue
             logging.info(
-                "%s %s: WER %.2f%%, n-best oracle %.2f%%, confidence AUC %s%s",
+                "%s %s: WER %.2f%% over %d whole cuts, n-best oracle %.2f%%, confidence AUC %s%s",
                 system,
                 part,
                 stats["wer"],
+                stats["utterances"],
                 stats["nbest_oracle_wer"],
                 f"{stats['confidence_auc']:.3f}" if "confidence_auc" in stats else "-",
                 f", lattice depth {stats['lattice_depth']:.1f}" if "lattice_depth" in stats else "",
