@@ -74,6 +74,30 @@ def test_compare_memory_reads_the_plan_per_process():
     assert row["plan_train"] == pytest.approx(parts["AdamW moments"] + parts["step"])
 
 
+def test_random_llm_directory_is_what_the_recipe_loads(tmp_path, sp_model):
+    """The check's random LLaDA: seeded, N(0, init_std) matrices and unit norms, loaded by model.llm.path."""
+    from dataclasses import replace
+
+    from conftest import tiny_model_config
+
+    from whisper_llada.models.build import build_model
+    from whisper_llada.models.llada import LLaDAModelLM
+
+    cfg = tiny_model_config(sp_model, llm__dtype="float32")
+    out = full_width.write_random_llm(cfg, tmp_path / "a")
+    a = LLaDAModelLM.from_pretrained(out)
+    b = LLaDAModelLM.from_pretrained(full_width.write_random_llm(cfg, tmp_path / "b"))
+    assert (a.config.d_model, a.config.n_layers) == (64, 2) and a.config.vocab_size >= 80  # BPE pieces and more
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), name  # the same seed, the same weights
+        if p.dim() == 1:
+            assert torch.all(p == 1), name
+    head = a.model.transformer.ff_out.weight
+    assert abs(head.std().item() / a.config.init_std - 1) < 0.05 and abs(head.mean().item()) < 1e-3
+    model = build_model(replace(cfg, llm=replace(cfg.llm, path=str(out), config=None)))
+    assert torch.equal(model.llm.get_input_embeddings().weight, a.get_input_embeddings().weight)
+
+
 def _check(tmp_path, *extra) -> str:
     cmd = [sys.executable, "tools/full_width_check.py", "--work-dir", str(tmp_path / "w"), "--device", "cpu", *extra]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1500)

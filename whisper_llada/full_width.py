@@ -127,10 +127,10 @@ def make_corpus(dl_dir: Path, counts: dict[str, int], seed: int = 0) -> None:
 
 
 def write_random_llm(cfg, out: Path) -> Path:
-    """A random LLaDA of ``model.llm.config`` (the tokenizer's ids, ``model.llm.dtype``) written as a hub
+    """A random LLaDA of ``cfg.llm.config`` (the tokenizer's ids, ``cfg.llm.dtype``; ``cfg`` a ModelConfig) written as a hub
     directory (config.json + safetensors), so that every stage after it loads weights as a real run does.
 
-    Built on the meta device and filled once in place, seeded by ``model.init_seed``: N(0, init_std)
+    Built on the meta device and filled once in place, seeded by ``cfg.init_seed``: N(0, init_std)
     for matrices, norms one, biases zero (a build from the config fills each matrix twice, the
     module's default and then LLaDA's; at 8B widths that is most of a process's start-up on a CPU).
     """
@@ -140,16 +140,16 @@ def write_random_llm(cfg, out: Path) -> Path:
     from whisper_llada.models.build import DTYPES, llada_config
     from whisper_llada.models.llada import LLaDAModelLM
 
-    config = llada_config(cfg.model, build_tokenizer(cfg.model.tokenizer))
+    config = llada_config(cfg, build_tokenizer(cfg.tokenizer))
     default = torch.get_default_dtype()
-    torch.set_default_dtype(DTYPES[cfg.model.llm.dtype])
+    torch.set_default_dtype(DTYPES[cfg.llm.dtype])
     try:
         with torch.device("meta"):
             model = LLaDAModelLM(config)
     finally:
         torch.set_default_dtype(default)
     model.to_empty(device="cpu")
-    gen = torch.Generator().manual_seed(cfg.model.init_seed)
+    gen = torch.Generator().manual_seed(cfg.init_seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() > 1:
@@ -416,7 +416,7 @@ def run_check(args) -> dict:
     cfg = load_recipe_config(conf, sets)
     if cfg.model.llm.path is None and get_arch(cfg.model.arch).llm_family == "llada":
         t0 = time.time()
-        llm_dir = write_random_llm(cfg, work / "llm-random")
+        llm_dir = write_random_llm(cfg.model, work / "llm-random")
         loaded = [f"model.llm.path={json.dumps(str(llm_dir))}", "model.llm.config=null"]
         sets += loaded
         set_args += [a for s in loaded for a in ("--set", s)]
