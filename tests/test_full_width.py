@@ -74,6 +74,30 @@ def test_compare_memory_reads_the_plan_per_process():
     assert row["plan_train"] == pytest.approx(parts["AdamW moments"] + parts["step"])
 
 
+def test_random_llm_directory_is_what_the_recipe_loads(tmp_path, sp_model):
+    """The check's random LLaDA: seeded, N(0, init_std) matrices and unit norms, loaded by model.llm.path."""
+    from dataclasses import replace
+
+    from conftest import tiny_model_config
+
+    from whisper_llada.models.build import build_model
+    from whisper_llada.models.llada import LLaDAModelLM
+
+    cfg = tiny_model_config(sp_model, llm__dtype="float32")
+    out = full_width.write_random_llm(cfg, tmp_path / "a")
+    a = LLaDAModelLM.from_pretrained(out)
+    b = LLaDAModelLM.from_pretrained(full_width.write_random_llm(cfg, tmp_path / "b"))
+    assert (a.config.d_model, a.config.n_layers) == (64, 2) and a.config.vocab_size >= 80  # BPE pieces and more
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), name  # the same seed, the same weights
+        if p.dim() == 1:
+            assert torch.all(p == 1), name
+    head = a.model.transformer.ff_out.weight
+    assert abs(head.std().item() / a.config.init_std - 1) < 0.05 and abs(head.mean().item()) < 1e-3
+    model = build_model(replace(cfg, llm=replace(cfg.llm, path=str(out), config=None)))
+    assert torch.equal(model.llm.get_input_embeddings().weight, a.get_input_embeddings().weight)
+
+
 def _check(tmp_path, *extra) -> str:
     cmd = [sys.executable, "tools/full_width_check.py", "--work-dir", str(tmp_path / "w"), "--device", "cpu", *extra]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1500)
@@ -85,18 +109,22 @@ def _check(tmp_path, *extra) -> str:
 def test_full_width_check_on_cpu(tmp_path):
     """One Whisper layer and one LLaDA layer at full width on two gloo processes: the resumed run's
     losses are the uninterrupted run's, decoding and deliberation run, memory is the plan's."""
-    out = _check(tmp_path)
+    # Its smallest form: two steps, two denoising steps, one test utterance.
+    out = _check(tmp_path, "--steps", "2", "--decode-steps", "2", "--num-test", "1")
     w = tmp_path / "w"
+    # Every stage loaded the random LLM written once at LLaDA-8B's width and vocabulary.
+    llm = json.loads((w / "llm-random/config.json").read_text())
+    assert (llm["d_model"], llm["vocab_size"], llm["n_layers"]) == (4096, 126464, 1)
     ranks = [json.loads((w / f"exp/full/memory-rank{r}.json").read_text()) for r in (0, 1)]
     resumed = [json.loads((w / f"exp/resumed/memory-rank{r}.json").read_text()) for r in (0, 1)]
     for full, res in zip(ranks, resumed):
-        # Three steps; the second run starts from checkpoint-1.pt and must repeat steps 2 and 3 exactly.
-        assert len(full["losses"]) == 3 and all(torch.isfinite(torch.tensor(full["losses"])))
+        # Two steps; the second run starts from checkpoint-1.pt and must repeat step 2 exactly.
+        assert len(full["losses"]) == 2 and all(torch.isfinite(torch.tensor(full["losses"])))
         assert res["losses"] == full["losses"][1:]
     assert ranks[0]["losses"] != ranks[1]["losses"]  # each rank its own utterances and masks
     for mode in ("decoding", "diffusion_deliberation"):
         (speed,) = (w / "exp/full" / mode).glob("speed-test-clean-*.json")
-        assert json.loads(speed.read_text())["num_utts"] == 2
+        assert json.loads(speed.read_text())["num_utts"] == 1
     report = (w / "full_width.md").read_text()
     assert report in out
     rows = [

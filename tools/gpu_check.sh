@@ -22,7 +22,7 @@ help_message="Usage: $0 [options]
   --device DEV          cuda, or cpu with --size tiny (default $device)
   --size SIZE           full (LLaDA-8B, whisper-large-v3) or tiny (toy widths, CPU minutes) (default $size)
   --out-dir DIR         where the tables go (default \$OUT, else exp/gpu_check)
-  --steps N             training steps (default $steps; the tiny run also resumes from step 2)
+  --steps N             training steps (default $steps; the tiny run: 2, and again from step 1)
   --batch N             utterances a training step (default $batch)
   --num-test N          utterances decoded and deliberated (default $num_test)
   --llm-layers N        LLM layers at full size (default $llm_layers)
@@ -38,12 +38,14 @@ out_dir=$(cd "$out_dir" && pwd)
 if [ "$size" = full ]; then
   fw=(--size full --nproc 1 --whisper-layers "$whisper_layers" --llm-layers "$llm_layers" --full-window
       --response-length 128 --gen-len 128 --decode-steps 32 --decode-batch 16 --resume-at 0)
-  # torchrun gives each process one thread; the CPU builds the random 8B weights before they move.
+  # torchrun gives each process one thread unless told; each reads the random 8B weights (written
+  # once by the check as a hub directory) on the CPU before they move.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 else
   fw=(--size tiny --nproc 2)
-  steps=4 batch=1 num_test=2
-  fw+=(--resume-at 2)
+  # Two steps and a second run from the first: what is checked (resume, save, decode), no more.
+  steps=2 batch=1 num_test=2
+  fw+=(--resume-at 1)
 fi
 
 t0=$(date +%s)
@@ -54,8 +56,8 @@ bench() {
     echo
     python tools/bench_decode.py --size llada-8b --batch-sizes 16 --num-utts 16 --device "$device"
   else
-    # Two strategies and the AR twin: the tiny run checks the script, not the speeds.
-    python tools/bench_decode.py --size tiny --batch-sizes 1 2 --num-utts 2 --seconds 1 --tokens 5 --gen-len 16 \
+    # Two strategies and the AR twin at one batch size: the tiny run checks the script, not the speeds.
+    python tools/bench_decode.py --size tiny --batch-sizes 2 --num-utts 2 --seconds 1 --tokens 5 --gen-len 16 \
       --only "diffusion steps 4" "delib low-conf 0.3" --device "$device"
   fi
 }

@@ -2,7 +2,7 @@
 weights, through the recipe's own stage scripts and trainer; peak memory beside the memory plan's.
 
 On a spoken corpus of a few short utterances it runs the manifests, features (128 mel bins) and
-lang stages, trains a few steps on torchrun (gloo on CPU, NCCL on CUDA), resumes from the middle
+lang stages, writes the random LLM once as a hub directory that every later stage loads, trains a few steps on torchrun (gloo on CPU, NCCL on CUDA), resumes from the middle
 checkpoint and compares the losses, decodes and deliberates the test part, and writes a markdown
 report. Each training process reports its memory: resident set on a CPU (/proc's VmRSS and VmHWM),
 ``torch.cuda.max_memory_allocated`` on a GPU.
@@ -126,6 +126,40 @@ def make_corpus(dl_dir: Path, counts: dict[str, int], seed: int = 0) -> None:
         k += n
 
 
+def write_random_llm(cfg, out: Path) -> Path:
+    """A random LLaDA of ``cfg.llm.config`` (the tokenizer's ids, ``cfg.llm.dtype``; ``cfg`` a ModelConfig) written as a hub
+    directory (config.json + safetensors), so that every stage after it loads weights as a real run does.
+
+    Built on the meta device and filled once in place, seeded by ``cfg.init_seed``: N(0, init_std)
+    for matrices, norms one, biases zero (a build from the config fills each matrix twice, the
+    module's default and then LLaDA's; at 8B widths that is most of a process's start-up on a CPU).
+    """
+    import torch
+
+    from whisper_llada.data.tokenizer import build_tokenizer
+    from whisper_llada.models.build import DTYPES, llada_config
+    from whisper_llada.models.llada import LLaDAModelLM
+
+    config = llada_config(cfg, build_tokenizer(cfg.tokenizer))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(DTYPES[cfg.llm.dtype])
+    try:
+        with torch.device("meta"):
+            model = LLaDAModelLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.to_empty(device="cpu")
+    gen = torch.Generator().manual_seed(cfg.init_seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, config.init_std, generator=gen)
+            else:
+                p.fill_(0.0 if name.endswith("bias") else 1.0)
+    model.save_pretrained(out)
+    return out
+
+
 def _run(cmd: list, cwd: Path, what: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
@@ -177,6 +211,13 @@ def train_rank(args) -> None:
     start = (None, args.start_batch) if args.start_batch else (1, 0)
     trainer = Trainer(cfg, args.exp_dir, *start, args.device)
     cuda = trainer.device.type == "cuda"
+    if not cuda:
+        # Weights loaded from safetensors are mapped from the file and enter the resident set when
+        # first read (a frozen embedding's unused rows never would); read each once, as a move to a
+        # GPU does, so the figure is the resident model the plan sizes.
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                p.sum()
     rss_built, rss_init_peak = _proc_kib("VmRSS"), _proc_kib("VmHWM")
     reset = _reset_peak_rss()
     if cuda:
@@ -243,11 +284,11 @@ def _speed(exp_dir: Path, mode: str) -> dict:
 def plan_for(cfg, args, audio_seconds: float):
     """The memory plan of the check's model (the recipe config as loaded), its prompt and utterance length."""
     from whisper_llada.data.tokenizer import build_tokenizer
-    from whisper_llada.memory_plan import measure
+    from whisper_llada.memory_plan import full_size_config, measure
 
     prompt = len(build_tokenizer(cfg.model.tokenizer).prompt_ids(cfg.model.prompt))
     return measure(
-        cfg.model,
+        full_size_config(cfg.model),  # the random LLM's shape from its directory's config.json
         gen_len=args.gen_len,
         prompt_tokens=prompt,
         audio_seconds=None if args.full_window else audio_seconds,
@@ -339,6 +380,7 @@ def run_check(args) -> dict:
     """Runs the check; returns its figures (the report is written to ``args.out_dir``)."""
     from lhotse import load_manifest_lazy
 
+    from whisper_llada.models.registry import get_arch
     from whisper_llada.recipe import load_recipe_config
     from whisper_llada.utils.checkpoint_io import atomic_write_text
 
@@ -372,6 +414,14 @@ def run_check(args) -> dict:
     timings["corpus, manifests, features, lang"] = time.time() - t0
     os.chdir(work)  # the config's relative paths (data/..., the BPE model) are the work directory's
     cfg = load_recipe_config(conf, sets)
+    if cfg.model.llm.path is None and get_arch(cfg.model.arch).llm_family == "llada":
+        t0 = time.time()
+        llm_dir = write_random_llm(cfg.model, work / "llm-random")
+        loaded = [f"model.llm.path={json.dumps(str(llm_dir))}", "model.llm.config=null"]
+        sets += loaded
+        set_args += [a for s in loaded for a in ("--set", s)]
+        cfg = load_recipe_config(conf, sets)
+        timings["random LLM written once"] = time.time() - t0
     train_cuts = list(load_manifest_lazy(cfg.data.cuts_path(TRAIN)))
     if len(train_cuts) < per_rank * args.steps:
         raise RuntimeError(f"{cfg.data.cuts_path(TRAIN)}: {len(train_cuts)} cuts, {per_rank * args.steps} needed")

@@ -33,11 +33,10 @@ def apply_lora(llm: nn.Module, cfg: LoRAConfig) -> nn.Module:
     return get_peft_model(llm, lora)
 
 
-def build_llada(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:
-    from whisper_llada.models.llada import LLaDAConfig, LLaDAModelLM
+def llada_config(cfg: ModelConfig, tokenizer: TextTokenizer):
+    """The LLaDAConfig of a random LLaDA: ``model.llm.config`` over the tokenizer's ids."""
+    from whisper_llada.models.llada import LLaDAConfig
 
-    if cfg.llm.path is not None:
-        return LLaDAModelLM.from_pretrained(cfg.llm.path, dtype=dtype)
     fields = {
         "vocab_size": tokenizer.vocab_size,
         "mask_token_id": tokenizer.mask_id,
@@ -45,7 +44,15 @@ def build_llada(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) 
         "pad_token_id": tokenizer.pad_id,
         **cfg.llm.config,
     }
-    return LLaDAModelLM.from_config(LLaDAConfig.from_dict(fields, source="model.llm.config"), dtype=dtype)
+    return LLaDAConfig.from_dict(fields, source="model.llm.config")
+
+
+def build_llada(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:
+    from whisper_llada.models.llada import LLaDAModelLM
+
+    if cfg.llm.path is not None:
+        return LLaDAModelLM.from_pretrained(cfg.llm.path, dtype=dtype)
+    return LLaDAModelLM.from_config(llada_config(cfg, tokenizer), dtype=dtype)
 
 
 def build_llama(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> nn.Module:

@@ -143,6 +143,11 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.local_rank] if self.device.type == "cuda" else None
+            # DDP broadcasts every parameter from rank 0 when made, copying each into a flat buffer
+            # first (2 GiB for LLaDA-8B's embedding in float32). Frozen ones are the same on every
+            # rank (the hub's weights, or the same seed) and never reduced: leave them out.
+            frozen = [n for n, p in self.model.named_parameters() if not p.requires_grad]
+            DDP._set_params_and_buffers_to_ignore_for_model(self.model, frozen)
             # Two-stage training leaves the LLM, then the front end, without gradients; so does
             # text-only pre-training the front end.
             self.ddp = DDP(
