@@ -22,7 +22,7 @@ help_message="Usage: $0 [options]
   --device DEV          cuda, or cpu with --size tiny (default $device)
   --size SIZE           full (LLaDA-8B, whisper-large-v3) or tiny (toy widths, CPU minutes) (default $size)
   --out-dir DIR         where the tables go (default \$OUT, else exp/gpu_check)
-  --steps N             training steps (default $steps; the tiny run: 2, and again from step 1)
+  --steps N             training steps (default $steps; the tiny run: 2 on one process)
   --batch N             utterances a training step (default $batch)
   --num-test N          utterances decoded and deliberated (default $num_test)
   --llm-layers N        LLM layers at full size (default $llm_layers)
@@ -42,10 +42,10 @@ if [ "$size" = full ]; then
   # once by the check as a hub directory) on the CPU before they move.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 else
-  fw=(--size tiny --nproc 2)
-  # Two steps and a second run from the first: what is checked (resume, save, decode), no more.
+  # The tiny run checks this script's wiring: two steps on one process, decode, deliberate. Two
+  # processes and the resumed run are tests/test_full_width.py's full-width check.
+  fw=(--size tiny --nproc 1 --resume-at 0)
   steps=2 batch=1 num_test=2
-  fw+=(--resume-at 1)
 fi
 
 t0=$(date +%s)
