@@ -204,7 +204,9 @@ def test_kaldi_dir_reads_each_recordings_rate_channels_and_pipe_commands(tmp_pat
     assert sorted(e["id"] for e in fbank_dropped) == ["u-broken", "u-gone"]  # carried on, nothing more
     for rate in (8000, 22050, 44100):
         assert f"train: 1 recordings at {rate} Hz resampled to 16000 Hz" in caplog.text
-    assert "train: 1 multi-channel recordings: channel 0 read (e.g. " in caplog.text
+    # The stereo file read from channel 0, and the two recordings reco2file_and_channel makes of one file.
+    assert "train: 2 multi-channel recordings: channel 0 read (e.g. " in caplog.text
+    assert "train: 1 multi-channel recordings: channel 1 read (e.g. " in caplog.text
     # Once for both of its segments: the features stage keeps a command's output while it is used.
     assert (tmp_path / "kaldi/runs").read_text() == "run\n" * 2
 

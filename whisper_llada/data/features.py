@@ -50,18 +50,23 @@ def whisper_fbank(num_mel_bins: int):
 def _as_whisper_reads(cuts, channel: int, work, what: str, desc: str) -> dict:
     """``work(cut)`` of each cut made mono (``channel``) and 16 kHz (resampled as its audio is read),
     as Whisper reads it; a cut that fails is named and skipped. Returns the results, the failures and
-    the conversions done ({rate: [n, an example file]}, [n multi-channel, example]), which the caller
+    the conversions done ({rate: [n, an example file]}, {channel read: [n multi-channel, example]}), which the caller
     reports once per part."""
     from tqdm import tqdm
 
     from whisper_llada.data.dataset import cut_text
 
-    done, failed, resampled, multi = [], [], {}, [0, None]
+    done, failed, resampled, multi = [], [], {}, {}
     for cut in tqdm(cuts, desc=desc, leave=False):
         try:
+            # A cut of one channel of a multi-channel file (its supervision's channel, made so by
+            # one_cut_per_segment) is counted like one this function reads a channel of.
+            several = cut.has_recording and cut.recording.num_channels > 1
             if cut.num_channels > 1:
-                multi = [multi[0] + 1, multi[1] or audio_file(cut)]
                 cut = _one_channel(cut, channel)
+            if several:
+                m = multi.setdefault(int(cut.channel), [0, audio_file(cut)])
+                m[0] += 1
             if cut.sampling_rate != 16000:
                 r = resampled.setdefault(cut.sampling_rate, [0, audio_file(cut)])
                 r[0] += 1
@@ -215,7 +220,10 @@ def _say_audio_conversions(part: str, outs: list[dict], channel: int) -> None:
             r[0] += n
     for rate, (n, example) in sorted(rates.items()):
         log.warning("%s: %d recordings at %d Hz resampled to 16000 Hz for Whisper (e.g. %s)", part, n, rate, example)
-    multi = sum(o["multi"][0] for o in outs)
-    if multi:
-        example = next(o["multi"][1] for o in outs if o["multi"][0])
-        log.warning("%s: %d multi-channel recordings: channel %d read (e.g. %s)", part, multi, channel, example)
+    chans: dict[int, list] = {}
+    for o in outs:
+        for ch, (n, example) in o["multi"].items():
+            c = chans.setdefault(int(ch), [0, example])
+            c[0] += n
+    for ch, (n, example) in sorted(chans.items()):
+        log.warning("%s: %d multi-channel recordings: channel %d read (e.g. %s)", part, n, ch, example)
