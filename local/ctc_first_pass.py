@@ -23,8 +23,6 @@ import json
 import logging
 from pathlib import Path
 
-from whisper_llada.utils.logging import setup_logger
-
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,14 +86,9 @@ def load_graph(cfg, lm_dir: Path):
 
 def main() -> None:
     args = get_parser().parse_args()
-    from whisper_llada.utils.dist import dist_env, finish, init_decoding
+    from whisper_llada.utils.dist import run_on_ranks
 
-    setup_logger(args.exp_dir / "log" / "log-ctc-first-pass", *dist_env()[::2])
-    _, _, device = init_decoding(args.device)
-    try:
-        first_passes(args, device)
-    finally:
-        finish()
+    run_on_ranks(lambda device: first_passes(args, device), args.device, args.exp_dir / "log" / "log-ctc-first-pass")
 
 
 def first_passes(args, device: str) -> None:

@@ -30,15 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    from whisper_llada.utils.dist import dist_env, finish, init_decoding
-    from whisper_llada.utils.logging import setup_logger
+    from whisper_llada.utils.dist import run_on_ranks
 
-    setup_logger(None, *dist_env()[::2])
-    _, _, device = init_decoding(args.device)
-    try:
-        first_passes(args, device)
-    finally:
-        finish()
+    run_on_ranks(lambda device: first_passes(args, device), args.device)
 
 
 def first_passes(args, device: str) -> None:

@@ -48,6 +48,21 @@ def init_decoding(device: str) -> tuple[int, int, str]:
     return rank, world, device
 
 
+def run_on_ranks(work, device: str, log_prefix=None) -> None:
+    """A stage that runs alone or under torchrun: logging per rank (``log_prefix``: also to files),
+    the process group joined, ``work(device)`` with this process's device, the group left however
+    it ends."""
+    from whisper_llada.utils.logging import setup_logger
+
+    rank, _, world = dist_env()
+    setup_logger(log_prefix, rank, world)
+    _, _, device = init_decoding(device)
+    try:
+        work(device)
+    finally:
+        finish()
+
+
 def finish() -> None:
     """Leaves the process group (after the last barrier)."""
     import torch.distributed as dist
