@@ -162,7 +162,7 @@ def compute_whisper_fbank(
             log.warning("%s: stored features this part no longer reads; delete it to free the disk", storage_dir)
     else:
         merged, failed, outs = _stored_features(cuts, storage_dir, inputs, options, num_mel_bins, nj, channel)
-    _say_audio_conversions(part, outs, channel)
+    _say_audio_conversions(part, outs)
     atomic_to_file(merged, out_cuts)
     write_dropped(drop_path, read_dropped(earlier_path) + failed)
     record.done()
@@ -211,19 +211,19 @@ def _stored_features(cuts, storage_dir: Path, inputs, options: dict, num_mel_bin
     return merged, failed, outs
 
 
-def _say_audio_conversions(part: str, outs: list[dict], channel: int) -> None:
+def _say_audio_conversions(part: str, outs: list[dict]) -> None:
     """Once per part: how many recordings were resampled or read from one channel of several."""
-    rates: dict[int, list] = {}
-    for o in outs:
-        for rate, (n, example) in o["resampled"].items():
-            r = rates.setdefault(int(rate), [0, example])
-            r[0] += n
-    for rate, (n, example) in sorted(rates.items()):
+    for rate, (n, example) in _counted(outs, "resampled"):
         log.warning("%s: %d recordings at %d Hz resampled to 16000 Hz for Whisper (e.g. %s)", part, n, rate, example)
-    chans: dict[int, list] = {}
-    for o in outs:
-        for ch, (n, example) in o["multi"].items():
-            c = chans.setdefault(int(ch), [0, example])
-            c[0] += n
-    for ch, (n, example) in sorted(chans.items()):
+    for ch, (n, example) in _counted(outs, "multi"):
         log.warning("%s: %d multi-channel recordings: channel %d read (e.g. %s)", part, n, ch, example)
+
+
+def _counted(outs: list[dict], key: str) -> list[tuple[int, list]]:
+    """The jobs' ``{value: [n, an example file]}`` counts under ``key``, summed, by value."""
+    total: dict[int, list] = {}
+    for o in outs:
+        for value, (n, example) in o[key].items():
+            t = total.setdefault(int(value), [0, example])
+            t[0] += n
+    return sorted(total.items())
