@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from whisper_llada.data.dataset import SpeechTextDataset, move_batch
+from whisper_llada.data.dataset import MAX_WHISPER_SECONDS, SpeechTextDataset, move_batch
 from whisper_llada.models.build import build_model
 from whisper_llada.recipe import RecipeConfig
 from whisper_llada.training.checkpoint import (
@@ -38,7 +38,12 @@ log = logging.getLogger(__name__)
 
 
 def load_cuts(
-    cfg: RecipeConfig, parts: list[str], tokenizer, where: str, min_duration: float = 0.0, max_duration: float = 30.0
+    cfg: RecipeConfig,
+    parts: list[str],
+    tokenizer,
+    where: str,
+    min_duration: float = 0.0,
+    max_duration: float = MAX_WHISPER_SECONDS,
 ):
     """The training or dev cuts, read and filtered lazily (whisper_llada.data.cuts); ``max_duration``:
     the encoder's window (training takes whole cuts; decoding takes longer ones in pieces)."""
