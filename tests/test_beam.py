@@ -134,11 +134,14 @@ def test_beam_through_transcribe_and_refusals(sp_model, tokenizer):
         DecodeConfig(mode="decoding", as_first_pass="twin")
     with pytest.raises(ValueError, match="first-pass system name"):
         DecodeConfig(mode="autoregressive", num_beams=2, as_first_pass="../twin")
-    from whisper_llada.inference import beam_records, read_first_pass
+    from whisper_llada.decoding.strategy import get_strategy
+    from whisper_llada.inference import read_first_pass
 
     # Deliberating a first pass that no stage wrote names the file and what writes it.
     with pytest.raises(FileNotFoundError, match=r"twin/test\.jsonl\.gz.*as_first_pass: twin"):
         read_first_pass(Path("/nonexistent/twin/test.jsonl.gz"), [])
 
-    with pytest.raises(ValueError, match="WhisperDecoderMDM has no n-best"):
-        beam_records(model, batch, DecodeConfig(mode="autoregressive", as_first_pass="twin"), str, [])
+    # Only the Whisper-decoder AR twin's beam returns its hypotheses: the strategy asks the model's arch.
+    as_first = DecodeConfig(mode="autoregressive", as_first_pass="twin")
+    with pytest.raises(ValueError, match="WhisperDecoderMDM cannot run mode autoregressive.*Whisper-decoder AR twin"):
+        get_strategy("autoregressive").check_model(model, as_first)

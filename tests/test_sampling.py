@@ -298,7 +298,7 @@ def test_deliberation_edge_cases():
             model,
             prefix,
             [[1, 2, 3], [1, 2]],
-            masking_type="given",
+            masking_type="first_pass",
             confidences=[[0.1]] * 2,
             mask_ratio=0.5,
             mask_id=6,
@@ -318,21 +318,16 @@ def test_generate_argument_errors():
         generate(model, p, gen_length=4, steps=4, block_length=4, remasking="greedy", mask_id=6, eos_id=5)
 
 
-def test_given_confidences_mask_the_lowest():
+def test_first_pass_confidences_mask_the_lowest():
     # The scripted model predicts token 1 everywhere; only masked positions can change to 1.
     model = TableLM([one_hot_probs(1, 0.9)] * 6)
-    out = deliberate(
-        model,
-        torch.zeros(1, 2, 4),
-        [[2, 3, 4, 2, 3, 4]],
-        masking_type="given",
-        confidences=[[0.9, 0.1, 0.8, 0.2, 0.7, 0.95]],
-        mask_ratio=0.5,
-        mask_id=6,
-        eos_id=5,
-        pad_id=5,
-    )
+    kw = dict(confidences=[[0.9, 0.1, 0.8, 0.2, 0.7, 0.95]], mask_ratio=0.5, mask_id=6, eos_id=5, pad_id=5)
+    out = deliberate(model, torch.zeros(1, 2, 4), [[2, 3, 4, 2, 3, 4]], masking_type="first_pass", **kw)
     assert out == [[2, 1, 4, 1, 1, 4]]
+    # "given", the sampler's former name of the option, still means it.
+    assert deliberate(model, torch.zeros(1, 2, 4), [[2, 3, 4, 2, 3, 4]], masking_type="given", **kw) == out
+    with pytest.raises(ValueError, match="masking_type 'confident'"):
+        deliberate(model, torch.zeros(1, 2, 4), [[2, 3]], masking_type="confident", **kw)
 
 
 def test_seeded_runs_repeat():

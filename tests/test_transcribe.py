@@ -154,7 +154,7 @@ def test_decode_config_list_and_suffixes():
 def test_prefix_cache_serves_every_setting_of_a_call(llada):
     """The front end runs once per batch however many settings decode it, with the same output,
     and each setting is charged the seconds that run took; a full cache stores nothing more."""
-    from whisper_llada.inference import PrefixCache
+    from whisper_llada.inference import FrontEndCache
 
     model, batch, texts = llada
     batch = {**batch, "cut_ids": ["a", "b", "c", "d"]}
@@ -162,7 +162,7 @@ def test_prefix_cache_serves_every_setting_of_a_call(llada):
     real = model.batch_prefix
     model.batch_prefix = lambda b: calls.append(1) or real(b)
     try:
-        cache = PrefixCache()
+        cache = FrontEndCache()
         first, s1 = cache.get(model, batch, "cpu")
         again, s2 = cache.get(model, batch, "cpu")
         assert len(calls) == 1 and again is first and s1 == s2 > 0
@@ -170,7 +170,7 @@ def test_prefix_cache_serves_every_setting_of_a_call(llada):
         assert not any(t.requires_grad for t in first if t is not None)
         setting = DecodeConfig(mode="decoding", gen_len=24, steps=12, block_length=24)
         assert model.transcribe({**batch, "prefix": first}, setting) == model.transcribe(batch, setting) == texts
-        full = PrefixCache(max_bytes=0)
+        full = FrontEndCache(max_bytes=0)
         full.get(model, batch, "cpu")
         full.get(model, batch, "cpu")
         assert len(calls) == 5 and not full.entries  # 1 + the two transcribes above + 2 uncached

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -21,15 +21,18 @@ from whisper_llada.data.dataset import SpeechTextDataset, cut_text, move_batch
 from whisper_llada.data.dropped import all_deleted, dropped_path, read_dropped
 from whisper_llada.data.pieces import check_window, is_piece
 from whisper_llada.data.text_norm import get_normalizer
+from whisper_llada.decoding.stats import PartTotals, PassCounts, part_speed
+from whisper_llada.decoding.strategies import token_confidences  # noqa: F401 (imported from here too)
+from whisper_llada.decoding.strategy import BatchJob, Strategy, get_strategy
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.firstpass.records import read_records, records_path, write_records
 from whisper_llada.models.build import build_model
 from whisper_llada.recipe import RecipeConfig
-from whisper_llada.scoring.fusion import Candidate, Fusion, tune_fusion
+from whisper_llada.scoring.fusion import Fusion, tune_fusion
 from whisper_llada.scoring.wer import read_errs_accounting, read_recogs, write_results, write_wer_summary
 from whisper_llada.training.checkpoint import average_checkpoints, load_model_state
 from whisper_llada.utils.checkpoint_io import atomic_write_text
-from whisper_llada.utils.dist import barrier, gather, is_main, merged_speed, my_batches, rank0_decides
+from whisper_llada.utils.dist import barrier, gather, is_main, my_batches, rank0_decides
 from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ def load_trained_model(cfg: RecipeConfig, paths: list[Path], device: str = "cpu"
     return model.to(device).eval()
 
 
-class PrefixCache:
+class FrontEndCache:
     """The LLM prefix (encoder, Q-Former, prompt) of each decoding batch, kept across the settings
     of one call: it depends on the model and the batch only. Each entry keeps the seconds its
     computation took, which every setting that reuses it adds to its own time, so RTFs still
@@ -94,7 +97,7 @@ def decode_part(
     first_pass: Optional[dict] = None,
     device="cpu",
     strict: bool = False,
-    prefixes: Optional[PrefixCache] = None,
+    prefixes: Optional[FrontEndCache] = None,
     left_out: Optional[list] = None,
     fusion: Optional[Fusion] = None,
     candidates: Optional[dict] = None,
@@ -113,57 +116,12 @@ def decode_part(
     Under torchrun each rank decodes its share of the batches (whisper_llada.utils.dist) and every
     rank returns the results of the whole part, in the order one process gives them.
     """
-    from tqdm import tqdm
-
+    strategy = get_strategy(setting.mode)
+    strategy.check_model(model, setting)
     norm = get_normalizer(normalizer)
     ds = SpeechTextDataset(norm, strict=strict, extractor=extractor)
-    done, wall, front, audio, passes, n, full = [], 0.0, 0.0, 0.0, 0, 0, 0
-    positions = 0  # sequence positions the LLM ran (a cached prefix counts once)
-    prefixes = prefixes or PrefixCache(max_bytes=0)
-    g = torch.Generator(device=device).manual_seed(0)
-    # Batches of similar durations: less padding for the encoder, the Q-Former and every LLM pass
-    # (results are written sorted by cut id, so the order does not show).
-    for index, cut_batch in tqdm(
-        my_batches(cuts, setting.batch_size, setting.suffix()), desc=setting.suffix(), leave=False
-    ):
-        batch = move_batch(ds[cut_batch], device)
-        if not batch["cut_ids"]:
-            continue
-        # A stream of its own per batch: a batch's hypotheses do not depend on which process
-        # decoded the batches before it.
-        g.manual_seed(index)
-        stats: dict = {}
-        cands: dict = {}
-        recs: list = []
-        batch["prefix"], seconds = prefixes.get(model, batch, device)
-        front += seconds
-        t0 = time.perf_counter()
-        if setting.mode == "nbest_rescoring":
-            hyps = rescore_batch(model, batch, first_pass, setting, norm, fusion or Fusion(), cands, stats)
-        elif setting.is_deliberation:
-            first = [first_pass[c] for c in batch["cut_ids"]]
-            conf = None
-            if setting.masking_type == "first_pass":
-                conf = [token_confidences(model.tokenizer, r) for r in first]
-            hyps = model.deliberate(
-                batch, [r["text"] for r in first], setting, confidences=conf, stats=stats, generator=g
-            )
-        elif setting.as_first_pass:
-            hyps = beam_records(model, batch, setting, norm, recs, stats)
-        else:
-            hyps = model.transcribe(batch, setting, stats=stats, generator=g)
-        _sync(device)
-        wall += time.perf_counter() - t0 + seconds
-        audio += sum(batch["durations"])
-        passes += int(stats["forward_passes"].sum()) if "forward_passes" in stats else 0
-        positions += int(stats["positions"].sum()) if "positions" in stats else 0
-        n += len(hyps)
-        full += canvas_filled(model, setting, hyps)
-        rows = [(c, ref.split(), norm(hyp).split()) for c, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps)]
-        done.append((index, rows, cands, recs))
-    totals = dict(
-        num_utts=n, audio_seconds=audio, wall_seconds=wall, front=front, passes=passes, positions=positions, full=full
-    )
+    job = BatchJob(norm, torch.Generator(device=device).manual_seed(0), first_pass, fusion)
+    done, totals = _decode_batches(model, cuts, setting, strategy, ds, job, device, prefixes or FrontEndCache(0))
     gathered = gather((done, totals, ds.failures))
     failures = {cut_id: why for _, _, failed in gathered for cut_id, why in failed.items()}
     results = []
@@ -181,101 +139,45 @@ def decode_part(
                 left_out.append((cut.id, failures.get(cut.id, "not decoded (see the log)")))
             if records is not None:  # deliberation then meets it as here: all deleted
                 records.append({"id": cut.id, "text": "", "nbest": [{"text": "", "score": 0.0}]})
-    speed = merged_speed([t for _, t, _ in gathered], summed=("passes", "positions", "full"), of_slowest=("front",))
-    full = speed.pop("full")
-    if full:
-        log.warning(
-            "%s: %d of %d hypotheses fill the whole canvas (gen_len %s) and may be cut short: raise gen_len, "
-            "or lower data.decode_window so that long cuts are decoded in shorter pieces",
-            setting.suffix(),
-            full,
-            speed["num_utts"],
-            setting.gen_len,
-        )
-    speed["canvas_full"] = full
-    n_all = max(speed["num_utts"], 1)
-    speed["front_end_seconds"] = round(speed.pop("front"), 3)
-    speed["forward_passes_per_utt"] = round(speed.pop("passes") / n_all, 2)
-    positions_all = speed.pop("positions")
-    speed["positions_per_utt"] = round(positions_all / n_all, 1) if positions_all else None
-    return results, speed
+    return results, part_speed([t for _, t, _ in gathered], setting.suffix(), setting.gen_len)
+
+
+def _decode_batches(model, cuts, setting, strategy: Strategy, ds, job: BatchJob, device, prefixes) -> tuple:
+    """This process's share of a part: [(batch index, result rows, candidates, records)] and its
+    ``PartTotals``. ``job`` holds what every batch reads (its counts and outputs start empty)."""
+    from tqdm import tqdm
+
+    done, totals = [], PartTotals()
+    # Batches of similar durations: less padding for the encoder, the Q-Former and every LLM pass
+    # (results are written sorted by cut id, so the order does not show).
+    for index, cut_batch in tqdm(
+        my_batches(cuts, setting.batch_size, setting.suffix()), desc=setting.suffix(), leave=False
+    ):
+        batch = move_batch(ds[cut_batch], device)
+        if not batch["cut_ids"]:
+            continue
+        # A stream of its own per batch: a batch's hypotheses do not depend on which process
+        # decoded the batches before it.
+        job.generator.manual_seed(index)
+        this = replace(job, counts=PassCounts(), candidates={}, records=[])
+        batch["prefix"], seconds = prefixes.get(model, batch, device)
+        t0 = time.perf_counter()
+        hyps = strategy.decode_batch(model, batch, setting, this)
+        _sync(device)
+        wall = time.perf_counter() - t0 + seconds
+        full = canvas_filled(model, setting, hyps)
+        totals.add_batch(this.counts, len(hyps), sum(batch["durations"]), wall, seconds, full)
+        rows = [(c, ref.split(), job.norm(hyp).split()) for c, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps)]
+        done.append((index, rows, this.candidates, this.records))
+    return done, totals
 
 
 def canvas_filled(model, setting: DecodeConfig, hyps: Sequence[str]) -> int:
     """How many of a batch's hypotheses are as long as a fixed canvas (direct decoding): their
     transcript found no end within it, and may have been cut."""
-    tok = getattr(model, "tokenizer", None)
-    if setting.is_deliberation or setting.as_first_pass or not isinstance(setting.gen_len, int) or tok is None:
+    if not get_strategy(setting.mode).fills_fixed_canvas(setting):
         return 0
-    return sum(len(tok.encode(h)) >= setting.gen_len for h in hyps if h)
-
-
-def nbest_of(record: dict, n: Optional[int] = None) -> list[dict]:
-    """A first-pass record's first ``n`` distinct candidates ({"text", "score"}), best first; a
-    record without an n-best is its 1-best with score 0."""
-    out, seen = [], set()
-    for h in record.get("nbest") or [{"text": record["text"], "score": 0.0}]:
-        if h["text"] not in seen:
-            seen.add(h["text"])
-            out.append(h)
-    return out[:n] if n else out
-
-
-def rescore_batch(model, batch, first_pass, setting, norm, fusion, candidates=None, stats=None) -> list[str]:
-    """Each cut's n-best scored by the model (``score_texts``) and the fused best of it."""
-    if not hasattr(model, "score_texts"):
-        raise ValueError(
-            f"{type(model).__name__} cannot score candidates: nbest_rescoring needs a model with score_texts (a diffusion LM or the Whisper-decoder AR twin)"
-        )
-    nbests = [nbest_of(first_pass[c], setting.nbest) for c in batch["cut_ids"]]
-    lm = model.score_texts(batch, [[h["text"] for h in nb] for nb in nbests], setting, stats=stats)
-    hyps = []
-    for cut_id, nb, scores in zip(batch["cut_ids"], nbests, lm):
-        cands = [
-            Candidate(h["text"], float(h["score"]), s, len(norm(h["text"]).split()), h.get("ctc_score"))
-            for h, s in zip(nb, scores)
-        ]
-        if candidates is not None:
-            candidates[cut_id] = cands
-        hyps.append(cands[fusion.best(cands)].text)
-    return hyps
-
-
-def beam_records(model, batch, setting, norm, records: Optional[list], stats=None) -> list[str]:
-    """Each cut's 1-best by the model's beam search; its whole beam (normalised texts, their
-    log-probabilities, best first) goes to ``records`` as a first-pass record."""
-    if not hasattr(model, "nbest"):
-        raise ValueError(
-            f"{type(model).__name__} has no n-best: as_first_pass needs a model with a beam search "
-            "that returns its hypotheses (the Whisper-decoder AR twin)"
-        )
-    hyps = []
-    for cut_id, beam in zip(batch["cut_ids"], model.nbest(batch, setting, stats)):
-        nbest = [{"text": norm(text), "score": round(score, 4)} for text, score in beam]
-        hyps.append(nbest[0]["text"])
-        if records is not None:
-            records.append({"id": cut_id, "text": nbest[0]["text"], "nbest": nbest})
-    return hyps
-
-
-def token_confidences(tokenizer, record: dict) -> list[float]:
-    """Per-token confidences from a record's per-word confidences (each token takes its word's)."""
-    words = record.get("words")
-    if not words:
-        raise ValueError(
-            f"first-pass record {record['id']} has no word confidences (masking_type 'first_pass' needs them)"
-        )
-    # Each word takes the tokens its prefix adds: encoding a word alone may tokenise it otherwise
-    # (Whisper's tokenizer sentence-cases what it encodes, so a lone word starts with a capital).
-    out: list[float] = []
-    done = 0
-    for i, w in enumerate(words):
-        n = len(tokenizer.encode(" ".join(x["word"] for x in words[: i + 1])))
-        out += [float(w["conf"])] * max(n - done, 0)
-        done = max(n, done)
-    if len(out) != len(tokenizer.encode(record["text"])):
-        raise ValueError(f"first-pass record {record['id']}: its words do not tokenise like its text")
-    return out
+    return sum(len(model.tokenizer.encode(h)) >= setting.gen_len for h in hyps if h)
 
 
 def load_test_part(cfg: RecipeConfig, part: str, norm: Callable[[str], str]) -> tuple:
@@ -312,6 +214,45 @@ def part_inputs(cfg: RecipeConfig, part: str) -> list[Path]:
     return [cfg.data.cuts_path(part), *([drop] if drop.is_file() else [])]
 
 
+@dataclass
+class _Call:
+    """What the settings of one ``run_settings`` call share: the model (loaded when first needed),
+    the front end's outputs, and n-best rescoring's fusion weights (chosen on dev once a call)."""
+
+    cfg: RecipeConfig
+    get_model: Callable[[], object]
+    firstpass_dir: Optional[Path]
+    device: str
+    model: object = None
+    prefixes: FrontEndCache = field(default_factory=FrontEndCache)
+    fusions: dict = field(default_factory=dict)  # (setting, first pass) -> (Fusion, what it measured)
+
+    def loaded_model(self):
+        if self.model is None:
+            self.model = self.get_model()
+            check_window(self.model.window_seconds, self.cfg.data.decode_window, f"{self.cfg.model.arch}'s encoder")
+        return self.model
+
+
+@dataclass
+class _Result:
+    """One setting's results on one part: where they go, what they are made from, and the stage
+    records that say whether they are up to date."""
+
+    part: str
+    setting: DecodeConfig
+    strategy: Strategy
+    out_dir: Path
+    suffix: str  # the setting's suffix and the checkpoint's tag
+    errs: Path
+    record: StageRecord
+    system: Optional[str] = None  # the first pass it reads
+    fp_path: Optional[Path] = None  # that first pass's records of the part
+    fp_out: Optional[Path] = None  # the first-pass records it writes (as_first_pass)
+    fp_record: Optional[StageRecord] = None
+    dev_only: bool = False  # a dev part, decoded for its first-pass records only
+
+
 def run_settings(
     cfg: RecipeConfig,
     get_model: Callable[[], object],
@@ -332,119 +273,154 @@ def run_settings(
     """
     cfg.check_features()
     wers: dict = {}
-    model = None
-    prefixes = PrefixCache()
-    fusions: dict = {}  # n-best rescoring: (setting, first pass) -> weights chosen on dev, once a call
+    call = _Call(cfg, get_model, firstpass_dir, device)
     norm = get_normalizer(cfg.score.normalizer)
     # A setting that writes first-pass records decodes the dev parts too: the rescoring of its
     # n-best chooses its weights there.
-    writes_records = any(s.as_first_pass for s in settings)
+    writes_records = any(get_strategy(s.mode).writes_records(s) for s in settings)
     dev_too = [p for p in cfg.data.dev_parts if p not in parts] if writes_records else []
     if writes_records and firstpass_dir is None:
         raise ValueError("a setting with as_first_pass writes first-pass records: give the first-pass directory")
     for part in [*parts, *dev_too]:
-        cuts, missing_rows, missing = load_test_part(cfg, part, norm)
+        test_part = load_test_part(cfg, part, norm)
         written = set()
         for setting in settings:
-            if part in dev_too and not setting.as_first_pass:
-                continue
-            out_dir = Path(exp_dir) / setting.mode
-            suffix = f"{setting.suffix()}-{tag}"
-            errs = out_dir / f"errs-{part}-{suffix}.txt"
-            inputs = [*part_inputs(cfg, part), *checkpoints]
-            if setting.is_deliberation:
-                system = setting.first_pass or cfg.first_pass_system
-                fp_path = records_path(firstpass_dir, system, part)
-                inputs.append(fp_path)
-                if setting.mode == "nbest_rescoring":  # its weights are chosen on dev
-                    for dev in cfg.data.dev_parts:
-                        inputs += [*part_inputs(cfg, dev), records_path(firstpass_dir, system, dev)]
-            options = {
-                "setting": vars(setting),
-                "score": asdict(cfg.score),
-                "model": asdict(cfg.model),
-                "decode_window": cfg.data.decode_window,
-            }
-            record = StageRecord(
-                record_path_for(errs),
-                inputs,
-                options,
-                [out_dir / f"recogs-{part}-{suffix}.txt", errs],
-                verify=_check_errs,
-            )
-            # Its first-pass records have a record of their own: the CTC stage adds confidences
-            # and scores to them (StageRecord.amended), which must not make the results stale.
-            fp_out = records_path(firstpass_dir, setting.as_first_pass, part) if setting.as_first_pass else None
-            fp_record = fp_out and StageRecord(record_path_for(fp_out), inputs, options, [fp_out], verify=read_records)
             dev_only = part in dev_too  # the records only: the report shows test results
-            # Rank 0 checks (a check may adopt an older run's outputs, i.e. write) and every rank follows.
-            if rank0_decides(
-                lambda: (dev_only or record.check(str(errs))) and (fp_record is None or fp_record.check(str(fp_out)))
-            ):
+            if dev_only and not get_strategy(setting.mode).writes_records(setting):
                 continue
-            first_pass = read_first_pass(fp_path, cuts) if setting.is_deliberation else None
-            if model is None:
-                model = get_model()
-                check_window(model.window_seconds, cfg.data.decode_window, f"{cfg.model.arch}'s encoder")
-            fusion = None
-            if setting.mode == "nbest_rescoring":
-                key = (setting.suffix(), system)
-                if key not in fusions:
-                    fusions[key] = choose_fusion(
-                        cfg, model, setting, system, firstpass_dir, device, prefixes, out_dir / f"fusion-{suffix}.json"
-                    )
-                fusion, fusion_info = fusions[key]
-            left_out = list(missing)
-            fp_records = [] if fp_out else None
-            results, speed = decode_part(
-                model,
-                cuts,
-                setting,
-                cfg.score.normalizer,
-                first_pass,
-                device,
-                cfg.data.strict,
-                prefixes,
-                left_out,
-                fusion=fusion,
-                records=fp_records,
-                extractor=cfg.data.feature_extractor(),
-            )
-            if fp_out and is_main():
-                write_records(fp_out, sorted(fp_records, key=lambda r: r["id"]))
-                fp_record.done()
-                log.info("%s: %d first-pass records (%s's n-best)", fp_out, len(fp_records), suffix)
-            if dev_only or not is_main():
-                barrier()  # a later setting of this call may read what rank 0 writes
+            job = _plan(cfg, part, setting, tag, exp_dir, firstpass_dir, checkpoints, dev_only)
+            if _up_to_date(job):
                 continue
-            results += missing_rows
-            shown = {k: v for k, v in vars(setting).items() if v is not None}
-            if setting.is_deliberation:
-                shown["first_pass"] = system
-            if fusion is not None:
-                shown["fusion"] = fusion_info
-            header = f"Test: {part}\nSetting: {json.dumps(shown)}\nSpeed: {json.dumps(speed)}"
-            wer = write_results(
-                out_dir, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, left_out
-            )
-            atomic_write_text(
-                out_dir / f"speed-{part}-{suffix}.json", json.dumps({**speed, "test": part, "wer": wer}, indent=1)
-            )
-            record.done()
-            log.info(
-                "%s %s: WER %.2f%%, RTF %s, %.1f passes/utt",
-                part,
-                suffix,
-                wer,
-                speed["rtf"],
-                speed["forward_passes_per_utt"],
-            )
-            wers[(part, suffix)] = wer
-            written.add(setting.mode)
-            barrier()
+            wer = _decode_result(call, job, test_part)
+            if wer is not None:
+                wers[(part, job.suffix)] = wer
+                written.add(setting.mode)
         for mode in written:
             summarise(Path(exp_dir) / mode, part, tag)
     return wers
+
+
+def _plan(cfg, part, setting, tag, exp_dir, firstpass_dir, checkpoints, dev_only) -> _Result:
+    """The paths of a setting's results on ``part`` and their stage records: the results are made
+    from the part's cuts, ``checkpoints``, the first-pass records read, the setting and the scoring
+    options. The first-pass records a setting writes have a record of their own: the CTC stage adds
+    confidences and scores to them (StageRecord.amended), which must not make the results stale."""
+    strategy = get_strategy(setting.mode)
+    out_dir = Path(exp_dir) / setting.mode
+    suffix = f"{setting.suffix()}-{tag}"
+    errs = out_dir / f"errs-{part}-{suffix}.txt"
+    inputs = [*part_inputs(cfg, part), *checkpoints]
+    system = fp_path = None
+    if strategy.reads_first_pass:
+        system = setting.first_pass or cfg.first_pass_system
+        fp_path = records_path(firstpass_dir, system, part)
+        inputs.append(fp_path)
+        if strategy.tunes_fusion:  # its weights are chosen on dev
+            for dev in cfg.data.dev_parts:
+                inputs += [*part_inputs(cfg, dev), records_path(firstpass_dir, system, dev)]
+    options = {
+        "setting": vars(setting),
+        "score": asdict(cfg.score),
+        "model": asdict(cfg.model),
+        "decode_window": cfg.data.decode_window,
+    }
+    outputs = [out_dir / f"recogs-{part}-{suffix}.txt", errs]
+    record = StageRecord(record_path_for(errs), inputs, options, outputs, verify=_check_errs)
+    job = _Result(part, setting, strategy, out_dir, suffix, errs, record, system, fp_path, dev_only=dev_only)
+    if strategy.writes_records(setting):
+        job.fp_out = records_path(firstpass_dir, setting.as_first_pass, part)
+        job.fp_record = StageRecord(record_path_for(job.fp_out), inputs, options, [job.fp_out], verify=read_records)
+    return job
+
+
+def _up_to_date(job: _Result) -> bool:
+    """Whether nothing of ``job`` is left to do. Rank 0 checks (a check may adopt an older run's
+    outputs, i.e. write) and every rank follows."""
+    return rank0_decides(
+        lambda: (
+            (job.dev_only or job.record.check(str(job.errs)))
+            and (job.fp_record is None or job.fp_record.check(str(job.fp_out)))
+        )
+    )
+
+
+def _decode_result(call: _Call, job: _Result, test_part: tuple) -> Optional[float]:
+    """Decodes ``job``'s part with its setting and writes what it makes; the WER (rank 0, test
+    parts), else None."""
+    cuts, missing_rows, missing = test_part
+    cfg, setting = call.cfg, job.setting
+    first_pass = read_first_pass(job.fp_path, cuts) if job.strategy.reads_first_pass else None
+    model = call.loaded_model()
+    fusion, fusion_info = _fusion(call, job) if job.strategy.tunes_fusion else (None, None)
+    left_out = list(missing)
+    fp_records = [] if job.fp_out else None
+    results, speed = decode_part(
+        model,
+        cuts,
+        setting,
+        cfg.score.normalizer,
+        first_pass,
+        call.device,
+        cfg.data.strict,
+        call.prefixes,
+        left_out,
+        fusion=fusion,
+        records=fp_records,
+        extractor=cfg.data.feature_extractor(),
+    )
+    if job.fp_out and is_main():
+        _write_first_pass(job, fp_records)
+    if job.dev_only or not is_main():
+        barrier()  # a later setting of this call may read what rank 0 writes
+        return None
+    wer = _write_part_results(cfg, job, results + missing_rows, speed, left_out, fusion_info)
+    barrier()
+    return wer
+
+
+def _fusion(call: _Call, job: _Result) -> tuple[Fusion, dict]:
+    """N-best rescoring's weights for ``job``'s setting and first pass, chosen on dev once a call."""
+    key = (job.setting.suffix(), job.system)
+    if key not in call.fusions:
+        path = job.out_dir / f"fusion-{job.suffix}.json"
+        call.fusions[key] = choose_fusion(
+            call.cfg, call.model, job.setting, job.system, call.firstpass_dir, call.device, call.prefixes, path
+        )
+    return call.fusions[key]
+
+
+def _write_first_pass(job: _Result, records: list) -> None:
+    write_records(job.fp_out, sorted(records, key=lambda r: r["id"]))
+    job.fp_record.done()
+    log.info("%s: %d first-pass records (%s's n-best)", job.fp_out, len(records), job.suffix)
+
+
+def _write_part_results(cfg, job: _Result, results: list, speed: dict, left_out: list, fusion_info) -> float:
+    """The recogs, errs and speed files of ``job`` (its header shows the setting, the first pass
+    it read, the fusion weights and the speed); returns the WER."""
+    shown = {k: v for k, v in vars(job.setting).items() if v is not None}
+    if job.strategy.reads_first_pass:
+        shown["first_pass"] = job.system
+    if fusion_info is not None:
+        shown["fusion"] = fusion_info
+    header = f"Test: {job.part}\nSetting: {json.dumps(shown)}\nSpeed: {json.dumps(speed)}"
+    wer = write_results(
+        job.out_dir, job.part, job.suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, left_out
+    )
+    atomic_write_text(
+        job.out_dir / f"speed-{job.part}-{job.suffix}.json",
+        json.dumps({**speed, "test": job.part, "wer": wer}, indent=1),
+    )
+    job.record.done()
+    log.info(
+        "%s %s: WER %.2f%%, RTF %s, %.1f passes/utt",
+        job.part,
+        job.suffix,
+        wer,
+        speed["rtf"],
+        speed["forward_passes_per_utt"],
+    )
+    return wer
 
 
 def read_first_pass(path: Path, cuts) -> dict:

@@ -11,6 +11,7 @@ from typing import Optional
 
 import torch
 
+from whisper_llada.decoding.stats import PassCounts, add_counts
 from whisper_llada.diffusion.sampling import _Runner, as_denoiser
 
 __all__ = ["generate_beam"]
@@ -28,7 +29,7 @@ def generate_beam(
     num_beams: int,
     mask_id: int,
     eos_id: int,
-    stats: Optional[dict] = None,
+    stats: Optional[PassCounts | dict] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens (B, K, L) and scores (B, K) of each cut's ``num_beams`` (K) best hypotheses, best first.
 
@@ -110,11 +111,8 @@ def generate_beam(
         x = y[src]
         done = ~(x == mask_id).any(1)
         den.reorder(run.state, parent[src])
-    if stats is not None:
-        # Per cut, as the AR twin counts: the steps any of its hypotheses ran, and all their positions.
-        stats["forward_passes"] = stats.get("forward_passes", 0) + run.passes.view(B, K).max(1).values
-        stats["positions"] = stats.get("positions", 0) + run.positions.view(B, K).sum(1)
-        stats["model_calls"] = stats.get("model_calls", 0) + run.calls
+    # Per cut, as the AR twin counts: the steps any of its hypotheses ran, and all their positions.
+    add_counts(stats, run.passes.view(B, K).max(1).values, run.positions.view(B, K).sum(1), run.calls)
     order = score.argsort(dim=1, descending=True)
     tokens = x.view(B, K, L).gather(1, order[..., None].expand(-1, -1, L))
     return tokens, score.gather(1, order)

@@ -19,13 +19,18 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from whisper_llada.decoding.stats import PassCounts, add_counts
 from whisper_llada.diffusion.commit import CommitRule
 from whisper_llada.diffusion.denoiser import Denoiser, PrefixState, sequence_positions
+from whisper_llada.diffusion.settings import MASKING
 
 __all__ = ["generate", "deliberate", "num_transfer_tokens", "sequence_positions"]
 
 REMASKING = ("low_confidence", "random")
-MASKING_TYPES = ("low_confidence", "random", "given")
+# Which tokens deliberation re-masks: the settings' masking_type values (first_pass: the lowest
+# ``confidences`` given, the first pass's own). "given" is that one's former name here.
+MASKING_TYPES = MASKING
+_FORMER = {"given": "first_pass"}
 
 
 def num_transfer_tokens(num_masked: torch.Tensor, steps: torch.Tensor | int) -> torch.Tensor:
@@ -51,7 +56,7 @@ class _Runner:
     """Calls the denoiser on a subset of rows and counts, per row, passes and the sequence
     positions they ran (the prefix's too when it is recomputed)."""
 
-    def __init__(self, denoiser: Denoiser, state: PrefixState, stats: Optional[dict]):
+    def __init__(self, denoiser: Denoiser, state: PrefixState, stats: Optional[PassCounts | dict]):
         self.denoiser, self.state, self.stats = denoiser, state, stats
         B = state.embeds.shape[0]
         self.passes = torch.zeros(B, dtype=torch.long)
@@ -79,10 +84,7 @@ class _Runner:
         self.denoiser.invalidate(self.state)
 
     def report(self) -> None:
-        if self.stats is not None:
-            self.stats["forward_passes"] = self.stats.get("forward_passes", 0) + self.passes
-            self.stats["positions"] = self.stats.get("positions", 0) + self.positions
-            self.stats["model_calls"] = self.stats.get("model_calls", 0) + self.calls
+        add_counts(self.stats, self.passes, self.positions, self.calls)
 
 
 def _propose(logits: torch.Tensor, remasking: str, temperature: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +187,7 @@ def generate(
     mask_id: int,
     eos_id: int,
     generator: Optional[torch.Generator] = None,
-    stats: Optional[dict] = None,
+    stats: Optional[PassCounts | dict] = None,
     prefix_positions: Optional[torch.Tensor] = None,
     commit: CommitRule | str = "fixed",
     threshold: float = 0.9,
@@ -306,9 +308,9 @@ def _choose_masks(
                 perm = torch.randperm(n, generator=generator, device=generator.device if generator else x.device)
                 chosen[i, perm[: int(num[i])].to(x.device)] = True
         return chosen
-    if masking_type == "given":
+    if masking_type == "first_pass":
         if confidences is None or len(confidences) != B:
-            raise ValueError("masking_type='given' needs one list of confidences per hypothesis")
+            raise ValueError("masking_type='first_pass' needs one list of confidences per hypothesis")
         score = torch.full((B, L), float("inf"), dtype=torch.float32, device=x.device)
         for i, c in enumerate(confidences):
             n = int(real[i].sum())
@@ -350,7 +352,7 @@ def deliberate(
     pad_id: int,
     pad_to: Optional[int | Sequence[int]] = None,
     generator: Optional[torch.Generator] = None,
-    stats: Optional[dict] = None,
+    stats: Optional[PassCounts | dict] = None,
     prefix_positions: Optional[torch.Tensor] = None,
     commit: CommitRule | str = "fixed",
     threshold: float = 0.9,
@@ -358,13 +360,14 @@ def deliberate(
     """Re-mask part of each first-pass hypothesis and re-predict it; lengths are kept.
 
     ``mode="diffusion"``: mask ``int(L * mask_ratio)`` tokens (lowest model confidence,
-    random, or lowest ``confidences`` for ``"given"``) and unmask them over
+    random, or lowest ``confidences`` for ``"first_pass"``) and unmask them over
     ``min(steps, #masked)`` steps. ``mode="semi_ar"``: for each of ``num_chunks`` chunks
     in turn (the last takes the rest), mask the whole chunk and denoise it in
     ``steps // num_chunks`` steps. ``pad_to`` appends unmaskable EOS up to that many
     tokens, one length or one per row (the paper: None, the response is the hypothesis alone).
     ``model``, ``commit``, ``threshold``, ``stats`` and ``prefix_positions`` as in ``generate``.
     """
+    masking_type = _FORMER.get(masking_type, masking_type)
     if mode not in ("diffusion", "semi_ar"):
         raise ValueError(f"mode {mode!r}: expected 'diffusion' or 'semi_ar'")
     if masking_type not in MASKING_TYPES:

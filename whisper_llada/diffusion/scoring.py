@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from whisper_llada.decoding.stats import PassCounts, add_counts
 from whisper_llada.diffusion.denoiser import Denoiser, PrefixState
 
 
@@ -24,11 +25,11 @@ def pseudo_log_likelihood(
     scored: torch.Tensor,
     groups: int,
     mask_id: int,
-    stats: Optional[dict] = None,
+    stats: Optional[PassCounts | dict] = None,
 ) -> torch.Tensor:
     """Sum over the ``scored`` positions (B, L) of log p(token | prefix, the response with that
     token's group masked), per row (B,). ``response_mask`` marks real (not padding) positions;
-    ``stats`` counts ``forward_passes`` and ``positions`` per row as the samplers do."""
+    ``stats`` adds ``forward_passes`` and ``positions`` per row as the samplers do."""
     if groups < 1:
         raise ValueError(f"pseudo-log-likelihood groups {groups}: expected a positive number")
     B, L = response.shape
@@ -50,7 +51,5 @@ def pseudo_log_likelihood(
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, response[rows][select][:, None]).squeeze(-1)
         total.index_add_(0, rows.repeat_interleave(select.sum(1)), logp.double())
         passes[rows.cpu()] += 1
-    if stats is not None:
-        stats["forward_passes"] = passes
-        stats["positions"] = positions
+    add_counts(stats, passes, positions)
     return total

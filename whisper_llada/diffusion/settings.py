@@ -1,15 +1,16 @@
 """Decode settings with the keys of the paper's ``decode_config.yaml``, and their result-file suffix.
 
-A recipe lists several settings; each names every knob it uses in its suffix, so result
-files of different settings never collide.
+A recipe lists several settings; each names every knob it uses in its suffix, so result files of
+different settings never collide. A setting's ``mode`` names its strategy
+(``whisper_llada.decoding.strategies``), which checks the keys it reads and makes the suffix.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from whisper_llada.decoding.strategy import get_strategy
 from whisper_llada.utils.config import from_dict
 
 # The commit rules (diffusion/commit.py) and prefix caches (diffusion/denoiser.py) a setting may
@@ -18,9 +19,6 @@ from whisper_llada.utils.config import from_dict
 RULES = ("fixed", "threshold")
 CACHES = ("auto", "none", "exact", "approximate")
 
-MODES = ("decoding", "diffusion_deliberation", "semi_ar_deliberation", "nbest_rescoring", "autoregressive")
-# Modes that take a first pass's records (nbest_rescoring ranks its n-best instead of rewriting its 1-best).
-FIRST_PASS_MODES = ("diffusion_deliberation", "semi_ar_deliberation", "nbest_rescoring")
 MASKING = ("low_confidence", "random", "first_pass")
 FUSE = ("lm", "words", "ctc")
 
@@ -77,8 +75,7 @@ class DecodeConfig:
     name: Optional[str] = None  # overrides the generated suffix
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r}: expected one of {MODES}")
+        strategy = get_strategy(self.mode)  # an unknown mode is refused here
         if self.masking_type not in MASKING:
             raise ValueError(f"masking_type {self.masking_type!r}: expected one of {MASKING}")
         if isinstance(self.gen_len, str) and self.gen_len != "auto":
@@ -91,82 +88,22 @@ class DecodeConfig:
             raise ValueError(f"fuse {list(self.fuse)}: expected lm and any of {FUSE[1:]}")
         if (self.nbest is not None and self.nbest < 1) or self.pll_groups < 1:
             raise ValueError(f"nbest {self.nbest} / pll_groups {self.pll_groups}: expected positive numbers")
-        if self.gen_len == "auto" and self.mode == "autoregressive":
-            raise ValueError("gen_len auto is for diffusion decoding and deliberation; give the AR twin a number")
         if self.num_beams < 1:
             raise ValueError(f"num_beams {self.num_beams}: expected a positive number")
-        if self.num_beams > 1 and self.mode == "decoding":
-            fixed = dict(commit="fixed", remasking="low_confidence", temperature=0.0)
-            bad = [f"{k} {getattr(self, k)!r}" for k, v in fixed.items() if getattr(self, k) != v]
-            if self.gen_len == "auto" or self.steps != self.gen_len or self.block_length is None:
-                bad.append(f"gen_len {self.gen_len!r} / steps {self.steps} / block_length {self.block_length}")
-            if self.cache == "approximate":
-                bad.append("cache approximate")
-            if bad:
-                raise ValueError(
-                    "diffusion beam search (num_beams > 1) commits one token a step in semi-AR blocks, "
-                    "most confident first, exactly: it needs a numeric gen_len, steps = gen_len, a "
-                    f"block_length, commit fixed, remasking low_confidence, temperature 0; not {', '.join(bad)}"
-                )
-        elif self.num_beams > 1 and self.mode != "autoregressive":
-            raise ValueError(f"num_beams is for decoding (mode decoding or autoregressive), not {self.mode}")
-        if self.as_first_pass is not None:
-            if self.mode != "autoregressive":
-                raise ValueError(
-                    f"as_first_pass is for mode autoregressive (its beam gives the n-best), not {self.mode}"
-                )
-            if not re.fullmatch(r"[A-Za-z0-9_-]+", self.as_first_pass) or self.as_first_pass == "ctc":
-                raise ValueError(
-                    f"as_first_pass {self.as_first_pass!r}: expected a first-pass system name (letters, "
-                    "digits, _ and -; not ctc, the CTC recogniser's)"
-                )
+        strategy.validate(self)
+
+    @property
+    def reads_first_pass(self) -> bool:
+        """Works on a first pass's records (deliberation or n-best rescoring)."""
+        return get_strategy(self.mode).reads_first_pass
 
     @property
     def is_deliberation(self) -> bool:
-        """Works on a first pass's records (deliberation proper or n-best rescoring)."""
-        return self.mode in FIRST_PASS_MODES
+        """The models' name for ``reads_first_pass``."""
+        return self.reads_first_pass
 
     def suffix(self) -> str:
-        if self.name:
-            return self.name
-        if self.mode == "autoregressive":
-            return f"greedy-len-{self.gen_len}" if self.num_beams == 1 else f"beam-{self.num_beams}-len-{self.gen_len}"
-        if self.mode == "decoding":
-            kind = (
-                "diffusion"
-                if self.gen_len == "auto" or self.block_length == self.gen_len
-                else f"semi-ar-block-{self.block_length}"
-            )
-            s = f"{kind}-gen-{self.gen_len}-steps-{self.steps}"
-            if self.commit == "threshold":
-                s = f"{kind}-gen-{self.gen_len}-threshold-{self.threshold:g}"
-            if self.num_beams > 1:
-                s += f"-beam-{self.num_beams}"
-        elif self.mode == "diffusion_deliberation":
-            s = f"delib-{self.masking_type}-ratio-{self.mask_ratio:g}-steps-{self.steps}"
-        elif self.mode == "nbest_rescoring":
-            s = f"rescore-nbest-{self.nbest or 'all'}-pll-{self.pll_groups}"
-            if set(self.fuse) != set(FUSE):
-                s += "-fuse-" + "-".join(f for f in FUSE if f in self.fuse)
-        else:
-            s = f"delib-semi-ar-chunks-{self.num_chunks}-steps-{self.steps}"
-        if self.is_deliberation and self.first_pass:
-            s += f"-on-{self.first_pass}"
-        if self.is_deliberation and not self.eos_pad and self.mode != "nbest_rescoring":
-            s += "-no-eos-pad"
-        if self.is_deliberation and self.gen_len == "auto":
-            s += "-len-auto"
-        if self.is_deliberation and self.commit == "threshold":
-            s += f"-threshold-{self.threshold:g}"
-        if self.cache == "approximate":
-            s += f"-approx-cache-{self.cache_refresh}"
-        elif self.cache == "none":
-            s += "-no-cache"
-        if self.remasking != "low_confidence":
-            s += f"-remask-{self.remasking}"
-        if self.temperature:
-            s += f"-temp-{self.temperature:g}"
-        return s
+        return self.name or get_strategy(self.mode).suffix(self)
 
 
 def decode_configs(items: list[dict] | dict, where: str) -> list[DecodeConfig]:

@@ -15,16 +15,12 @@ from typing import Optional
 
 import kaldialign
 
+from whisper_llada.decoding.strategy import report_kinds
 from whisper_llada.scoring.wer import EPS, Result, read_errs_accounting, read_recogs
 from whisper_llada.utils.checkpoint_io import atomic_write
 
-KINDS = {
-    "decoding": "decoding",
-    "diffusion_deliberation": "deliberation",
-    "semi_ar_deliberation": "deliberation",
-    "nbest_rescoring": "deliberation",  # a cascade too: it ranks a first pass's n-best
-    "autoregressive": "autoregressive",
-}
+# mode (the results' directory) -> the kind the report files its results as, from each strategy.
+KINDS = report_kinds()
 
 
 def error_keys(ref: list[str], hyp: list[str], sclite_mode: bool = False) -> Counter:
