@@ -3,7 +3,7 @@ that the exact prefix cache changes no token."""
 
 from __future__ import annotations
 
-from whisper_llada import bench
+from whisper_llada.decoding import bench
 
 
 def test_bench_counts():

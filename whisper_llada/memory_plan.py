@@ -17,8 +17,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from whisper_llada.bench import _VocabTokenizer
 from whisper_llada.data.audio import Audio
+from whisper_llada.decoding.random_models import VocabTokenizer
 from whisper_llada.models.build import build_model
 from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.registry import get_arch
@@ -90,7 +90,7 @@ class PeakMemory(TorchDispatchMode):
         return out
 
 
-class _LengthTokenizer(_VocabTokenizer):
+class _LengthTokenizer(VocabTokenizer):
     """Ids only, of fixed lengths: memory depends on how many tokens there are, not which."""
 
     def __init__(self, vocab: int, prompt_tokens: int, text_tokens: int):
