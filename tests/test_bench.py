@@ -3,6 +3,8 @@ that the exact prefix cache changes no token."""
 
 from __future__ import annotations
 
+import pytest
+
 from whisper_llada.decoding import bench
 
 
@@ -71,3 +73,24 @@ def test_bench_whisper_decoder_pair():
     assert twin.passes_per_utt == 6 and twin.positions_per_utt == frames + 3 + 4
     table = bench.format_table(rows, 128)
     assert "DIFFER" not in table and "block cache' tokens identical to no cache" in table
+
+
+def test_only_brings_each_chosen_familys_twin():
+    """--only keeps the AR twins the table's ratios are to: the LLM pair's always, the Whisper
+    decoder's only with one of its own rows; a pattern that matches nothing is an error."""
+    every = bench.strategies(16, 5, 4)
+    names = [s.name for s in bench.chosen(every, ["delib random 0.3"])]
+    assert names == [
+        "delib random 0.3",
+        "delib random 0.3 len auto exact cache (prefix-blind)",
+        "AR twin greedy (KV cache)",
+    ]
+    names = [s.name for s in bench.chosen(every, ["2 tokens a step"])]
+    assert names == [
+        "AR twin greedy (KV cache)",
+        "Whisper decoder: block diffusion 4, 2 tokens a step, block cache",
+        "Whisper decoder: AR twin greedy (KV cache)",
+    ]
+    assert bench.chosen(every, None) == every and len({s.name for s in every}) == len(every)
+    with pytest.raises(SystemExit, match="matches none"):
+        bench.chosen(every, ["beam"])

@@ -1,5 +1,6 @@
 """Decode and deliberate test parts with a trained model, several settings in one call, and
-write icefall-format results with speed figures.
+write icefall-format results with speed figures. Each setting's ``mode`` names the strategy that
+decodes its batches (``whisper_llada.decoding.strategies``); this module runs them over the parts.
 
 Results go to ``{exp_dir}/{mode}/``: ``recogs-``, ``errs-``, ``speed-`` per test part and
 setting, and ``wer-summary-{test}-{checkpoint}.txt`` over every setting found there.

@@ -13,10 +13,6 @@ from typing import Optional
 from whisper_llada.decoding.strategy import BatchJob, Strategy, register
 
 
-def _diffusion(arch) -> bool:
-    return arch.is_diffusion
-
-
 def _whisper_decoder_twin(arch) -> bool:
     """The Whisper-decoder AR twin: the one autoregressive model with a beam that returns its
     hypotheses (``nbest``) and a candidate scorer (``score_texts``)."""
@@ -31,7 +27,7 @@ class _Diffusion(Strategy):
     models = "a masked-diffusion model"
 
     def runs_on(self, arch, cfg) -> bool:
-        return _diffusion(arch)
+        return arch.is_diffusion
 
     def suffix(self, cfg) -> str:
         s = self.tag(cfg)
@@ -158,7 +154,7 @@ class NBestRescoring(_OnFirstPass):
     models = "a model that scores candidates (a diffusion LM or the Whisper-decoder AR twin)"
 
     def runs_on(self, arch, cfg) -> bool:
-        return _diffusion(arch) or _whisper_decoder_twin(arch)
+        return arch.is_diffusion or _whisper_decoder_twin(arch)
 
     def tag(self, cfg) -> str:
         from whisper_llada.diffusion.settings import FUSE

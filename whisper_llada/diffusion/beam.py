@@ -61,23 +61,12 @@ def generate_beam(
     score[:, 0] = 0.0
     done = torch.zeros(B * K, dtype=torch.bool, device=dev)
     pos = torch.arange(L, device=dev)
-    cut_start = (torch.arange(B, device=dev) * K)[:, None]  # a cut's first row
     for _ in range(L):
-        # Hypotheses still growing (a -inf one is a placeholder, never extended). Each works in the
-        # block of its first mask: an EOS fills the positions after it, not the open ones before.
+        # Hypotheses still growing (a -inf one is a placeholder, never extended).
         live = (~done & score.view(-1).isfinite()).nonzero().squeeze(1)
         if live.numel() == 0:
             break
-        first = (x[live] == mask_id).int().argmax(1)
-        block = first // block_length
-        open_ = (x[live] == mask_id) & (pos // block_length == block[:, None])
-        # One call per block among them, so that a block cache serves each (it holds one block a call).
-        parts = [block == c for c in block.unique().tolist()]
-        got = [run(live[part], x, resp_mask, open_[part]) for part in parts]
-        logp = got[0].new_empty(int(open_.sum()), got[0].shape[1])
-        for part, lp in zip(parts, got):
-            logp[part.repeat_interleave(open_.sum(1))] = lp  # the open positions of its rows, row-major
-        logp = logp.float().log_softmax(-1)
+        open_, logp = _open_logprobs(run, x, live, resp_mask, mask_id, block_length)
         # Each hypothesis's position: the open one whose best token is surest.
         conf = torch.full(open_.shape, float("-inf"), device=dev)
         conf[open_] = logp.max(-1).values
@@ -100,14 +89,7 @@ def generate_beam(
         y[grow, at_p[grow]] = tok[grow]
         eos_hit = grow & (tok == eos_id)
         y = torch.where(eos_hit[:, None] & (pos[None, :] > at_p[:, None]), torch.full_like(y, eos_id), y)
-        # Best first; the same tokens reached twice (by two orders) count once, at the better score.
-        cand_score, order = sc.view(B, K * K).sort(dim=1, descending=True, stable=True)
-        ys = y.view(B, K * K, L).gather(1, order[..., None].expand(-1, -1, L))
-        same = (ys[:, :, None, :] == ys[:, None, :, :]).all(-1)
-        earlier = torch.ones(K * K, K * K, dtype=torch.bool, device=dev).tril(-1)
-        cand_score = cand_score.masked_fill((same & earlier).any(-1), float("-inf"))
-        score, keep = cand_score.topk(K, dim=1)
-        src = (order.gather(1, keep) + cut_start * K).view(-1)  # rows of the K * K candidates
+        score, src = _best_distinct(sc, y, B, K)
         x = y[src]
         done = ~(x == mask_id).any(1)
         den.reorder(run.state, parent[src])
@@ -116,3 +98,35 @@ def generate_beam(
     order = score.argsort(dim=1, descending=True)
     tokens = x.view(B, K, L).gather(1, order[..., None].expand(-1, -1, L))
     return tokens, score.gather(1, order)
+
+
+def _open_logprobs(run: _Runner, x, live, resp_mask, mask_id: int, block_length: int) -> tuple:
+    """The open positions (live, L) of each live hypothesis, in the block of its first mask (an
+    EOS fills the positions after it, not the open ones before), and their log-probabilities
+    (n open, V), row-major."""
+    pos = torch.arange(x.shape[1], device=x.device)
+    first = (x[live] == mask_id).int().argmax(1)
+    block = first // block_length
+    open_ = (x[live] == mask_id) & (pos // block_length == block[:, None])
+    # One call per block among them, so that a block cache serves each (it holds one block a call).
+    parts = [block == c for c in block.unique().tolist()]
+    got = [run(live[part], x, resp_mask, open_[part]) for part in parts]
+    logp = got[0].new_empty(int(open_.sum()), got[0].shape[1])
+    for part, lp in zip(parts, got):
+        logp[part.repeat_interleave(open_.sum(1))] = lp  # the open positions of its rows, row-major
+    return open_, logp.float().log_softmax(-1)
+
+
+def _best_distinct(sc: torch.Tensor, y: torch.Tensor, B: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each cut's K best of its K * K candidates (scores ``sc`` (B * K, K), tokens ``y`` (B * K * K, L)),
+    best first: (their scores (B, K), their rows of ``y`` (B * K)). The same tokens reached twice
+    (by two orders) count once, at the better score."""
+    L, dev = y.shape[1], y.device
+    cand_score, order = sc.view(B, K * K).sort(dim=1, descending=True, stable=True)
+    ys = y.view(B, K * K, L).gather(1, order[..., None].expand(-1, -1, L))
+    same = (ys[:, :, None, :] == ys[:, None, :, :]).all(-1)
+    earlier = torch.ones(K * K, K * K, dtype=torch.bool, device=dev).tril(-1)
+    cand_score = cand_score.masked_fill((same & earlier).any(-1), float("-inf"))
+    score, keep = cand_score.topk(K, dim=1)
+    cut_start = (torch.arange(B, device=dev) * K)[:, None]  # a cut's first row
+    return score, (order.gather(1, keep) + cut_start * K).view(-1)

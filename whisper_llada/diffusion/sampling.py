@@ -173,6 +173,32 @@ def _rule(commit: CommitRule | str, threshold: float, remasking: str) -> CommitR
     return rule
 
 
+def _canvas(gen_length, block_length: Optional[int], steps: int, B: int, device) -> tuple:
+    """``generate``'s canvas, checked: (per-row lengths (B,), whether they differ by row, the
+    canvas width L, the block length, the number of blocks)."""
+    lengths = torch.as_tensor(gen_length, device=device).long().expand(B) if B else torch.zeros(0, dtype=torch.long)
+    per_row = torch.is_tensor(gen_length) and gen_length.dim() > 0
+    L = int(lengths.max()) if B else int(gen_length if not per_row else 0)
+    if block_length is None or per_row:
+        if per_row and block_length is not None and block_length < L:
+            raise ValueError(
+                "per-row canvas lengths (gen_len auto) decode by pure diffusion: block_length must be null"
+            )
+        block_length = L
+    if (B and int(lengths.min()) <= 0) or block_length <= 0 or steps <= 0:
+        raise ValueError(
+            f"gen_length ({gen_length}), block_length ({block_length}) and steps ({steps}) must be positive"
+        )
+    if L % block_length:
+        raise ValueError(f"gen_length {L} is not a multiple of block_length {block_length}")
+    num_blocks = L // block_length
+    if steps % num_blocks:
+        raise ValueError(
+            f"steps {steps} is not a multiple of the number of blocks {num_blocks} (gen_length / block_length)"
+        )
+    return lengths, per_row, L, block_length, num_blocks
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -208,26 +234,7 @@ def generate(
     rule = _rule(commit, threshold, remasking)
     B = prefix_embeds.shape[0]
     device = prefix_embeds.device
-    lengths = torch.as_tensor(gen_length, device=device).long().expand(B) if B else torch.zeros(0, dtype=torch.long)
-    per_row = torch.is_tensor(gen_length) and gen_length.dim() > 0
-    L = int(lengths.max()) if B else int(gen_length if not per_row else 0)
-    if block_length is None or per_row:
-        if per_row and block_length is not None and block_length < L:
-            raise ValueError(
-                "per-row canvas lengths (gen_len auto) decode by pure diffusion: block_length must be null"
-            )
-        block_length = L
-    if (B and int(lengths.min()) <= 0) or block_length <= 0 or steps <= 0:
-        raise ValueError(
-            f"gen_length ({gen_length}), block_length ({block_length}) and steps ({steps}) must be positive"
-        )
-    if L % block_length:
-        raise ValueError(f"gen_length {L} is not a multiple of block_length {block_length}")
-    num_blocks = L // block_length
-    if steps % num_blocks:
-        raise ValueError(
-            f"steps {steps} is not a multiple of the number of blocks {num_blocks} (gen_length / block_length)"
-        )
+    lengths, per_row, L, block_length, num_blocks = _canvas(gen_length, block_length, steps, B, device)
     den = as_denoiser(model)
     run = _Runner(den, den.prefill(prefix_embeds, prefix_mask, prefix_positions), stats)
     pos = torch.arange(L, device=device)
