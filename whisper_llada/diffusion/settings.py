@@ -19,6 +19,7 @@ from whisper_llada.utils.config import from_dict
 RULES = ("fixed", "threshold")
 CACHES = ("auto", "none", "exact", "approximate")
 
+# Deliberation's masking_type, by these names in the sampler too (diffusion/sampling.py).
 MASKING = ("low_confidence", "random", "first_pass")
 FUSE = ("lm", "words", "ctc")
 
