@@ -233,7 +233,10 @@ def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokeniz
             torch.testing.assert_close(
                 den.response_logits(kept, n, real, clean=clean)[rows], joint, rtol=1e-4, atol=1e-4
             )
-        assert kept.clean_context[0] is clean
+        assert kept.clean_context.clean is clean
+        # The state is typed: what a denoiser keeps has a field, not an attribute added at run time.
+        with pytest.raises(AttributeError):
+            kept.blocks = None
         # Pseudo-log-likelihood in 4 groups counts what runs: the prompt and the clean copy once,
         # the masked copy each group.
         from whisper_llada.diffusion.scoring import pseudo_log_likelihood

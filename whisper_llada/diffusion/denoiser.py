@@ -2,7 +2,7 @@
 ``prefill`` a prefix once, then ``response_logits`` for a (partly masked) response as often as needed.
 
 ``Denoiser`` recomputes the whole sequence every call (exact, the paper's behaviour) and works with
-any LM that takes ``inputs_embeds`` and ``attention_mask``. ``PrefixCache`` keeps the prefix's keys
+any LM that takes ``inputs_embeds`` and ``attention_mask``. ``PrefixCacheDenoiser`` keeps the prefix's keys
 and values: exact when the prefix never attends to the response (``prefix_attends_response`` false,
 a model setting used alike in training), approximate (Fast-dLLM's prefix cache, refreshed every
 ``refresh`` calls) for a fully bidirectional model. An LM offers the cache by accepting
@@ -37,7 +37,8 @@ def supports_prefix_cache(lm) -> bool:
     return bool(getattr(_base(lm), "supports_prefix_cache", False))
 
 
-@dataclass
+# Slots: a denoiser keeps what it caches in typed fields of its own state class, never new attributes.
+@dataclass(slots=True)
 class PrefixState:
     """A batch's prefix as ``prefill`` left it: embeddings (B, P, D), key-padding mask (B, P),
     position ids (B, P) or None (the LM's own 0..P-1), and, when cached, per-layer keys and values
@@ -155,7 +156,7 @@ class Denoiser:
         return self.lm(inputs_embeds=x, **kw)
 
 
-class PrefixCache(Denoiser):
+class PrefixCacheDenoiser(Denoiser):
     """Keeps the prefix's keys and values; each call runs only the response positions.
 
     ``refresh`` None: computed once from the prefix alone (exact for a prefix that never attends to
@@ -252,5 +253,5 @@ def make_denoiser(
         return Denoiser(lm, prefix_attends_response)
     if cache == "exact" or not prefix_attends_response:
         # For a prefix-blind model the exact cache is free of error and cheaper than an approximate one.
-        return PrefixCache(lm, prefix_attends_response, None)
-    return PrefixCache(lm, prefix_attends_response, refresh or 4)
+        return PrefixCacheDenoiser(lm, prefix_attends_response, None)
+    return PrefixCacheDenoiser(lm, prefix_attends_response, refresh or 4)

@@ -138,7 +138,7 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
     # A cross-attention LLM reads the encoder's frames itself: no Q-Former.
     qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm)) if arch.layout == "prefix" else None
     model = arch.model_cls()(cfg, encoder, qformer, llm, tokenizer)
-    if cfg.llm.block_size is not None and (cfg.llm.block_size < 1 or not getattr(model, "block_causal_ok", False)):
+    if cfg.llm.block_size is not None and (cfg.llm.block_size < 1 or not getattr(model, "block_diffusion_ok", False)):
         raise ValueError(
             f"model.llm.block_size {cfg.llm.block_size}: block diffusion needs a positive size and an arch "
             f"that builds it (whisper_decoder_mdm), not {cfg.arch}"
