@@ -94,6 +94,8 @@ def main() -> None:
 def first_passes(args, device: str) -> None:
     from dataclasses import asdict
 
+    from whisper_llada.config.recipe import load_recipe_config
+    from whisper_llada.config.registry import CTC, get_arch
     from whisper_llada.data.pieces import check_window, is_piece
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
@@ -101,8 +103,6 @@ def first_passes(args, device: str) -> None:
     from whisper_llada.firstpass.whisper_ar import run_first_pass
     from whisper_llada.inference import checkpoint_paths, load_test_part, load_trained_model, part_inputs
     from whisper_llada.lattice.stats import first_pass_stats, plot_reliability
-    from whisper_llada.models.registry import CTC, get_arch
-    from whisper_llada.recipe import load_recipe_config
     from whisper_llada.scoring.wer import write_results
     from whisper_llada.utils.checkpoint_io import atomic_write_text
     from whisper_llada.utils.dist import barrier, gather, is_main, rank0_decides

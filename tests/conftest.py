@@ -64,7 +64,7 @@ TINY_LLAMA = dict(
 
 
 def tiny_model_config(sp_model: str, arch: str = "whisper_llada", **overrides):
-    from whisper_llada.models.config import ModelConfig
+    from whisper_llada.config.model import ModelConfig
     from whisper_llada.utils.config import from_dict
 
     d = {

@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import tiny_model_config
 
+from whisper_llada.checkpoint.files import average_checkpoints, save_checkpoint
 from whisper_llada.models import build_model
-from whisper_llada.training.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
+from whisper_llada.training.checkpoint import load_checkpoint
 
 
 def test_average_and_load(tmp_path, sp_model):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from recipe_utils import ROOT
 
+from whisper_llada.config.recipe import load_recipe_config
 from whisper_llada.data.text_norm import get_normalizer
-from whisper_llada.recipe import load_recipe_config
 
 SMOKE = ROOT / "egs/librispeech/conf/smoke.yaml"
 
@@ -462,7 +462,7 @@ def test_reading_a_recipe_config_imports_no_torch():
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from whisper_llada.recipe import load_recipe_config\n"
+        "from whisper_llada.config.recipe import load_recipe_config\n"
         "for c in sorted(Path('egs/espeak_fortunes/conf').glob('*.yaml')):\n"
         "    cfg = load_recipe_config(c)\n"
         "    cfg.decode_settings(), cfg.deliberate_settings()\n"

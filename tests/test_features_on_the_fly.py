@@ -18,7 +18,7 @@ TICK_POWER = -5
 
 
 def _config(tmp: Path, sp_model: str, mode: str, *extra: str):
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
 
     return load_recipe_config(
         ROOT / "egs/librispeech/conf/smoke.yaml",

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from whisper_llada import full_width
+from whisper_llada.config.recipe import load_recipe_config
 from whisper_llada.memory_plan import Plan, measure
-from whisper_llada.recipe import load_recipe_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,12 +10,12 @@ import torch
 from conftest import TINY_WHISPER, fake_batch, overfit, tiny_model_config, tiny_whisper_decoder
 
 from tests.test_transcribe import QF  # the tiny Q-Former without dropout
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.config.registry import ARCHS, CTC, MASKED_DIFFUSION, get_arch
 from whisper_llada.data.audio import FEATURES, FRAMES, TOKENS, Audio
 from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models import build_model
-from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.frontend import FrozenWhisperFrontEnd
-from whisper_llada.models.registry import ARCHS, CTC, MASKED_DIFFUSION, get_arch
 from whisper_llada.utils.config import from_dict
 
 BERT = dict(
@@ -49,7 +49,7 @@ def test_unknown_arch_lists_the_known_ones(sp_model):
 def test_existing_recipe_configs_still_load():
     from pathlib import Path
 
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
 
     confs = sorted(Path("egs").glob("*/conf/*.yaml"))
     assert confs

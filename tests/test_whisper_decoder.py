@@ -32,7 +32,7 @@ def tiny(sp_model, arch: str, tokenizer_vocab: int, seed: int = 0, llm=None, los
 
 @pytest.fixture(scope="module")
 def real_ar(converted):
-    from whisper_llada.models.config import ModelConfig
+    from whisper_llada.config.model import ModelConfig
     from whisper_llada.utils.config import from_dict
 
     _, dst = converted

@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from whisper_llada.checkpoint.released import import_released_checkpoint  # noqa: E402
+from whisper_llada.config.recipe import load_recipe_config  # noqa: E402
 from whisper_llada.models.build import build_model  # noqa: E402
-from whisper_llada.recipe import load_recipe_config  # noqa: E402
 from whisper_llada.utils.logging import setup_logger  # noqa: E402
 
 

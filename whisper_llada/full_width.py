@@ -199,7 +199,7 @@ def train_rank(args) -> None:
     import torch
     import torch.distributed as dist
 
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.training.trainer import Trainer, dist_env
     from whisper_llada.utils.checkpoint_io import atomic_write_text
     from whisper_llada.utils.logging import setup_logger
@@ -380,8 +380,8 @@ def run_check(args) -> dict:
     """Runs the check; returns its figures (the report is written to ``args.out_dir``)."""
     from lhotse import load_manifest_lazy
 
-    from whisper_llada.models.registry import get_arch
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
+    from whisper_llada.config.registry import get_arch
     from whisper_llada.utils.checkpoint_io import atomic_write_text
 
     t_all = time.time()

@@ -18,10 +18,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from whisper_llada.bench import _VocabTokenizer
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.config.registry import get_arch
 from whisper_llada.data.audio import Audio
 from whisper_llada.models.build import build_model
-from whisper_llada.models.config import ModelConfig
-from whisper_llada.models.registry import get_arch
 
 GIB = 2**30
 
@@ -436,7 +436,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
 
     args = get_parser().parse_args(argv)
     cfg = load_recipe_config(args.config, args.overrides)

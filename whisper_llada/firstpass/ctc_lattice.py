@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from whisper_llada.config.recipe import LatticeConfig
 from whisper_llada.lattice.lattice import (
     align,
     arc_posteriors,
@@ -21,7 +22,6 @@ from whisper_llada.lattice.lattice import (
     word_confidences,
     word_spans,
 )
-from whisper_llada.recipe import LatticeConfig
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Callable, Optional
 
 import torch
 
+from whisper_llada.config.recipe import FirstPassConfig
 from whisper_llada.data.audio import FEATURES
 from whisper_llada.data.dataset import SpeechTextDataset
 from whisper_llada.models.whisper_encoder import pad_features
-from whisper_llada.recipe import FirstPassConfig
 
 log = logging.getLogger(__name__)
 

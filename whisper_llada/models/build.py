@@ -1,4 +1,4 @@
-"""Builds the model a ``ModelConfig`` names (``model.arch``, looked up in ``models.registry``).
+"""Builds the model a ``ModelConfig`` names (``model.arch``, looked up in ``config.registry``).
 
 Loads (or makes) the encoder, tokenizer and LLM, attaches LoRA through ``peft`` and sets
 which parameters train. The LLM builders of native LLaDA and of the Llama twin live here.
@@ -11,10 +11,10 @@ import logging
 import torch
 from torch import nn
 
+from whisper_llada.config.model import LoRAConfig, ModelConfig
+from whisper_llada.config.registry import get_arch
 from whisper_llada.data.tokenizer import TextTokenizer, build_tokenizer
-from whisper_llada.models.config import LoRAConfig, ModelConfig
 from whisper_llada.models.qformer import WindowQFormer
-from whisper_llada.models.registry import get_arch
 from whisper_llada.models.speech_llm import SpeechLLM
 from whisper_llada.models.whisper_encoder import load_whisper_encoder
 

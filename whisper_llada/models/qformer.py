@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from whisper_llada.models.config import QFormerConfig
+from whisper_llada.config.model import QFormerConfig
 
 
 class _Attention(nn.Module):

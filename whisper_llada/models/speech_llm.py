@@ -13,14 +13,15 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from whisper_llada.checkpoint.files import load_model_state
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.config.registry import get_arch
 from whisper_llada.data.audio import TOKENS, Audio
 from whisper_llada.data.tokenizer import TextTokenizer
 from whisper_llada.models.audio_layout import audio_layout
-from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.ctc_compress import ctc_compress
 from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 from whisper_llada.models.qformer import WindowQFormer
-from whisper_llada.models.registry import get_arch
 
 
 def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[torch.Tensor] = None):
@@ -161,8 +162,6 @@ class SpeechLLM(FrozenWhisperFrontEnd):
     def load_frontend(self, state: dict, source: str) -> None:
         """The Q-Former, CTC head and adapted encoder layers from another model's checkpoint state
         (same shapes)."""
-        from whisper_llada.training.checkpoint import load_model_state
-
         theirs = sorted({k.split(".")[2] for k in state if k.startswith("encoder.layers.")})
         ours = [str(i) for i in range(self.frozen_layers, len(self.encoder.layers))]
         if theirs != ours:

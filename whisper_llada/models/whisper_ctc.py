@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from whisper_llada.config.model import ModelConfig
 from whisper_llada.data.audio import TOKENS, Audio
-from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 
 

@@ -33,32 +33,6 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 # What lhotse's WhisperFbank computes (16 kHz, 25 ms window, 10 ms shift): a Whisper directory's
 # feature extractor must agree, or the encoder reads features unlike those it was trained on.
-LHOTSE_WHISPER_FBANK = {"sampling_rate": 16000, "n_fft": 400, "hop_length": 160}
-
-
-def check_feature_settings(path: str | Path, num_mel_bins: int) -> None:
-    """Raise a ValueError naming the file if the Whisper directory ``path`` expects other
-    features than the recipe's lhotse ``WhisperFbank`` with ``num_mel_bins`` bins."""
-    p = Path(path)
-    problems = []
-    cfg_file = p / "config.json"
-    if cfg_file.is_file():
-        n = json.loads(cfg_file.read_text()).get("num_mel_bins")
-        if n is not None and n != num_mel_bins:
-            problems.append(
-                f"{cfg_file}: the encoder takes {n} mel bins, the recipe's features have {num_mel_bins} (data.num_mel_bins)"
-            )
-    pre = p / "preprocessor_config.json"
-    if pre.is_file():
-        fe = json.loads(pre.read_text())
-        want = {**LHOTSE_WHISPER_FBANK, "feature_size": num_mel_bins}
-        for key, value in want.items():
-            if key in fe and fe[key] != value:
-                problems.append(f"{pre}: {key} is {fe[key]}, the recipe's lhotse WhisperFbank features use {value}")
-    if problems:
-        raise ValueError("Whisper features do not match: " + "; ".join(problems))
-
-
 def load_whisper_part(part: str, path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
     """Whisper's ``encoder`` or ``decoder`` (``transformers`` modules) with a directory's weights, or
     random from ``config``: only that part's weights are materialised."""

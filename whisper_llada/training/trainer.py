@@ -19,16 +19,15 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from whisper_llada.checkpoint.files import read_checkpoint, save_checkpoint
+from whisper_llada.config.recipe import RecipeConfig
 from whisper_llada.data.dataset import MAX_WHISPER_SECONDS, SpeechTextDataset, move_batch
 from whisper_llada.models.build import build_model
-from whisper_llada.recipe import RecipeConfig
 from whisper_llada.training.checkpoint import (
     check_same_model_config,
     find_resume_point,
     load_checkpoint,
-    read_checkpoint,
     remove_old_checkpoints,
-    save_checkpoint,
     supersede_later_checkpoints,
 )
 from whisper_llada.training.schedule import warmup_cosine
@@ -47,9 +46,9 @@ def load_cuts(
 ):
     """The training or dev cuts, read and filtered lazily (whisper_llada.data.cuts); ``max_duration``:
     the encoder's window (training takes whole cuts; decoding takes longer ones in pieces)."""
+    from whisper_llada.config.registry import get_arch
     from whisper_llada.data.cuts import load_part_cuts
     from whisper_llada.data.dropped import filtered_path
-    from whisper_llada.models.registry import get_arch
 
     # A masked-diffusion response block is a fixed length: longer transcripts cannot be trained.
     max_tokens = cfg.model.loss.response_length if get_arch(cfg.model.arch).is_diffusion else None
@@ -289,7 +288,7 @@ class Trainer:
         return float(tot / n.clamp(min=1))
 
     def _save(self, path: Path, with_sampler: bool) -> None:
-        from whisper_llada.training.checkpoint import rng_state
+        from whisper_llada.checkpoint.files import rng_state
 
         states = [rng_state()]
         if self.world > 1:  # every rank's masking stream, so a resumed run repeats it exactly

@@ -13,8 +13,8 @@ from typing import Literal, Optional, Sequence
 
 import yaml
 
+from whisper_llada.config.model import ModelConfig
 from whisper_llada.diffusion.settings import DecodeConfig, decode_configs
-from whisper_llada.models.config import ModelConfig
 from whisper_llada.utils.config import from_dict, load_yaml
 
 
@@ -194,7 +194,7 @@ class RecipeConfig:
     def check_features(self) -> None:
         """The Whisper directory must expect the features the recipe computes (a clear error if not)."""
         if self.model.whisper.path is not None:
-            from whisper_llada.models.whisper_encoder import check_feature_settings
+            from whisper_llada.data.features import check_feature_settings
 
             check_feature_settings(self.model.whisper.path, self.data.num_mel_bins)
 

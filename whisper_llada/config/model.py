@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+from whisper_llada.config.registry import CTC, get_arch
 from whisper_llada.data.tokenizer import TokenizerConfig
-from whisper_llada.models.registry import CTC, get_arch
 
 if TYPE_CHECKING:
     import torch
@@ -143,7 +143,7 @@ class CTCHeadConfig:
 @dataclass
 class ModelConfig:
     arch: str = (
-        "whisper_llada"  # a name of models/registry.py: whisper_llada, whisper_llama (the AR twin), whisper_ctc, ...
+        "whisper_llada"  # a name of config/registry.py: whisper_llada, whisper_llama (the AR twin), whisper_ctc, ...
     )
     prompt: str = "Transcribe the audio:"
     # Parts built from a config (not loaded) are initialised from this seed, so a frozen
