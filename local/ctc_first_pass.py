@@ -124,9 +124,10 @@ def first_passes(args, device: str) -> None:
             [*part_inputs(cfg, part), *paths, Path(cfg.model.tokenizer.path)],
             {"lattice": asdict(lc), "score": asdict(cfg.score), "data": asdict(cfg.data)},
             [out, out.parent / f"errs-{part}-{suffix}.txt", out.parent / f"recogs-{part}-{suffix}.txt"],
-            verify=lambda p: read_records(p) if p == out else p.read_text(),
+            verify=lambda p, out=out: read_records(p) if p == out else p.read_text(),
         )
-        fresh = rank0_decides(lambda: record.check(str(out)))  # a check may write: rank 0's, followed by all
+        # A check may write: rank 0's, followed by all.
+        fresh = rank0_decides(lambda record=record, out=out: record.check(str(out)))
         # The other systems' records to align: all again when the CTC output is redone, else those
         # written (or rewritten by their stage) since.
         others = {s: read_records(records_path(args.output_dir, s, part)) for s in aligned_systems(args, part)}
@@ -146,7 +147,7 @@ def first_passes(args, device: str) -> None:
         decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=list(todo.values()))
         records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm, cfg.data.feature_extractor())
         # Each rank aligned the other systems' records of its own cuts: every rank gets them all.
-        for system, recs in todo.items():
+        for recs in todo.values():
             for mine in gather({c: recs[c] for c in decoder.aligned if c in recs}):
                 recs.update(mine)
         unaligned = sum(gather(decoder.unaligned))

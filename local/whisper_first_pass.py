@@ -68,9 +68,10 @@ def first_passes(args, device: str) -> None:
             part_inputs(cfg, part),
             options,
             outputs,
-            verify=lambda p: read_records(p) if p == out else p.read_text(),
+            verify=lambda p, out=out: read_records(p) if p == out else p.read_text(),
         )
-        if rank0_decides(lambda: record.check(str(out))):  # a check may write: rank 0's, followed by all
+        # A check may write: rank 0's, followed by all.
+        if rank0_decides(lambda record=record, out=out: record.check(str(out))):
             continue
         if decoder is None:
             tok = build_tokenizer(cfg.model.tokenizer) if cfg.firstpass.whisper.get("config") else None

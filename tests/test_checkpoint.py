@@ -17,7 +17,7 @@ def test_average_and_load(tmp_path, sp_model):
     paths = []
     for i, scale in enumerate((1.0, 3.0)):
         with torch.no_grad():
-            for n, p in model.named_parameters():
+            for p in model.parameters():
                 if p.requires_grad:
                     p.fill_(scale)
         paths.append(tmp_path / f"epoch-{i + 1}.pt")

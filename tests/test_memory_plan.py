@@ -8,7 +8,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from whisper_llada.config.model import ModelConfig
 from whisper_llada.config.recipe import load_recipe_config
-from whisper_llada.memory_plan import (
+from whisper_llada.tools.memory_plan import (
     LLADA_8B,
     PeakMemory,
     Plan,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ def save_checkpoint(
     scheduler=None,
     scaler=None,
     sampler=None,
-    rng_states: Optional[list] = None,
+    rng_states: list | None = None,
 ) -> None:
     """``rng_states``: one RNG state per rank (default: this process's only)."""
     obj = {
@@ -62,7 +61,7 @@ def save_checkpoint(
     log.info("saved %s", path)
 
 
-def load_model_state(model, state: dict, source: str, prefixes: Optional[tuple[str, ...]] = None) -> None:
+def load_model_state(model, state: dict, source: str, prefixes: tuple[str, ...] | None = None) -> None:
     """Load trainable parameters; any key that the model does not train, or misses, is an error.
 
     ``prefixes``: only the trainable parameters under these names, from a state that may hold more.
@@ -114,7 +113,7 @@ def read_checkpoint(path, mmap: bool = False) -> dict:
 
 def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
     """Element-wise mean of the model states (float tensors; others from the last)."""
-    avg: Optional[dict] = None
+    avg: dict | None = None
     for p in paths:
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p}: checkpoint not found (needed for averaging)")

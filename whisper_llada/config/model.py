@@ -6,7 +6,7 @@ Every field has the paper's value as default where the paper gives one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from whisper_llada.config.registry import CTC, get_arch
 from whisper_llada.data.tokenizer import TokenizerConfig
@@ -31,7 +31,7 @@ class QFormerConfig:
     trim_to_audio: bool = False
     # Initial std of the projection into the LLM (None: PyTorch's default). Small values keep
     # audio tokens on the scale of an LLM's token embeddings.
-    proj_init_std: Optional[float] = None
+    proj_init_std: float | None = None
 
     @property
     def kernel(self) -> int:
@@ -64,8 +64,8 @@ class QFormerConfig:
 
 @dataclass
 class WhisperEncoderConfig:
-    path: Optional[str] = None  # a Hugging Face Whisper directory (config.json + weights)
-    config: Optional[dict] = None  # WhisperConfig fields for a randomly initialised encoder (tests)
+    path: str | None = None  # a Hugging Face Whisper directory (config.json + weights)
+    config: dict | None = None  # WhisperConfig fields for a randomly initialised encoder (tests)
     # full: every utterance padded to Whisper's 30 s window (the paper). audio: only the frames
     # the Q-Former reads, padding masked; several times faster on short utterances, but not
     # what Whisper computed in its own training.
@@ -83,8 +83,8 @@ class WhisperEncoderConfig:
 
 @dataclass
 class LLMConfig:
-    path: Optional[str] = None  # a hub directory (LLaDA: config.json + safetensors)
-    config: Optional[dict] = None  # fields for an LLM built from scratch (LLaDA or Llama config)
+    path: str | None = None  # a hub directory (LLaDA: config.json + safetensors)
+    config: dict | None = None  # fields for an LLM built from scratch (LLaDA or Llama config)
     dtype: str = "float32"  # float32 | bfloat16 | float16
     train: str = "lora"  # lora (adapters only) | full | frozen
     # The token embeddings (and an output layer tied to them) stay as pretrained: a small corpus
@@ -96,7 +96,7 @@ class LLMConfig:
     # of this many tokens and causally across them (training sees each block noised against the
     # clean blocks before it, as semi-AR decoding with blocks of this size meets it). None: every
     # position attends to every other (the paper's full bidirectional attention).
-    block_size: Optional[int] = None
+    block_size: int | None = None
 
 
 @dataclass
@@ -114,7 +114,7 @@ class LossConfig:
     response_length: int = 128  # the response block is padded with EOS to this many tokens
     # None: every response is padded to response_length. k: only to the batch's longest
     # transcript plus EOS plus k more EOS, so EOS padding does not dominate the loss.
-    batch_eos_padding: Optional[int] = None
+    batch_eos_padding: int | None = None
     # Weight of an auxiliary CTC loss on the audio tokens (0: off, as the paper). It teaches
     # a from-scratch front end the audio-to-text alignment far sooner than the LLM loss alone.
     ctc_weight: float = 0.0

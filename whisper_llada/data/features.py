@@ -131,8 +131,6 @@ def compute_whisper_fbank(
     from lhotse import CutSet
     from lhotse.utils import fastcopy
 
-    from whisper_llada.data.corpus import one_cut_per_segment
-
     for p in (recordings, supervisions):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: manifest not found (run the manifests stage)")
@@ -254,3 +252,28 @@ def check_feature_settings(path: str | Path, num_mel_bins: int) -> None:
                 problems.append(f"{pre}: {key} is {fe[key]}, the recipe's lhotse WhisperFbank features use {value}")
     if problems:
         raise ValueError("Whisper features do not match: " + "; ".join(problems))
+
+
+def one_cut_per_segment(cuts):
+    """Cuts of whole recordings as one cut per supervision (a Kaldi ``segments`` file), each named by
+    its segment id, in memory; ``cuts`` unchanged when every recording is one utterance (LibriSpeech)."""
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy, to_list
+
+    def whole(c) -> bool:
+        # A supervision on one channel of several (reco2file_and_channel) is trimmed to that channel.
+        s = c.supervisions
+        return (
+            len(s) == 1
+            and s[0].start < 1e-3
+            and s[0].end > c.duration - 1e-3
+            and sorted(to_list(s[0].channel)) == sorted(to_list(c.channel))
+        )
+
+    if all(whole(c) for c in cuts):
+        return cuts
+    # lhotse's trim_to_supervisions is lazy (it has no len(), which splitting into jobs needs) and
+    # gives the new cuts made-up ids: the segment's id is what transcripts and results are keyed by.
+    return CutSet.from_cuts(
+        fastcopy(c, id=c.supervisions[0].id) for c in cuts.trim_to_supervisions(keep_overlapping=False)
+    )

@@ -10,7 +10,6 @@ The LM is any module shaped as ``models.whisper_decoder_lm.WhisperDecoderLM``: `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -60,7 +59,7 @@ class CrossAttentionState(PrefixState):
     their key padding, ``kv`` each layer's keys and values of them; ``clean_context`` what
     scoring keeps for the clean response it was last given."""
 
-    clean_context: Optional[CleanContext] = None
+    clean_context: CleanContext | None = None
 
 
 @dataclass(slots=True)
@@ -71,12 +70,12 @@ class BlockCacheState(CrossAttentionState):
     carry that predicts the next block's first token); and the frames' keys, values and mask
     gathered for the rows last decoded."""
 
-    blocks: Optional[list] = None
-    cached: Optional[torch.Tensor] = None
-    carry: Optional[torch.Tensor] = None
-    rows: Optional[torch.Tensor] = None
-    frames_of: Optional[list] = None
-    frames_mask_of: Optional[torch.Tensor] = None
+    blocks: list | None = None
+    cached: torch.Tensor | None = None
+    carry: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    frames_of: list | None = None
+    frames_mask_of: torch.Tensor | None = None
 
 
 class CrossAttentionDenoiser(Denoiser):
@@ -86,7 +85,7 @@ class CrossAttentionDenoiser(Denoiser):
 
     cache = "exact"
 
-    def __init__(self, lm, prompt_ids: torch.Tensor, block_size: Optional[int] = None):
+    def __init__(self, lm, prompt_ids: torch.Tensor, block_size: int | None = None):
         self.lm, self.prompt_ids, self.block_size = lm, prompt_ids, block_size
         self.prefix_attends_response = False
 
@@ -217,7 +216,7 @@ class BlockCacheDenoiser(CrossAttentionDenoiser):
         super().__init__(lm, prompt_ids, block_size)
         self.mask_id = mask_id
 
-    def _step_block(self, state, response, response_mask, rows, select) -> Optional[int]:
+    def _step_block(self, state, response, response_mask, rows, select) -> int | None:
         """The block every selected position of ``rows`` lies in when the call is a semi-AR step
         (the blocks before it committed, no padding), else None."""
         if not bool(response_mask[rows].all()):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -46,9 +45,9 @@ class PrefixState:
 
     embeds: torch.Tensor
     mask: torch.Tensor
-    positions: Optional[torch.Tensor] = None
-    kv: Optional[list] = None
-    age: Optional[torch.Tensor] = None
+    positions: torch.Tensor | None = None
+    kv: list | None = None
+    age: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -80,7 +79,7 @@ class Denoiser:
         return self.lm.get_input_embeddings()(ids)
 
     def prefill(
-        self, embeds: torch.Tensor, mask: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None
+        self, embeds: torch.Tensor, mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
     ) -> PrefixState:
         if mask is None:
             mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
@@ -113,8 +112,8 @@ class Denoiser:
         state: PrefixState,
         response: torch.Tensor,
         response_mask: torch.Tensor,
-        rows: Optional[torch.Tensor] = None,
-        clean: Optional[torch.Tensor] = None,
+        rows: torch.Tensor | None = None,
+        clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (b, L, V) over the response positions of ``rows`` (all rows when None); ``response``
         and ``response_mask`` (B, L) hold every row. ``clean`` (B, L): the unmasked response where
@@ -128,9 +127,9 @@ class Denoiser:
         state: PrefixState,
         response: torch.Tensor,
         response_mask: torch.Tensor,
-        rows: Optional[torch.Tensor],
+        rows: torch.Tensor | None,
         select: torch.Tensor,
-        clean: Optional[torch.Tensor] = None,
+        clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (n, V) of the ``select``ed (b, L) response positions of ``rows`` only, in row-major
         order: what a loss or a score needs. A model whose output layer is costly (a large
@@ -164,7 +163,7 @@ class PrefixCacheDenoiser(Denoiser):
     whenever ``invalidate`` is called (Fast-dLLM's approximate prefix cache for a bidirectional LM).
     """
 
-    def __init__(self, lm, prefix_attends_response: bool = True, refresh: Optional[int] = None):
+    def __init__(self, lm, prefix_attends_response: bool = True, refresh: int | None = None):
         super().__init__(lm, prefix_attends_response)
         if not supports_prefix_cache(lm):
             raise ValueError(f"{type(_base(lm)).__name__} keeps no prefix cache (it recomputes every step: cache none)")
@@ -241,7 +240,7 @@ class PrefixCacheDenoiser(Denoiser):
 
 
 def make_denoiser(
-    lm, *, prefix_attends_response: bool = True, cache: str = "auto", refresh: Optional[int] = None
+    lm, *, prefix_attends_response: bool = True, cache: str = "auto", refresh: int | None = None
 ) -> Denoiser:
     """The denoiser a decode setting asks for. ``cache``: ``auto`` (the exact cache where the model
     allows it, else none), ``none``, ``exact`` or ``approximate`` (refreshed every ``refresh`` calls)."""

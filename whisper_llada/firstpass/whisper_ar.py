@@ -8,8 +8,8 @@ runs) uses the recipe's sentencepiece tokenizer as its vocabulary.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -145,7 +145,7 @@ class CT2WhisperFirstPass:
         return records
 
 
-def window_frames(feature_lens: torch.Tensor, pad_frames: Optional[int], full: int = 3000) -> int:
+def window_frames(feature_lens: torch.Tensor, pad_frames: int | None, full: int = 3000) -> int:
     """Encoder input frames for a batch: the full window, or the longest utterance plus
     ``pad_frames`` of silence (even, as the stride-2 convolution wants; at most ``full``)."""
     if pad_frames is None:
@@ -165,7 +165,7 @@ def run_first_pass(
     decoder: Callable[[dict], list[dict]],
     cuts,
     batch_size: int,
-    normalize: Optional[Callable[[str], str]] = None,
+    normalize: Callable[[str], str] | None = None,
     extractor=None,
 ) -> tuple[list[dict], dict]:
     """Records of every cut, in cut-id order, and the speed (audio seconds, wall seconds, RTF);

@@ -9,9 +9,9 @@ denoiser that the loss, the samplers and scoring call.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
@@ -30,7 +30,7 @@ class QFormerPrefix:
     def prefix(self, model, audio: Audio):
         return model.build_prefix(*model.llm_audio(audio))
 
-    def forward(self, model, texts: Sequence[str], audio: Optional[Audio], generator=None) -> dict:
+    def forward(self, model, texts: Sequence[str], audio: Audio | None, generator=None) -> dict:
         """The training loss of a batch (``SpeechLLM.forward``): with the auxiliary CTC loss and the
         two training stages of the front end."""
         if audio is None:
@@ -95,7 +95,7 @@ class EncoderCrossAttention:
     name = "cross_attention"
     block_diffusion = True
 
-    def frames(self, model, audio: Optional[Audio]) -> tuple[torch.Tensor, torch.Tensor]:
+    def frames(self, model, audio: Audio | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's frames (B, T, C) the LLM attends to and their key-padding mask (B, T)."""
         if audio is None:
             raise ValueError(
@@ -104,10 +104,10 @@ class EncoderCrossAttention:
         frames, real = model.encoder_output(audio)
         return frames, Audio.frames(frames, real).mask
 
-    def prefix(self, model, audio: Optional[Audio]):
+    def prefix(self, model, audio: Audio | None):
         return (*self.frames(model, audio), None)
 
-    def forward(self, model, texts: Sequence[str], audio: Optional[Audio], generator=None) -> dict:
+    def forward(self, model, texts: Sequence[str], audio: Audio | None, generator=None) -> dict:
         return model.loss(*self.prefix(model, audio), texts, generator)
 
     def denoiser(self, model, cfg=None) -> Denoiser:

@@ -7,7 +7,7 @@ The response block is the transcript's tokens plus EOS, padded with EOS to
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -52,7 +52,7 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
             rows.append(ids + [self.eos_id] * (L - len(ids)))
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
-    def denoiser(self, cfg: Optional[DecodeConfig] = None) -> Denoiser:
+    def denoiser(self, cfg: DecodeConfig | None = None) -> Denoiser:
         """How the samplers, the loss and scoring call the LLM (the layout's denoiser): recomputing,
         or with the cache a decode setting asks for."""
         return self.layout.denoiser(self, cfg)
@@ -62,7 +62,7 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
         prefix: torch.Tensor,
         prefix_mask: torch.Tensor,
         response: torch.Tensor,
-        prefix_positions: Optional[torch.Tensor] = None,
+        prefix_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits over the response block (B, L, V) for a (possibly masked) response."""
         den = self.denoiser()
@@ -73,9 +73,9 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
         self,
         prefix: torch.Tensor,
         prefix_mask: torch.Tensor,
-        prefix_positions: Optional[torch.Tensor],
+        prefix_positions: torch.Tensor | None,
         texts: Sequence[str],
-        generator: Optional[torch.Generator] = None,
+        generator: torch.Generator | None = None,
     ) -> dict:
         """Masked-diffusion loss over the EOS-padded response."""
         target = self.response_ids(texts)
@@ -92,18 +92,16 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
         prefix: torch.Tensor,
         prefix_mask: torch.Tensor,
         response: torch.Tensor,
-        prefix_positions: Optional[torch.Tensor],
+        prefix_positions: torch.Tensor | None,
         masked: torch.Tensor,
-        target: Optional[torch.Tensor] = None,
+        target: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """What the loss reads: the whole response block's logits (B, L, V); a model with a costly
         output layer gives those of the ``masked`` positions only (n, V). ``target`` (the clean
         response) is for a model that also reads it (block diffusion)."""
         return self.layout.training_logits(self, prefix, prefix_mask, response, prefix_positions, masked, target)
 
-    def forward(
-        self, texts: Sequence[str], audio: Optional[Audio], generator: Optional[torch.Generator] = None
-    ) -> dict:
+    def forward(self, texts: Sequence[str], audio: Audio | None, generator: torch.Generator | None = None) -> dict:
         """``SpeechLLM.forward``, plus (``loss.ar_weight`` > 0) the next-token loss of the same LLM run
         causally on the same batch."""
         if self.cfg.loss.ar_weight <= 0:
@@ -116,7 +114,7 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
 
     @torch.no_grad()
     def transcribe(
-        self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None, generator: Optional[torch.Generator] = None
+        self, batch: dict, cfg: DecodeConfig, stats: dict | None = None, generator: torch.Generator | None = None
     ) -> list[str]:
         """Direct decoding (pure diffusion or semi-AR blocks): features in, text out."""
         if cfg.mode != "decoding":
@@ -176,9 +174,9 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
         batch: dict,
         first_pass_texts: Sequence[str],
         cfg: DecodeConfig,
-        confidences: Optional[Sequence[Sequence[float]]] = None,
-        stats: Optional[dict] = None,
-        generator: Optional[torch.Generator] = None,
+        confidences: Sequence[Sequence[float]] | None = None,
+        stats: dict | None = None,
+        generator: torch.Generator | None = None,
     ) -> list[str]:
         """Re-mask and repair first-pass transcripts. ``confidences`` are per token of each text."""
         if not cfg.is_deliberation:
@@ -216,7 +214,7 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
 
     @torch.no_grad()
     def score_texts(
-        self, batch: dict, candidates: Sequence[Sequence[str]], cfg: DecodeConfig, stats: Optional[dict] = None
+        self, batch: dict, candidates: Sequence[Sequence[str]], cfg: DecodeConfig, stats: dict | None = None
     ) -> list[list[float]]:
         """Pseudo-log-likelihood of each cut's candidate transcripts (n-best rescoring). A candidate
         is laid out as deliberation lays out a hypothesis: its tokens, EOS, then ``len_margin`` more

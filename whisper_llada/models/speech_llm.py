@@ -8,7 +8,7 @@ response starts at the same position. Subclasses give the training ``loss`` and 
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 from whisper_llada.models.qformer import WindowQFormer
 
 
-def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[torch.Tensor] = None):
+def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None):
     """Move each row's padding (mask False) to the left, keeping the order of real positions.
 
     Returns (embeds, mask), or (embeds, mask, positions) when ``positions`` is given.
@@ -41,7 +41,7 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         self,
         cfg: ModelConfig,
         encoder: nn.Module,
-        qformer: Optional[WindowQFormer],
+        qformer: WindowQFormer | None,
         llm: nn.Module,
         tokenizer: TextTokenizer,
     ):
@@ -140,9 +140,7 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         none = torch.zeros(batch_size, 0, dtype=torch.bool, device=like.device)
         return self.build_prefix(like.new_zeros(batch_size, 0, like.shape[-1]), none)
 
-    def forward(
-        self, texts: Sequence[str], audio: Optional[Audio], generator: Optional[torch.Generator] = None
-    ) -> dict:
+    def forward(self, texts: Sequence[str], audio: Audio | None, generator: torch.Generator | None = None) -> dict:
         """Training loss for a batch: its audio (features, cached encoder frames, or the cached
         audio tokens of a frozen front end) and transcripts; ``audio`` None: the LLM's loss on the
         texts alone (text-only pre-training). The layout reads the audio (``QFormerPrefix.forward``)."""
@@ -195,8 +193,8 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         self,
         prefix: torch.Tensor,
         prefix_mask: torch.Tensor,
-        prefix_positions: Optional[torch.Tensor],
+        prefix_positions: torch.Tensor | None,
         texts: Sequence[str],
-        generator: Optional[torch.Generator],
+        generator: torch.Generator | None,
     ) -> dict:
         raise NotImplementedError

@@ -12,7 +12,7 @@ is a token Whisper never emits in transcripts (``<|startoflm|>``). The LM itself
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,7 @@ class WhisperDecoderAR(SpeechLLM):
     """The autoregressive twin on Whisper's decoder: next-token loss, beam search with a KV cache
     (greedy at one beam), teacher-forced scoring of candidates."""
 
-    def forward(self, texts: Sequence[str], audio, generator: Optional[torch.Generator] = None) -> dict:
+    def forward(self, texts: Sequence[str], audio, generator: torch.Generator | None = None) -> dict:
         del generator
         frames, mask = self.layout.frames(self, audio)
         logits, target, _ = self.layout.next_token_logits(self, frames, mask, self.encode_texts(texts))
@@ -39,7 +39,7 @@ class WhisperDecoderAR(SpeechLLM):
         return {"loss": loss, "num_tokens": len(target), "num_utts": len(texts)}
 
     @torch.no_grad()
-    def score_texts(self, batch: dict, candidates: Sequence[Sequence[str]], cfg, stats: Optional[dict] = None):
+    def score_texts(self, batch: dict, candidates: Sequence[Sequence[str]], cfg, stats: dict | None = None):
         """Log-probability of each cut's candidate transcripts (tokens and EOS), teacher-forced,
         ``cfg.batch_size`` candidates a pass: n-best rescoring by the AR twin."""
         frames, mask = self.layout.frames(self, batch["audio"].to(self.device))
@@ -60,14 +60,14 @@ class WhisperDecoderAR(SpeechLLM):
         return scores
 
     @torch.no_grad()
-    def transcribe(self, batch: dict, cfg, stats: Optional[dict] = None, generator=None) -> list[str]:
+    def transcribe(self, batch: dict, cfg, stats: dict | None = None, generator=None) -> list[str]:
         del generator
         if cfg.mode != "autoregressive":
             raise ValueError(f"{self.cfg.arch} decodes autoregressively (mode autoregressive), not {cfg.mode!r}")
         return [nbest[0][0] for nbest in self.nbest(batch, cfg, stats)]
 
     @torch.no_grad()
-    def nbest(self, batch: dict, cfg, stats: Optional[dict] = None) -> list[list[tuple[str, float]]]:
+    def nbest(self, batch: dict, cfg, stats: dict | None = None) -> list[list[tuple[str, float]]]:
         """Each cut's ``cfg.num_beams`` best transcripts with their log-probabilities (tokens + EOS),
         best first: beam search with a KV cache (greedy at one beam)."""
         frames, mask = self.layout.frames(self, batch["audio"].to(self.device))

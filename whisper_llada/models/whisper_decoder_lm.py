@@ -7,8 +7,6 @@ self-attention can take a key cache and any attention pattern (block diffusion's
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,9 +67,9 @@ class WhisperDecoderLM(nn.Module):
         frames_mask: torch.Tensor,
         causal: bool,
         start: int = 0,
-        cache: Optional[list] = None,
-        positions: Optional[torch.Tensor] = None,
-        pattern: Optional[torch.Tensor] = None,
+        cache: list | None = None,
+        positions: torch.Tensor | None = None,
+        pattern: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden states (B, L, C) of ``ids`` at positions ``start``.. (or the given ``positions`` (L,));
         ``key_mask`` (B, S) marks real keys (the cached ones first); ``cache``: per-layer (k, v) of

@@ -10,7 +10,6 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -40,7 +39,7 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_same_model_config(path, saved: Optional[dict], current: dict) -> None:
+def check_same_model_config(path, saved: dict | None, current: dict) -> None:
     """Refuse to resume a checkpoint trained with another model config, naming the differences;
     other sections (e.g. train.num_epochs) may change between runs and are only reported."""
     if not saved:
@@ -66,7 +65,7 @@ def progress(obj: dict, path: Path) -> tuple[int, int]:
     return int(obj.get("params", {}).get("batch_idx_train", 0)), int(path.name.startswith("epoch-"))
 
 
-def find_resume_point(exp_dir) -> Optional[Path]:
+def find_resume_point(exp_dir) -> Path | None:
     """The checkpoint (``epoch-N.pt`` or ``checkpoint-B.pt``) of ``exp_dir`` that got furthest among
     those that read; an unreadable one is skipped with a warning that names it."""
     best, best_key = None, None
@@ -105,7 +104,7 @@ def supersede_later_checkpoints(exp_dir, batch_idx: int, epoch_done: int) -> lis
 
 
 def load_checkpoint(
-    path, model, optimizer=None, scheduler=None, scaler=None, sampler=None, restore_rng_of_rank: Optional[int] = None
+    path, model, optimizer=None, scheduler=None, scaler=None, sampler=None, restore_rng_of_rank: int | None = None
 ) -> dict:
     path = Path(path)
     obj = read_checkpoint(path)

@@ -14,7 +14,6 @@ from contextlib import nullcontext
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -71,9 +70,9 @@ class Trainer:
         self,
         cfg: RecipeConfig,
         exp_dir: str | Path,
-        start_epoch: Optional[int] = 1,
-        start_batch: Optional[int] = 0,
-        device: Optional[str] = None,
+        start_epoch: int | None = 1,
+        start_batch: int | None = 0,
+        device: str | None = None,
     ):
         """``start_epoch`` and ``start_batch`` both None: continue from the checkpoint of ``exp_dir``
         that got furthest (a rerun after a kill resumes by itself); none there: start afresh."""
@@ -410,9 +409,9 @@ class Trainer:
 def run_training(
     cfg: RecipeConfig,
     exp_dir,
-    start_epoch: Optional[int] = 1,
-    start_batch: Optional[int] = 0,
-    device: Optional[str] = None,
+    start_epoch: int | None = 1,
+    start_batch: int | None = 0,
+    device: str | None = None,
 ):
     trainer = Trainer(cfg, exp_dir, start_epoch, start_batch, device)
     try:

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 2**30
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 
 def shapes(size: str, whisper_layers: int, llm_layers: int) -> tuple[dict, dict]:
     """Whisper and LLaDA configs: the hub checkpoints' widths (``full``) or toy ones, with these layer counts."""
-    from whisper_llada.memory_plan import LLADA_8B, WHISPER_LARGE_V3
+    from whisper_llada.tools.memory_plan import LLADA_8B, WHISPER_LARGE_V3
 
     whisper, llm = (WHISPER_LARGE_V3, LLADA_8B) if size == "full" else (TINY_WHISPER, TINY_LLADA)
     return {**whisper, "encoder_layers": whisper_layers}, {**llm, "n_layers": llm_layers}
@@ -114,8 +113,8 @@ def make_corpus(dl_dir: Path, counts: dict[str, int], seed: int = 0) -> None:
     """Short fortune sentences (3 to 5 words, about 1-2 s) spoken by espeak-ng, in LibriSpeech layout."""
     import random
 
-    from whisper_llada.data.fortunes import fortune_sentences
-    from whisper_llada.data.synth_corpus import Speaker, write_part
+    from whisper_llada.corpora.fortunes import fortune_sentences
+    from whisper_llada.corpora.synth_corpus import Speaker, write_part
 
     sents = fortune_sentences(min_words=3, max_words=5)
     random.Random(seed).shuffle(sents)
@@ -175,7 +174,7 @@ def _run(cmd: list, cwd: Path, what: str) -> str:
 # ---------------------------------------------------------------- one training process
 
 
-def _proc_kib(field: str) -> Optional[int]:
+def _proc_kib(field: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -255,7 +254,7 @@ def train_rank(args) -> None:
 
 
 def _train(args, conf: Path, sets: list[str], work: Path, exp: str, start_batch: int = 0) -> list[dict]:
-    cmd = ["torchrun", "--standalone", "--nproc-per-node", args.nproc, "-m", "whisper_llada.full_width", "rank"]
+    cmd = ["torchrun", "--standalone", "--nproc-per-node", args.nproc, "-m", "whisper_llada.tools.full_width", "rank"]
     cmd += ["--config", conf, "--exp-dir", exp, "--device", args.device, "--batch", args.batch]
     cmd += ["--start-batch", start_batch] + [a for s in sets for a in ("--set", s)]
     _run(cmd, work, f"training ({exp})")
@@ -284,7 +283,7 @@ def _speed(exp_dir: Path, mode: str) -> dict:
 def plan_for(cfg, args, audio_seconds: float):
     """The memory plan of the check's model (the recipe config as loaded), its prompt and utterance length."""
     from whisper_llada.data.tokenizer import build_tokenizer
-    from whisper_llada.memory_plan import full_size_config, measure
+    from whisper_llada.tools.memory_plan import full_size_config, measure
 
     prompt = len(build_tokenizer(cfg.model.tokenizer).prompt_ids(cfg.model.prompt))
     return measure(
@@ -310,7 +309,7 @@ def compare_memory(plan, report: dict, batch: int, checkpointing: bool) -> dict:
     return {"plan_built": plan_built, "built": built, "plan_train": plan_train, "train": train}
 
 
-def _ratio(measured: Optional[float], plan: float) -> str:
+def _ratio(measured: float | None, plan: float) -> str:
     return "-" if measured is None or plan <= 0 else f"{measured / plan:.2f}"
 
 
