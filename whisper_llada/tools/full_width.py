@@ -393,23 +393,8 @@ def run_check(args) -> dict:
     t0 = time.time()
     if not (dl / "LibriSpeech").is_dir():
         make_corpus(dl, {TRAIN: per_rank * args.steps, DEV: per_rank, TEST: args.num_test})
-    local = ROOT / "local"
     set_args = [a for s in sets for a in ("--set", s)]
-    _run(
-        [
-            sys.executable,
-            local / "prepare_manifests.py",
-            "--config",
-            conf,
-            "--corpus-dir",
-            dl / "LibriSpeech",
-            *set_args,
-        ],
-        work,
-        "manifests",
-    )
-    _run([sys.executable, local / "compute_fbank.py", "--config", conf, *set_args], work, "features")
-    _run([sys.executable, local / "prepare_lang.py", "--config", conf, *set_args], work, "lang")
+    _prepare_data(conf, set_args, work, dl)
     timings["corpus, manifests, features, lang"] = time.time() - t0
     os.chdir(work)  # the config's relative paths (data/..., the BPE model) are the work directory's
     cfg = load_recipe_config(conf, sets)
@@ -425,43 +410,8 @@ def run_check(args) -> dict:
     if len(train_cuts) < per_rank * args.steps:
         raise RuntimeError(f"{cfg.data.cuts_path(TRAIN)}: {len(train_cuts)} cuts, {per_rank * args.steps} needed")
 
-    t0 = time.time()
-    for exp in ("exp/full", "exp/resumed"):
-        shutil.rmtree(work / exp, ignore_errors=True)
-    full = _train(args, conf, sets, work, "exp/full")
-    timings["training, uninterrupted"] = time.time() - t0
-    resumed = [{"losses": []} for _ in full]
-    if args.resume_at:
-        t0 = time.time()
-        (work / "exp/resumed").mkdir(parents=True)
-        shutil.copy(work / f"exp/full/checkpoint-{args.resume_at}.pt", work / "exp/resumed")
-        resumed = _train(args, conf, sets, work, "exp/resumed", start_batch=args.resume_at)
-        timings["training, resumed"] = time.time() - t0
-    # zip(strict): a resumed run with more or fewer steps than the uninterrupted one's rest is an error.
-    diffs = [
-        abs(a - b)
-        for f, r in zip(full, resumed)
-        for a, b in zip(f["losses"][args.resume_at :] if args.resume_at else [], r["losses"], strict=True)
-    ]
-    resume = {
-        "steps": len(full[0]["losses"]),
-        "sec_per_step": full[0]["seconds"] / max(1, len(full[0]["losses"])),
-        "utts_per_sec": sum(r["utts"] for r in full) / full[0]["seconds"],
-        "full": full[0]["losses"],
-        "resumed": resumed[0]["losses"],
-        "max_diff": max(diffs) if diffs else None,
-        "resumed_steps": len(diffs),
-    }
-
-    t0 = time.time()
-    common = ["--config", conf, *set_args, "--exp-dir", "exp/full", "--checkpoint", "exp/full/epoch-1.pt"]
-    _run([sys.executable, local / "decode.py", *common, "--device", args.device], work, "decoding")
-    timings["decoding (process)"] = time.time() - t0
-    t0 = time.time()
-    write_first_pass(cfg.data.cuts_path(TEST), work / "data/firstpass/synthetic" / f"{TEST}.jsonl.gz")
-    _run([sys.executable, local / "deliberate.py", *common, "--device", args.device], work, "deliberation")
-    timings["deliberation (process)"] = time.time() - t0
-    speeds = {m: _speed(work / "exp/full", m) for m in ("decoding", "diffusion_deliberation")}
+    full, resume = _training_runs(args, conf, sets, work, timings)
+    speeds = _decoding_runs(args, conf, set_args, cfg, work, timings)
 
     t0 = time.time()
     plan = plan_for(cfg, args, max(c.duration for c in train_cuts))
@@ -553,3 +503,70 @@ def main(argv=None) -> dict | None:
 
 if __name__ == "__main__":
     main()
+
+
+def _prepare_data(conf: Path, set_args: list, work: Path, dl: Path) -> None:
+    """The recipe's manifests, features and lang stages on the corpus under ``dl``."""
+    local = ROOT / "local"
+    _run(
+        [
+            sys.executable,
+            local / "prepare_manifests.py",
+            "--config",
+            conf,
+            "--corpus-dir",
+            dl / "LibriSpeech",
+            *set_args,
+        ],
+        work,
+        "manifests",
+    )
+    _run([sys.executable, local / "compute_fbank.py", "--config", conf, *set_args], work, "features")
+    _run([sys.executable, local / "prepare_lang.py", "--config", conf, *set_args], work, "lang")
+
+
+def _training_runs(args, conf: Path, sets: list, work: Path, timings: dict) -> tuple[list, dict]:
+    """Training uninterrupted, then (``--resume-at``) resumed from its checkpoint at that step: every
+    rank's report of the uninterrupted run, and how the resumed run's losses compare with it."""
+    t0 = time.time()
+    for exp in ("exp/full", "exp/resumed"):
+        shutil.rmtree(work / exp, ignore_errors=True)
+    full = _train(args, conf, sets, work, "exp/full")
+    timings["training, uninterrupted"] = time.time() - t0
+    resumed = [{"losses": []} for _ in full]
+    if args.resume_at:
+        t0 = time.time()
+        (work / "exp/resumed").mkdir(parents=True)
+        shutil.copy(work / f"exp/full/checkpoint-{args.resume_at}.pt", work / "exp/resumed")
+        resumed = _train(args, conf, sets, work, "exp/resumed", start_batch=args.resume_at)
+        timings["training, resumed"] = time.time() - t0
+    # zip(strict): a resumed run with more or fewer steps than the uninterrupted one's rest is an error.
+    diffs = [
+        abs(a - b)
+        for f, r in zip(full, resumed)
+        for a, b in zip(f["losses"][args.resume_at :] if args.resume_at else [], r["losses"], strict=True)
+    ]
+    resume = {
+        "steps": len(full[0]["losses"]),
+        "sec_per_step": full[0]["seconds"] / max(1, len(full[0]["losses"])),
+        "utts_per_sec": sum(r["utts"] for r in full) / full[0]["seconds"],
+        "full": full[0]["losses"],
+        "resumed": resumed[0]["losses"],
+        "max_diff": max(diffs) if diffs else None,
+        "resumed_steps": len(diffs),
+    }
+    return full, resume
+
+
+def _decoding_runs(args, conf: Path, set_args: list, cfg, work: Path, timings: dict) -> dict:
+    """Decoding and deliberation of the trained model, each as its stage script runs it: their speeds."""
+    local = ROOT / "local"
+    t0 = time.time()
+    common = ["--config", conf, *set_args, "--exp-dir", "exp/full", "--checkpoint", "exp/full/epoch-1.pt"]
+    _run([sys.executable, local / "decode.py", *common, "--device", args.device], work, "decoding")
+    timings["decoding (process)"] = time.time() - t0
+    t0 = time.time()
+    write_first_pass(cfg.data.cuts_path(TEST), work / "data/firstpass/synthetic" / f"{TEST}.jsonl.gz")
+    _run([sys.executable, local / "deliberate.py", *common, "--device", args.device], work, "deliberation")
+    timings["deliberation (process)"] = time.time() - t0
+    return {m: _speed(work / "exp/full", m) for m in ("decoding", "diffusion_deliberation")}
