@@ -119,7 +119,7 @@ class LossConfig:
     # a from-scratch front end the audio-to-text alignment far sooner than the LLM loss alone.
     ctc_weight: float = 0.0
     # whisper_decoder_mdm: weight of the next-token loss of the same decoder run causally (0: off).
-    # It doubles an epoch's cost; measured (session 9, dev, semi-AR decoding) 43.02 -> 38.60 with two
+    # It doubles an epoch's cost; measured (egs/espeak_fortunes, dev, semi-AR decoding) 43.02 -> 38.60 with two
     # epochs, 42.22 with one (the cost of two without it): off in the recipes, which hold the budget.
     ar_weight: float = 0.0
     # Block diffusion (llm.block_size): the share of rows masked as left-to-right decoding within
@@ -150,6 +150,9 @@ class ModelConfig:
     # random encoder or LLM is the same in training and decoding.
     init_seed: int = 0
     whisper: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
+    # The Q-Former of the prefix layout. Its window geometry (second_per_window, second_stride,
+    # trim_to_audio) serves every arch besides: the encoder frames a model reads with
+    # whisper.window audio, and an encoder cache holds (FrozenWhisperFrontEnd.frames_needed).
     qformer: QFormerConfig = field(default_factory=QFormerConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)

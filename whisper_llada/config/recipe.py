@@ -88,7 +88,7 @@ class TrainConfig:
     num_epochs: int = 10
     # The epochs a decoding averages by default: the last ``avg`` up to the one it decodes (icefall's
     # --avg; the decode scripts' --avg overrides it). Averaging the last two of a short fine-tuning
-    # undoes some of its memorising (egs/espeak_fortunes/RESULTS.md, session 13).
+    # undoes some of its memorising (egs/espeak_fortunes/RESULTS.md).
     avg: int = 1
     max_duration: float = 200.0  # seconds of audio per batch and rank
     # Utterances per batch at most (None: no cap). Every utterance costs the same memory when

@@ -103,8 +103,8 @@ class CT2WhisperFirstPass:
         if not (path / "model.bin").is_file():
             raise FileNotFoundError(f"{path}: no CTranslate2 model.bin")
         compute = cfg.whisper.get("compute_type", "int8" if str(device) == "cpu" else "float16")
-        # On a CPU, one thread per core torch may use: CTranslate2's default (4) oversubscribes a
-        # 2-core machine (about 10 % slower, measured on 48 utterances).
+        # On a CPU, one thread per core torch may use: CTranslate2's default (4) oversubscribes a CPU
+        # with fewer cores (about 10 % slower on 2 cores, measured on 48 utterances).
         threads = {} if str(device).startswith("cuda") else {"intra_threads": torch.get_num_threads()}
         self.model = ctranslate2.models.Whisper(
             str(path), device="cuda" if str(device).startswith("cuda") else "cpu", compute_type=compute, **threads
