@@ -85,6 +85,27 @@ def test_every_registered_arch_builds_and_trains_a_step(sp_model, tokenizer, nam
     assert torch.isfinite(out["loss"])
     assert any(p.grad is not None for p in model.parameters() if p.requires_grad)
     assert hasattr(model, "denoiser") == (arch.objective == MASKED_DIFFUSION)
+    # Checkpoints keep their keys: the layout is no module, the Q-Former is the model's own.
+    parts = {k.split(".")[0] for k in model.state_dict()}
+    if arch.reads_llm:
+        assert model.layout.name == arch.layout
+        assert parts == ({"encoder", "llm"} if arch.layout == "cross_attention" else {"encoder", "qformer", "llm"})
+
+
+def test_masked_diffusion_archs_differ_by_their_layout_alone():
+    from whisper_llada.models.masked_diffusion import MaskedDiffusionSpeechLM
+    from whisper_llada.models.whisper_decoder import WhisperDecoderMDM
+    from whisper_llada.models.whisper_llada import WhisperLLaDA
+
+    assert not issubclass(WhisperDecoderMDM, WhisperLLaDA)
+    for cls in (WhisperDecoderMDM, WhisperLLaDA):
+        assert cls.__bases__ == (MaskedDiffusionSpeechLM,) and set(vars(cls)) <= {
+            "__module__",
+            "__doc__",
+            "__qualname__",
+            "__firstlineno__",
+            "__static_attributes__",
+        }
 
 
 def test_frozen_front_end_reads_features_or_cached_frames_alike(sp_model):
