@@ -25,8 +25,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.data.features import compute_whisper_fbank
-    from whisper_llada.recipe import load_recipe_config
     from whisper_llada.utils.logging import setup_logger
 
     setup_logger()

@@ -21,7 +21,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
 
     cfg = load_recipe_config(args.config, args.overrides)
     for key in args.keys:

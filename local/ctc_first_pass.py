@@ -94,17 +94,14 @@ def main() -> None:
 def first_passes(args, device: str) -> None:
     from dataclasses import asdict
 
-    from whisper_llada.data.pieces import check_window, is_piece
+    from whisper_llada.config.recipe import load_recipe_config
+    from whisper_llada.config.registry import CTC, get_arch
+    from whisper_llada.data.pieces import check_window
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
     from whisper_llada.firstpass.records import read_records, records_path, write_records
     from whisper_llada.firstpass.whisper_ar import run_first_pass
     from whisper_llada.inference import checkpoint_paths, load_test_part, load_trained_model, part_inputs
-    from whisper_llada.lattice.stats import first_pass_stats, plot_reliability
-    from whisper_llada.models.registry import CTC, get_arch
-    from whisper_llada.recipe import load_recipe_config
-    from whisper_llada.scoring.wer import write_results
-    from whisper_llada.utils.checkpoint_io import atomic_write_text
     from whisper_llada.utils.dist import barrier, gather, is_main, rank0_decides
     from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
@@ -124,9 +121,10 @@ def first_passes(args, device: str) -> None:
             [*part_inputs(cfg, part), *paths, Path(cfg.model.tokenizer.path)],
             {"lattice": asdict(lc), "score": asdict(cfg.score), "data": asdict(cfg.data)},
             [out, out.parent / f"errs-{part}-{suffix}.txt", out.parent / f"recogs-{part}-{suffix}.txt"],
-            verify=lambda p: read_records(p) if p == out else p.read_text(),
+            verify=lambda p, out=out: read_records(p) if p == out else p.read_text(),
         )
-        fresh = rank0_decides(lambda: record.check(str(out)))  # a check may write: rank 0's, followed by all
+        # A check may write: rank 0's, followed by all.
+        fresh = rank0_decides(lambda record=record, out=out: record.check(str(out)))
         # The other systems' records to align: all again when the CTC output is redone, else those
         # written (or rewritten by their stage) since.
         others = {s: read_records(records_path(args.output_dir, s, part)) for s in aligned_systems(args, part)}
@@ -146,7 +144,7 @@ def first_passes(args, device: str) -> None:
         decoder = CTCLatticeFirstPass(model, graph, words, lc, align_to=list(todo.values()))
         records, speed = run_first_pass(decoder, cuts, lc.batch_size, norm, cfg.data.feature_extractor())
         # Each rank aligned the other systems' records of its own cuts: every rank gets them all.
-        for system, recs in todo.items():
+        for recs in todo.values():
             for mine in gather({c: recs[c] for c in decoder.aligned if c in recs}):
                 recs.update(mine)
         unaligned = sum(gather(decoder.unaligned))
@@ -156,23 +154,8 @@ def first_passes(args, device: str) -> None:
         refs = {c.id: norm(" ".join(s.text for s in c.supervisions)) for c in cuts}
         systems = []
         if not fresh:  # an up-to-date CTC output is not rewritten: later stages read it
-            results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records] + missing_rows
-            for cut_id in sorted(set(refs) - {r["id"] for r in records}):  # input that could not be loaded
-                results.append((cut_id, refs[cut_id].split(), []))
-                missing.append((cut_id, "no first-pass output: its features could not be loaded (see the log)"))
-            setting = {
-                "lm_order": lc.lm_order,
-                "beam": lc.beam,
-                "lattice_beam": lc.lattice_beam,
-                "lm_scale": lc.lm_scale,
-            }
-            header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
-            wer = write_results(
-                out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, missing
-            )
-            write_records(out, records)
+            write_ctc_output(cfg, part, out, suffix, records, refs, missing_rows, missing, speed)
             systems.append(("ctc", {r["id"]: r for r in records}))
-            logging.info("%s: %d records, 1-best WER %.2f%%, RTF %s", out, len(records), wer, speed["rtf"])
         if unaligned:
             logging.warning("%s: %d records could not be aligned (conf 0)", part, unaligned)
         for system, recs in todo.items():
@@ -181,29 +164,61 @@ def first_passes(args, device: str) -> None:
             StageRecord.amended(record_path_for(path), [path])  # its stage must not think it damaged
             systems.append((system, recs))
         for system, recs in systems:
-            # A long cut's pieces have no references of their own: the statistics are of whole cuts.
-            whole = {c: r for c, r in refs.items() if not is_piece(c)}
-            stats = first_pass_stats({c: r for c, r in recs.items() if c in whole}, whole)
-            if system == "ctc":
-                stats["speed"] = speed
-            atomic_write_text(args.output_dir / system / f"stats-{part}.json", json.dumps(stats, indent=2) + "\n")
-            plot_reliability(stats, args.output_dir / system / f"reliability-{part}.png", f"{system} on {part}")
-            if not stats["utterances"]:
-                logging.info("%s %s: every cut decoded in pieces; its statistics cover whole cuts only", system, part)
-                continue
-            logging.info(
-                "%s %s: WER %.2f%% over %d whole cuts, n-best oracle %.2f%%, confidence AUC %s%s",
-                system,
-                part,
-                stats["wer"],
-                stats["utterances"],
-                stats["nbest_oracle_wer"],
-                f"{stats['confidence_auc']:.3f}" if "confidence_auc" in stats else "-",
-                f", lattice depth {stats['lattice_depth']:.1f}" if "lattice_depth" in stats else "",
-            )
+            write_stats(args.output_dir / system, system, part, recs, refs, speed if system == "ctc" else None)
         if not fresh:
             record.done()
         barrier()
+
+
+def write_ctc_output(cfg, part: str, out: Path, suffix: str, records, refs, missing_rows, missing, speed) -> None:
+    """The CTC first pass's records of a part and the WER of their 1-best (errs, recogs)."""
+    from whisper_llada.firstpass.records import write_records
+    from whisper_llada.scoring.wer import write_results
+
+    lc = cfg.firstpass.lattice
+    results = [(r["id"], refs[r["id"]].split(), r["text"].split()) for r in records] + missing_rows
+    for cut_id in sorted(set(refs) - {r["id"] for r in records}):  # input that could not be loaded
+        results.append((cut_id, refs[cut_id].split(), []))
+        missing.append((cut_id, "no first-pass output: its features could not be loaded (see the log)"))
+    setting = {
+        "lm_order": lc.lm_order,
+        "beam": lc.beam,
+        "lattice_beam": lc.lattice_beam,
+        "lm_scale": lc.lm_scale,
+    }
+    header = f"Test: {part}\nSetting: {json.dumps(setting)}\nSpeed: {json.dumps(speed)}"
+    wer = write_results(out.parent, part, suffix, results, cfg.score.normalizer, cfg.score.sclite_mode, header, missing)
+    write_records(out, records)
+    logging.info("%s: %d records, 1-best WER %.2f%%, RTF %s", out, len(records), wer, speed["rtf"])
+
+
+def write_stats(system_dir: Path, system: str, part: str, recs: dict, refs: dict, speed) -> None:
+    """A first-pass system's statistics of a part (n-best oracle WER, lattice depth, confidence AUC
+    and reliability) over its whole cuts: ``stats-{part}.json`` and ``reliability-{part}.png``."""
+    from whisper_llada.data.pieces import is_piece
+    from whisper_llada.lattice.stats import first_pass_stats, plot_reliability
+    from whisper_llada.utils.checkpoint_io import atomic_write_text
+
+    # A long cut's pieces have no references of their own: the statistics are of whole cuts.
+    whole = {c: r for c, r in refs.items() if not is_piece(c)}
+    stats = first_pass_stats({c: r for c, r in recs.items() if c in whole}, whole)
+    if speed is not None:
+        stats["speed"] = speed
+    atomic_write_text(system_dir / f"stats-{part}.json", json.dumps(stats, indent=2) + "\n")
+    plot_reliability(stats, system_dir / f"reliability-{part}.png", f"{system} on {part}")
+    if not stats["utterances"]:
+        logging.info("%s %s: every cut decoded in pieces; its statistics cover whole cuts only", system, part)
+        return
+    logging.info(
+        "%s %s: WER %.2f%% over %d whole cuts, n-best oracle %.2f%%, confidence AUC %s%s",
+        system,
+        part,
+        stats["wer"],
+        stats["utterances"],
+        stats["nbest_oracle_wer"],
+        f"{stats['confidence_auc']:.3f}" if "confidence_auc" in stats else "-",
+        f", lattice depth {stats['lattice_depth']:.1f}" if "lattice_depth" in stats else "",
+    )
 
 
 def aligned_systems(args, part: str) -> list[str]:

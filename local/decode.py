@@ -31,7 +31,7 @@ def get_parser(doc: str = __doc__) -> argparse.ArgumentParser:
 
 def run(method: str, doc: str) -> None:
     args = get_parser(doc).parse_args()
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.utils.dist import dist_env, finish, init_decoding
     from whisper_llada.utils.logging import setup_logger
 

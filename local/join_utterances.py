@@ -26,7 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    from whisper_llada.data.joined_part import join_part
+    from whisper_llada.corpora.joined_part import join_part
     from whisper_llada.utils.logging import setup_logger
 
     setup_logger()

@@ -22,7 +22,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    from whisper_llada.data.espeak_corpus import build_corpus, write_lm_text
+    from whisper_llada.corpora.espeak_corpus import build_corpus, write_lm_text
     from whisper_llada.utils.logging import setup_logger
 
     setup_logger()

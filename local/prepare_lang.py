@@ -21,8 +21,8 @@ def main() -> None:
     args = get_parser().parse_args()
     from lhotse import load_manifest_lazy
 
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.data.lang import prepare_lang
-    from whisper_llada.recipe import load_recipe_config
     from whisper_llada.utils.logging import setup_logger
 
     setup_logger()

@@ -38,7 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.training.trainer import run_training
     from whisper_llada.utils.dist import dist_env
     from whisper_llada.utils.logging import setup_logger

@@ -38,13 +38,13 @@ def main() -> None:
 def first_passes(args, device: str) -> None:
     from dataclasses import asdict
 
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.data.pieces import check_window
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.data.tokenizer import build_tokenizer
     from whisper_llada.firstpass.records import read_records, records_path, write_records
     from whisper_llada.firstpass.whisper_ar import make_first_pass, run_first_pass
     from whisper_llada.inference import load_test_part, part_inputs
-    from whisper_llada.recipe import load_recipe_config
     from whisper_llada.scoring.wer import write_results
     from whisper_llada.utils.dist import barrier, is_main, rank0_decides
     from whisper_llada.utils.stage_record import StageRecord, record_path_for
@@ -68,9 +68,10 @@ def first_passes(args, device: str) -> None:
             part_inputs(cfg, part),
             options,
             outputs,
-            verify=lambda p: read_records(p) if p == out else p.read_text(),
+            verify=lambda p, out=out: read_records(p) if p == out else p.read_text(),
         )
-        if rank0_decides(lambda: record.check(str(out))):  # a check may write: rank 0's, followed by all
+        # A check may write: rank 0's, followed by all.
+        if rank0_decides(lambda record=record, out=out: record.check(str(out))):
             continue
         if decoder is None:
             tok = build_tokenizer(cfg.model.tokenizer) if cfg.firstpass.whisper.get("config") else None

@@ -64,7 +64,7 @@ TINY_LLAMA = dict(
 
 
 def tiny_model_config(sp_model: str, arch: str = "whisper_llada", **overrides):
-    from whisper_llada.models.config import ModelConfig
+    from whisper_llada.config.model import ModelConfig
     from whisper_llada.utils.config import from_dict
 
     d = {
@@ -100,7 +100,7 @@ def espeak_speech(texts_voices):
     """16 kHz espeak-ng speech of (text, voice) pairs."""
     import librosa
 
-    from whisper_llada.data.espeak import ESpeak
+    from whisper_llada.corpora.espeak import ESpeak
 
     e = ESpeak.get()
     return [librosa.resample(e.synth(t, voice=v), orig_sr=e.sample_rate, target_sr=16000) for t, v in texts_voices]

@@ -25,7 +25,7 @@ def make_workspace(tmp: Path, recipe: str = "librispeech") -> Path:
 
 def make_corpus(dl_dir: Path, n_train: int = 12, n_dev: int = 2, n_test: int = 2, long_test: int = 0) -> None:
     """``long_test``: one more test utterance, that many sentences spoken as one (a long cut)."""
-    from whisper_llada.data.synth_corpus import Speaker, write_part
+    from whisper_llada.corpora.synth_corpus import Speaker, write_part
 
     speakers = [Speaker(101, "en-us", 165, 50), Speaker(102, "en+f3", 150, 60), Speaker(103, "en-gb-x-rp", 175, 45)]
     sents = make_sentences(n_train + n_dev + n_test + long_test, seed=11)
@@ -56,7 +56,7 @@ def make_kaldi_corpus(root: Path, parts: dict[str, int], seed: int = 5) -> dict[
     import numpy as np
     import soundfile as sf
 
-    from whisper_llada.data.espeak import ESpeak
+    from whisper_llada.corpora.espeak import ESpeak
 
     engine = ESpeak.get()
     sents = make_sentences(sum(parts.values()), seed=seed)

@@ -12,9 +12,9 @@ from conftest import fake_batch
 from test_whisper_decoder import tiny
 
 from whisper_llada.data.audio import Audio
+from whisper_llada.decoding.settings import DecodeConfig
 from whisper_llada.diffusion.beam import generate_beam
 from whisper_llada.diffusion.sampling import generate
-from whisper_llada.diffusion.settings import DecodeConfig
 
 
 def reference_beam(den, frames, mask, L, block, K, mask_id, eos_id):

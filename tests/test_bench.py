@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from whisper_llada.decoding import bench
+from whisper_llada.tools import bench
 
 
 def test_bench_counts():

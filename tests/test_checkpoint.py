@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import tiny_model_config
 
+from whisper_llada.checkpoint.files import average_checkpoints, save_checkpoint
 from whisper_llada.models import build_model
-from whisper_llada.training.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
+from whisper_llada.training.checkpoint import load_checkpoint
 
 
 def test_average_and_load(tmp_path, sp_model):
@@ -16,7 +17,7 @@ def test_average_and_load(tmp_path, sp_model):
     paths = []
     for i, scale in enumerate((1.0, 3.0)):
         with torch.no_grad():
-            for n, p in model.named_parameters():
+            for p in model.parameters():
                 if p.requires_grad:
                     p.fill_(scale)
         paths.append(tmp_path / f"epoch-{i + 1}.pt")

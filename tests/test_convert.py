@@ -88,9 +88,9 @@ def test_first_pass_on_a_trimmed_window(converted, tmp_path):
     import kaldialign
     from lhotse.features.whisper_fbank import WhisperFbank, WhisperFbankConfig
 
+    from whisper_llada.config.recipe import FirstPassConfig
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.firstpass.whisper_ar import make_first_pass, window_frames
-    from whisper_llada.recipe import FirstPassConfig
 
     refs = [
         ("the quick brown fox jumps over the lazy dog", "en-us"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from whisper_llada.data.espeak_corpus import DEV_VOICES, TEST_VOICES, TRAIN_VOICES, build_corpus
-from whisper_llada.data.fortunes import fortune_sentences, normalize_sentence
+from whisper_llada.corpora.espeak_corpus import DEV_VOICES, TEST_VOICES, TRAIN_VOICES, build_corpus
+from whisper_llada.corpora.fortunes import fortune_sentences, normalize_sentence
 
 
 def test_normalize_sentence():
@@ -46,7 +46,7 @@ def test_breathy_voices_are_the_same_in_every_process():
     import sys
 
     code = (
-        "import hashlib; from whisper_llada.data.espeak import ESpeak; e = ESpeak.get(); "
+        "import hashlib; from whisper_llada.corpora.espeak import ESpeak; e = ESpeak.get(); "
         "print(*(hashlib.md5(e.synth('the human brain is a wonderful thing', voice=v, seed=7).tobytes()).hexdigest() "
         "for v in ('en-us-nyc+f5', 'en-gb-x-rp+f3')))"
     )
@@ -66,7 +66,7 @@ def test_corpus_audio_does_not_depend_on_training_size_or_interruption(tmp_path)
     import sys
 
     def build(root, n):
-        code = f"from whisper_llada.data.espeak_corpus import build_corpus; build_corpus({str(root)!r}, {n}, 2, 3)"
+        code = f"from whisper_llada.corpora.espeak_corpus import build_corpus; build_corpus({str(root)!r}, {n}, 2, 3)"
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
         return {
             str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()

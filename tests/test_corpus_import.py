@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from recipe_utils import ROOT
 
+from whisper_llada.config.recipe import load_recipe_config
 from whisper_llada.data.text_norm import get_normalizer
-from whisper_llada.recipe import load_recipe_config
 
 SMOKE = ROOT / "egs/librispeech/conf/smoke.yaml"
 
@@ -54,7 +54,7 @@ def test_kaldi_dir_with_segments_gives_one_cut_per_segment(tmp_path, caplog):
     """The features stage used to crash on segments (lhotse's lazy trim_to_supervisions has no len)."""
     from lhotse import load_manifest
 
-    from whisper_llada.data.corpus import prepare_manifests
+    from whisper_llada.corpora.manifests import prepare_manifests
     from whisper_llada.data.features import compute_whisper_fbank
 
     utts = _kaldi_dir(tmp_path / "kaldi/train")
@@ -148,7 +148,7 @@ def test_kaldi_dir_reads_each_recordings_rate_channels_and_pipe_commands(tmp_pat
     out, with its reason; a changed wav.scp redoes the part."""
     from lhotse import load_manifest
 
-    from whisper_llada.data.corpus import prepare_manifests
+    from whisper_llada.corpora.manifests import prepare_manifests
     from whisper_llada.data.dropped import read_dropped
     from whisper_llada.data.features import compute_whisper_fbank
 
@@ -227,7 +227,7 @@ def test_kaldi_dir_reads_each_recordings_rate_channels_and_pipe_commands(tmp_pat
 
 
 def test_kaldi_dir_refuses_what_it_cannot_import(tmp_path):
-    from whisper_llada.data.kaldi_dir import read_kaldi_dir
+    from whisper_llada.corpora.kaldi_dir import read_kaldi_dir
 
     d = tmp_path / "dir"
     d.mkdir()
@@ -250,7 +250,7 @@ def test_one_cut_per_segment_reads_a_whole_recordings_channel():
     reads the configured one)."""
     from lhotse import AudioSource, CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
-    from whisper_llada.data.corpus import one_cut_per_segment
+    from whisper_llada.data.features import one_cut_per_segment
 
     rec = Recording(
         "call-B", [AudioSource("file", [0, 1], "/x.wav")], sampling_rate=8000, num_samples=8000, duration=1.0
@@ -267,7 +267,7 @@ def test_one_cut_per_segment_reads_a_whole_recordings_channel():
 
 
 def test_manifests_stage_errors_name_the_problem(tmp_path):
-    from whisper_llada.data.corpus import prepare_manifests
+    from whisper_llada.corpora.manifests import prepare_manifests
 
     _kaldi_dir(tmp_path / "kaldi/train", segments=False)
     cfg = _cfg(tmp_path, corpus="kaldi", prefix="k", train_parts="[train]", dev_parts="[dev]", test_parts="[]")
@@ -462,7 +462,7 @@ def test_reading_a_recipe_config_imports_no_torch():
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from whisper_llada.recipe import load_recipe_config\n"
+        "from whisper_llada.config.recipe import load_recipe_config\n"
         "for c in sorted(Path('egs/espeak_fortunes/conf').glob('*.yaml')):\n"
         "    cfg = load_recipe_config(c)\n"
         "    cfg.decode_settings(), cfg.deliberate_settings()\n"
@@ -477,7 +477,7 @@ def test_kaldi_recording_without_segments_is_decoded_in_pieces(tmp_path):
     scoring joins back into one row with the whole transcript."""
     import soundfile as sf
 
-    from whisper_llada.data.corpus import prepare_manifests
+    from whisper_llada.corpora.manifests import prepare_manifests
     from whisper_llada.data.features import compute_whisper_fbank
     from whisper_llada.data.pieces import is_piece
     from whisper_llada.data.text_norm import get_normalizer

@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import fake_batch, make_sentences, tiny_model_config
 
+from whisper_llada.config.recipe import LatticeConfig
 from whisper_llada.data.audio import Audio
 from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
 from whisper_llada.lattice.graph import build_graph, read_words
 from whisper_llada.lattice.stats import first_pass_stats, roc_auc
 from whisper_llada.models import build_model
-from whisper_llada.recipe import LatticeConfig
 
 CTC = {"num_layers": 1, "d_model": 64, "num_heads": 2, "ffn_dim": 128, "dropout": 0.0, "frame_stride": 2}
 

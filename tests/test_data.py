@@ -124,7 +124,7 @@ def test_whisper_feature_settings_must_match(tmp_path):
 
     import pytest
 
-    from whisper_llada.models.whisper_encoder import check_feature_settings
+    from whisper_llada.data.features import check_feature_settings
 
     d = tmp_path / "whisper-large-v3"
     d.mkdir()

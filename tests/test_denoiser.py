@@ -8,7 +8,7 @@ import torch
 from tests.test_sampling import EOS, MASK, PAD
 from tests.test_sampling import tiny_llada as scripted_llada
 from whisper_llada.data.audio import Audio
-from whisper_llada.diffusion import CommitRule, Denoiser, PrefixCache, deliberate, generate, make_denoiser
+from whisper_llada.diffusion import CommitRule, Denoiser, PrefixCacheDenoiser, deliberate, generate, make_denoiser
 
 
 def tiny_llada(seed=0):
@@ -36,7 +36,7 @@ def test_exact_cache_logits_equal_the_prefix_blind_full_pass():
     resp[:, ::2] = MASK
     rmask = torch.ones_like(resp, dtype=torch.bool)
     full = Denoiser(lm, prefix_attends_response=False)
-    cached = PrefixCache(lm, prefix_attends_response=False)
+    cached = PrefixCacheDenoiser(lm, prefix_attends_response=False)
     a = full.response_logits(full.prefill(embeds, mask), resp, rmask)
     state = cached.prefill(embeds, mask)
     b = cached.response_logits(state, resp, rmask)
@@ -78,7 +78,7 @@ def test_approximate_cache_is_exact_right_after_a_refresh_and_counts_its_passes(
     rmask = torch.ones_like(resp, dtype=torch.bool)
     ref = Denoiser(lm)
     want = ref.response_logits(ref.prefill(embeds, mask), resp, rmask)
-    den = PrefixCache(lm, refresh=3)
+    den = PrefixCacheDenoiser(lm, refresh=3)
     state = den.prefill(embeds, mask)
     first = den.response_logits(state, resp, rmask)  # a full pass: fills the cache
     again = den.response_logits(state, resp, rmask)  # the response alone on the cache, same response
@@ -87,7 +87,7 @@ def test_approximate_cache_is_exact_right_after_a_refresh_and_counts_its_passes(
     stats: dict = {}
     # eos -1 never ends a row early; two blocks: the cache is refreshed at the second block's start
     generate(
-        PrefixCache(lm, refresh=3),
+        PrefixCacheDenoiser(lm, refresh=3),
         embeds,
         prefix_mask=mask,
         gen_length=12,
@@ -197,7 +197,7 @@ def test_gen_len_auto_canvas_from_duration_and_a_missing_token_rate_is_named(sp_
 
     from tests.test_whisper_llada import build
     from whisper_llada.data.lang import token_rate
-    from whisper_llada.diffusion.settings import DecodeConfig
+    from whisper_llada.decoding.settings import DecodeConfig
 
     model = build(sp_model)  # reads audio tokens as they are: the canvas comes from the duration
     mask = torch.ones(2, 5, dtype=torch.bool)

@@ -91,9 +91,9 @@ def ws(tmp_path_factory):
 
     from test_reliability import Workspace
 
+    from whisper_llada.checkpoint.files import save_checkpoint
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.models.build import build_model
-    from whisper_llada.recipe import load_recipe_config
-    from whisper_llada.training.checkpoint import save_checkpoint
 
     class Seven(Workspace):
         def __init__(self, tmp: Path):

@@ -18,7 +18,7 @@ TICK_POWER = -5
 
 
 def _config(tmp: Path, sp_model: str, mode: str, *extra: str):
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
 
     return load_recipe_config(
         ROOT / "egs/librispeech/conf/smoke.yaml",
@@ -54,7 +54,7 @@ def corpus(tmp_path_factory, sp_model):
     import soundfile as sf
     import soxr
 
-    from whisper_llada.data.corpus import prepare_manifests
+    from whisper_llada.corpora.manifests import prepare_manifests
 
     tmp = tmp_path_factory.mktemp("otf")
     make_corpus(tmp / "dl", n_train=6, n_dev=2, n_test=2)

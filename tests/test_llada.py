@@ -50,7 +50,7 @@ def reference_logits(state: dict, cfg: dict, ids: torch.Tensor) -> torch.Tensor:
     x = g("wte.weight")[ids]
     T = x.shape[0]
     for i in range(cfg["n_layers"]):
-        b = lambda n: g(f"blocks.{i}.{n}.weight")  # noqa: E731
+        b = lambda n, i=i: g(f"blocks.{i}.{n}.weight")  # noqa: E731
         h = rms(x, b("attn_norm"))
         q = rope((h @ b("q_proj").T).view(T, H, hd))
         k = rope((h @ b("k_proj").T).view(T, H, hd))

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from whisper_llada.memory_plan import (
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.config.recipe import load_recipe_config
+from whisper_llada.tools.memory_plan import (
     LLADA_8B,
     PeakMemory,
     Plan,
@@ -18,8 +20,6 @@ from whisper_llada.memory_plan import (
     main,
     measure,
 )
-from whisper_llada.models.config import ModelConfig
-from whisper_llada.recipe import load_recipe_config
 from whisper_llada.utils.config import from_dict
 
 MB4 = 1000 * 1000 * 4

@@ -93,7 +93,7 @@ def test_split_long_cuts_on_real_audio(tmp_path):
 
 
 def test_group_utterances_keeps_every_id_within_bounds():
-    from whisper_llada.data.joined_part import group_utterances
+    from whisper_llada.corpora.joined_part import group_utterances
 
     items = (
         [(f"1-0-{i:04d}", 12.0) for i in range(7)] + [(f"2-0-{i:04d}", 20.0) for i in range(2)] + [("3-0-0000", 5.0)]
@@ -112,7 +112,7 @@ def test_group_utterances_keeps_every_id_within_bounds():
 def test_join_part_writes_a_librispeech_part(tmp_path):
     import soundfile as sf
 
-    from whisper_llada.data.joined_part import join_part, read_part
+    from whisper_llada.corpora.joined_part import join_part, read_part
 
     rate = 16000
     for spk, n in (("7", 3), ("8", 2)):
@@ -139,7 +139,7 @@ def test_join_part_writes_a_librispeech_part(tmp_path):
 def test_hypotheses_that_fill_a_fixed_canvas_are_counted(tokenizer):
     from types import SimpleNamespace
 
-    from whisper_llada.diffusion.settings import DecodeConfig
+    from whisper_llada.decoding.settings import DecodeConfig
     from whisper_llada.inference import canvas_filled
 
     model = SimpleNamespace(tokenizer=tokenizer)

@@ -235,8 +235,8 @@ def test_encoder_cache_serves_each_model_its_own_cuts(recipe, tmp_path, monkeypa
     import torch
     from lhotse import load_manifest
 
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.models import build_model
-    from whisper_llada.recipe import load_recipe_config
     from whisper_llada.training.encoder_cache import cached_cuts
 
     rdir, _ = recipe

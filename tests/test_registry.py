@@ -10,12 +10,12 @@ import torch
 from conftest import TINY_WHISPER, fake_batch, overfit, tiny_model_config, tiny_whisper_decoder
 
 from tests.test_transcribe import QF  # the tiny Q-Former without dropout
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.config.registry import ARCHS, CTC, MASKED_DIFFUSION, get_arch
 from whisper_llada.data.audio import FEATURES, FRAMES, TOKENS, Audio
-from whisper_llada.diffusion.settings import DecodeConfig
+from whisper_llada.decoding.settings import DecodeConfig
 from whisper_llada.models import build_model
-from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.frontend import FrozenWhisperFrontEnd
-from whisper_llada.models.registry import ARCHS, CTC, MASKED_DIFFUSION, get_arch
 from whisper_llada.utils.config import from_dict
 
 BERT = dict(
@@ -49,7 +49,7 @@ def test_unknown_arch_lists_the_known_ones(sp_model):
 def test_existing_recipe_configs_still_load():
     from pathlib import Path
 
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
 
     confs = sorted(Path("egs").glob("*/conf/*.yaml"))
     assert confs
@@ -85,6 +85,27 @@ def test_every_registered_arch_builds_and_trains_a_step(sp_model, tokenizer, nam
     assert torch.isfinite(out["loss"])
     assert any(p.grad is not None for p in model.parameters() if p.requires_grad)
     assert hasattr(model, "denoiser") == (arch.objective == MASKED_DIFFUSION)
+    # Checkpoints keep their keys: the layout is no module, the Q-Former is the model's own.
+    parts = {k.split(".")[0] for k in model.state_dict()}
+    if arch.reads_llm:
+        assert model.layout.name == arch.layout
+        assert parts == ({"encoder", "llm"} if arch.layout == "cross_attention" else {"encoder", "qformer", "llm"})
+
+
+def test_masked_diffusion_archs_differ_by_their_layout_alone():
+    from whisper_llada.models.masked_diffusion import MaskedDiffusionSpeechLM
+    from whisper_llada.models.whisper_decoder import WhisperDecoderMDM
+    from whisper_llada.models.whisper_llada import WhisperLLaDA
+
+    assert not issubclass(WhisperDecoderMDM, WhisperLLaDA)
+    for cls in (WhisperDecoderMDM, WhisperLLaDA):
+        assert cls.__bases__ == (MaskedDiffusionSpeechLM,) and set(vars(cls)) <= {
+            "__module__",
+            "__doc__",
+            "__qualname__",
+            "__firstlineno__",
+            "__static_attributes__",
+        }
 
 
 def test_frozen_front_end_reads_features_or_cached_frames_alike(sp_model):

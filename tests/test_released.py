@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import fake_batch, tiny_model_config
 
+from whisper_llada.checkpoint.files import average_checkpoints, load_model_state
 from whisper_llada.checkpoint.released import import_released_checkpoint
 from whisper_llada.data.audio import Audio
-from whisper_llada.diffusion.settings import DecodeConfig
+from whisper_llada.decoding.settings import DecodeConfig
 from whisper_llada.models import build_model
-from whisper_llada.training.checkpoint import average_checkpoints, load_model_state
 
 BACK = (
     ("qformer.bert.", "adapter.bert."),

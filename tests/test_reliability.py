@@ -100,7 +100,7 @@ def _umask() -> int:
     ],
 )
 def test_config_types_are_checked_when_read(override, key, expected):
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
 
     conf = Path(__file__).resolve().parent.parent / "egs/librispeech/conf/smoke.yaml"
     with pytest.raises(ValueError) as e:
@@ -109,7 +109,7 @@ def test_config_types_are_checked_when_read(override, key, expected):
 
 
 def test_config_numbers_and_unions_still_read():
-    from whisper_llada.recipe import DecodeConfig, TrainConfig
+    from whisper_llada.config.recipe import DecodeConfig, TrainConfig
     from whisper_llada.utils.config import from_dict
 
     t = from_dict(TrainConfig, {"lr": "3e-4", "num_epochs": 2.0, "max_cuts": None, "max_duration": 20}, "x")
@@ -165,7 +165,8 @@ def _fake_checkpoint(path: Path, batch: int, model_cfg: dict | None = None) -> N
 
 
 def test_truncated_checkpoint_is_named_and_skipped_when_resuming(tmp_path, caplog):
-    from whisper_llada.training.checkpoint import CheckpointError, find_resume_point, read_checkpoint
+    from whisper_llada.checkpoint.files import CheckpointError, read_checkpoint
+    from whisper_llada.training.checkpoint import find_resume_point
 
     for b in (2, 4, 6):
         _fake_checkpoint(tmp_path / f"checkpoint-{b}.pt", b)
@@ -551,9 +552,9 @@ def test_every_test_utterance_is_counted_and_fixes_are_picked_up(ws, monkeypatch
 
     import soundfile as sf
 
+    from whisper_llada.checkpoint.files import save_checkpoint
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.models.build import build_model
-    from whisper_llada.recipe import load_recipe_config
-    from whisper_llada.training.checkpoint import save_checkpoint
 
     # Which utterances are scored is the question, not how well: an untrained model will do.
     monkeypatch.chdir(ws.rdir)

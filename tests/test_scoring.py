@@ -103,7 +103,7 @@ def test_cascade_rtf_adds_the_first_pass():
 def test_fusion_weights_are_chosen_on_dev_and_never_lose_there():
     """The grid point with the fewest dev errors: the LM's weight when it knows the right
     candidate, none when it is wrong (the first pass's 1-best kept), ties to the smaller weights."""
-    from whisper_llada.scoring.fusion import LM_WEIGHTS, Candidate, Fusion, tune_fusion
+    from whisper_llada.decoding.fusion import LM_WEIGHTS, Candidate, Fusion, tune_fusion
 
     refs = {"a": "the cat sat".split(), "b": "a dog ran".split()}
 
@@ -133,7 +133,7 @@ def test_fusion_weights_are_chosen_on_dev_and_never_lose_there():
 def test_fusion_takes_the_ctc_score_where_records_have_one():
     """A CTC log-likelihood on the candidates is a third feature; wer_without_lm says what the
     fusion gives without the second model's score."""
-    from whisper_llada.scoring.fusion import Candidate, tune_fusion
+    from whisper_llada.decoding.fusion import Candidate, tune_fusion
 
     refs = {"a": "the cat sat".split()}
     cands = {"a": [Candidate("the cat sad", -0.1, 0.0, 3, -20.0), Candidate("the cat sat", -0.2, 0.0, 3, -10.0)]}

@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from whisper_llada.config.registry import get_arch
 from whisper_llada.decoding import strategy as registry
-from whisper_llada.decoding.stats import PartTotals, PassCounts, add_counts, part_speed
+from whisper_llada.decoding.settings import DecodeConfig
+from whisper_llada.decoding.stats import PartTotals, part_speed
 from whisper_llada.decoding.strategy import BatchJob, Strategy, get_strategy, register, report_kinds
-from whisper_llada.diffusion.settings import DecodeConfig
+from whisper_llada.diffusion.counts import PassCounts, add_counts
 from whisper_llada.scoring.compare import KINDS
 
 
@@ -86,7 +88,7 @@ def test_registration_refuses_a_taken_mode_or_a_missing_attribute(own_registry):
 
 
 def _model(arch: str):
-    return SimpleNamespace(cfg=SimpleNamespace(arch=arch))
+    return SimpleNamespace(cfg=SimpleNamespace(arch=arch, arch_spec=get_arch(arch)))
 
 
 def test_strategies_ask_the_arch_whether_a_model_can_run_them():

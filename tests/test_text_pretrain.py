@@ -39,7 +39,7 @@ def test_lm_text_leaves_out_held_out_long_and_repeated_sentences(tmp_path, token
 
 
 def test_pretraining_lowers_the_text_loss_and_a_rerun_reads_it_back(sp_model, tmp_path):
-    from whisper_llada.recipe import DataConfig, TrainConfig
+    from whisper_llada.config.recipe import DataConfig, TrainConfig
 
     (tmp_path / "lm.txt").write_text("".join(s + "\n" for s in make_sentences(200, seed=7)))
     model = build_model(tiny_model_config(sp_model))

@@ -98,9 +98,9 @@ def test_model_from_llada_hub_directory(tmp_path):
     tokenizer with its chat template): the model embeds the chat prompt and decodes."""
     from conftest import TINY_WHISPER, fake_batch
 
-    from whisper_llada.diffusion.settings import DecodeConfig
+    from whisper_llada.config.model import ModelConfig
+    from whisper_llada.decoding.settings import DecodeConfig
     from whisper_llada.models import build_model
-    from whisper_llada.models.config import ModelConfig
     from whisper_llada.models.llada import LLaDAConfig, LLaDAModelLM
     from whisper_llada.utils.config import from_dict
 

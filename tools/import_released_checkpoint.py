@@ -9,19 +9,17 @@
 The config's model section must match the release (whisper-large-v3, LLaDA-8B-Instruct, LoRA r 8
 on q/k/v, the paper's Q-Former). Every released key not used and every trainable parameter not
 filled is listed; a mismatch in shape is an error. Deliberate with `eos_pad: false`, the layout
-the release was trained with. Logic: whisper_llada/checkpoint/released.py.
+the release was trained with. Logic: whisper_llada/checkpoint/released.py. Run after `. path.sh`
+(it imports the package: this checkout's, installed editable by tools/install.sh).
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from whisper_llada.checkpoint.released import import_released_checkpoint  # noqa: E402
-from whisper_llada.models.build import build_model  # noqa: E402
-from whisper_llada.recipe import load_recipe_config  # noqa: E402
-from whisper_llada.utils.logging import setup_logger  # noqa: E402
+from whisper_llada.checkpoint.released import import_released_checkpoint
+from whisper_llada.config.recipe import load_recipe_config
+from whisper_llada.models.build import build_model
+from whisper_llada.utils.logging import setup_logger
 
 
 def main() -> None:

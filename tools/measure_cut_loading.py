@@ -110,8 +110,8 @@ def measure(work: Path) -> dict:
 
     from lhotse.dataset import DynamicBucketingSampler
 
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.data.tokenizer import build_tokenizer
-    from whisper_llada.recipe import load_recipe_config
     from whisper_llada.training.trainer import load_cuts
 
     cfg = load_recipe_config(work / "config.yaml")

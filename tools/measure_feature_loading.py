@@ -29,7 +29,7 @@ def speech_flac(path: Path, seconds: float) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from whisper_llada.data.espeak import ESpeak
+    from whisper_llada.corpora.espeak import ESpeak
 
     engine = ESpeak.get()
     text = (

@@ -18,20 +18,21 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from whisper_llada.checkpoint.files import average_checkpoints, load_model_state
+from whisper_llada.config.recipe import RecipeConfig
 from whisper_llada.data.dataset import SpeechTextDataset, cut_text, move_batch
 from whisper_llada.data.dropped import all_deleted, dropped_path, read_dropped
 from whisper_llada.data.pieces import check_window, is_piece
 from whisper_llada.data.text_norm import get_normalizer
-from whisper_llada.decoding.stats import PartTotals, PassCounts, part_speed
+from whisper_llada.decoding.fusion import Fusion, tune_fusion
+from whisper_llada.decoding.settings import DecodeConfig
+from whisper_llada.decoding.stats import PartTotals, part_speed
 from whisper_llada.decoding.strategies import token_confidences  # noqa: F401 (imported from here too)
 from whisper_llada.decoding.strategy import BatchJob, Strategy, get_strategy
-from whisper_llada.diffusion.settings import DecodeConfig
+from whisper_llada.diffusion.counts import PassCounts
 from whisper_llada.firstpass.records import read_records, records_path, write_records
 from whisper_llada.models.build import build_model
-from whisper_llada.recipe import RecipeConfig
-from whisper_llada.scoring.fusion import Fusion, tune_fusion
 from whisper_llada.scoring.wer import read_errs_accounting, read_recogs, write_results, write_wer_summary
-from whisper_llada.training.checkpoint import average_checkpoints, load_model_state
 from whisper_llada.utils.checkpoint_io import atomic_write_text
 from whisper_llada.utils.dist import barrier, gather, is_main, my_batches, rank0_decides
 from whisper_llada.utils.stage_record import StageRecord, record_path_for

@@ -110,28 +110,15 @@ def _special_ids(tokenizer_json: Path) -> dict[str, int]:
     return {t["content"]: t["id"] for t in added}
 
 
-def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
-    """Write ``dst`` (config, generation config, safetensors, tokenizer) from a CTranslate2 directory."""
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperTokenizerFast
+def _whisper_config(v: dict, special: dict[str, int]):
+    """The ``WhisperConfig`` of the CTranslate2 variables ``v`` (shapes, layer counts, special ids)."""
+    from transformers import WhisperConfig
 
-    src, dst = Path(src), Path(dst)
-    for name in ("model.bin", "config.json", "tokenizer.json"):
-        if not (src / name).is_file():
-            raise FileNotFoundError(
-                f"{src / name}: not found; a CTranslate2 Whisper directory has model.bin, config.json, tokenizer.json"
-            )
-    spec, v = read_ct2_model(src / "model.bin")
-    if spec != "WhisperSpec":
-        raise ValueError(f"{src / 'model.bin'}: spec {spec!r} is not WhisperSpec")
-    ct2_cfg = json.loads((src / "config.json").read_text())
-    d_model = v["encoder/conv1/weight"].shape[0]
-    vocab = v["decoder/embeddings/weight"].shape[0]
-    special = _special_ids(src / "tokenizer.json")
     eot = special["<|endoftext|>"]
-    cfg = WhisperConfig(
-        vocab_size=vocab,
+    return WhisperConfig(
+        vocab_size=v["decoder/embeddings/weight"].shape[0],
         num_mel_bins=v["encoder/conv1/weight"].shape[1],
-        d_model=d_model,
+        d_model=v["encoder/conv1/weight"].shape[0],
         encoder_layers=_count(v, "encoder"),
         decoder_layers=_count(v, "decoder"),
         encoder_attention_heads=int(v["encoder/num_heads"]),
@@ -146,6 +133,10 @@ def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
         pad_token_id=eot,
         tie_word_embeddings=True,
     )
+
+
+def _state_dict(v: dict) -> dict[str, torch.Tensor]:
+    """The Hugging Face state dict of the CTranslate2 variables ``v`` (the output layer left tied)."""
     sd: dict[str, torch.Tensor] = {}
     for n in ("conv1", "conv2"):
         sd[f"model.encoder.{n}.weight"], sd[f"model.encoder.{n}.bias"] = (
@@ -160,18 +151,16 @@ def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
         sd[f"model.{part}.layer_norm.bias"] = _t(v[f"{part}/layer_norm/beta"])
         for i in range(_count(v, part)):
             _layer(v, f"{part}/layer_{i}", f"model.{part}.layers.{i}", sd, cross=part == "decoder")
-    with torch.device("meta"):
-        model = WhisperForConditionalGeneration(cfg)
-    own = {k for k in model.state_dict() if k != "proj_out.weight"}  # tied to the token embedding
-    missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
-    if missing or unexpected:
-        raise ValueError(
-            f"{src}: conversion left {len(missing)} parameters unfilled (e.g. {missing[:3]}) "
-            f"and {len(unexpected)} unused (e.g. {unexpected[:3]})"
-        )
-    model.load_state_dict(sd, strict=False, assign=True)
-    model.tie_weights()
-    multilingual = vocab >= 51865
+    return sd
+
+
+def _generation_config(cfg, ct2_cfg: dict, special: dict[str, int]):
+    """Whisper's generation settings from the CTranslate2 config (suppressed ids, alignment heads,
+    languages and tasks of a multilingual model)."""
+    from transformers import GenerationConfig
+
+    eot = special["<|endoftext|>"]
+    multilingual = cfg.vocab_size >= 51865
     gen = GenerationConfig(
         decoder_start_token_id=cfg.decoder_start_token_id,
         bos_token_id=eot,
@@ -189,7 +178,37 @@ def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
     if multilingual:
         gen.lang_to_id = {t: i for t, i in special.items() if i in set(ct2_cfg.get("lang_ids", []))}
         gen.task_to_id = {"transcribe": special["<|transcribe|>"], "translate": special["<|translate|>"]}
-    model.generation_config = gen
+    return gen
+
+
+def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
+    """Write ``dst`` (config, generation config, safetensors, tokenizer) from a CTranslate2 directory."""
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
+
+    src, dst = Path(src), Path(dst)
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        if not (src / name).is_file():
+            raise FileNotFoundError(
+                f"{src / name}: not found; a CTranslate2 Whisper directory has model.bin, config.json, tokenizer.json"
+            )
+    spec, v = read_ct2_model(src / "model.bin")
+    if spec != "WhisperSpec":
+        raise ValueError(f"{src / 'model.bin'}: spec {spec!r} is not WhisperSpec")
+    special = _special_ids(src / "tokenizer.json")
+    cfg = _whisper_config(v, special)
+    sd = _state_dict(v)
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(cfg)
+    own = {k for k in model.state_dict() if k != "proj_out.weight"}  # tied to the token embedding
+    missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
+    if missing or unexpected:
+        raise ValueError(
+            f"{src}: conversion left {len(missing)} parameters unfilled (e.g. {missing[:3]}) "
+            f"and {len(unexpected)} unused (e.g. {unexpected[:3]})"
+        )
+    model.load_state_dict(sd, strict=False, assign=True)
+    model.tie_weights()
+    model.generation_config = _generation_config(cfg, json.loads((src / "config.json").read_text()), special)
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dst))
     tok = WhisperTokenizerFast(
@@ -200,17 +219,15 @@ def convert_ct2_whisper(src: str | Path, dst: str | Path) -> Path:
         pad_token="<|endoftext|>",
     )
     tok.save_pretrained(str(dst))
-    from transformers import WhisperFeatureExtractor
-
     WhisperFeatureExtractor(feature_size=cfg.num_mel_bins).save_pretrained(str(dst))
     log.info(
         "converted %s (%s, d_model %d, %d+%d layers, vocab %d) to %s",
         src,
         spec,
-        d_model,
+        cfg.d_model,
         cfg.encoder_layers,
         cfg.decoder_layers,
-        vocab,
+        cfg.vocab_size,
         dst,
     )
     return dst

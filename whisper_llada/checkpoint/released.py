@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from whisper_llada.checkpoint.files import load_model_state, save_checkpoint
+
 log = logging.getLogger(__name__)
 
 # (prefix in the release, prefix in our model); the first that matches wins.
@@ -59,8 +61,6 @@ def import_released_checkpoint(model, pth: str | Path, out: str | Path, allow_un
     A shape mismatch is an error; so is a trainable parameter left unfilled, unless
     ``allow_unfilled`` (it then keeps its initial value, which the report names).
     """
-    from whisper_llada.training.checkpoint import load_model_state, save_checkpoint
-
     pth = Path(pth)
     if not pth.is_file():
         raise FileNotFoundError(f"{pth}: released checkpoint not found")

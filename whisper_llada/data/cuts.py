@@ -11,8 +11,8 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError, gzip.BadGzipFile)
 
@@ -74,12 +74,12 @@ def load_part_cuts(
     *,
     lazy: bool = False,
     tokenizer=None,
-    max_tokens: Optional[int] = None,
+    max_tokens: int | None = None,
     min_duration: float = 0.0,
-    max_duration: Optional[float] = None,
+    max_duration: float | None = None,
     need_text: bool = True,
-    strict: Optional[bool] = None,
-    dropped: Optional[list] = None,
+    strict: bool | None = None,
+    dropped: list | None = None,
     dropped_file=None,
 ):
     """The usable cuts of ``parts`` (several are interleaved with lhotse's mux), filtered by

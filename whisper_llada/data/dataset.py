@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -33,7 +33,7 @@ class SpeechTextDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        normalize: Optional[Callable[[str], str]] = None,
+        normalize: Callable[[str], str] | None = None,
         encoder_cache: bool = False,
         strict: bool = False,
         extractor=None,
@@ -42,7 +42,7 @@ class SpeechTextDataset(torch.utils.data.Dataset):
         self.encoder_cache = encoder_cache
         self.strict = strict
         self.extractor = extractor
-        self.token_cache: Optional[dict] = None  # cut id -> audio tokens (n, D), set by the trainer
+        self.token_cache: dict | None = None  # cut id -> audio tokens (n, D), set by the trainer
         # cut id -> why it could not be loaded (file and error): decoding counts these, it does not lose them
         self.failures: dict[str, str] = {}
 
@@ -133,12 +133,12 @@ def filter_cuts(
     max_duration: float = MAX_WHISPER_SECONDS,
     min_duration: float = 0.0,
     tokenizer=None,
-    max_tokens: Optional[int] = None,
-    normalize: Optional[Callable[[str], str]] = None,
+    max_tokens: int | None = None,
+    normalize: Callable[[str], str] | None = None,
     need_text: bool = True,
     where: str = "",
     strict: bool = False,
-    dropped: Optional[list] = None,
+    dropped: list | None = None,
     dropped_file=None,
     lazy: bool = False,
 ):

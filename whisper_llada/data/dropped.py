@@ -7,8 +7,8 @@ A test utterance that cannot be decoded is scored as all deleted and listed in t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 from whisper_llada.utils.checkpoint_io import atomic_write_text
 
@@ -29,7 +29,7 @@ def one_line(reason: str, limit: int = 300) -> str:
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
-def entry(cut_id: str, reason: str, text: str = "", file: Optional[str] = None) -> dict:
+def entry(cut_id: str, reason: str, text: str = "", file: str | None = None) -> dict:
     return {"id": cut_id, "reason": one_line(reason), "text": text, **({"file": str(file)} if file else {})}
 
 

@@ -7,6 +7,7 @@ redoes only unfinished jobs. An unreadable recording is reported by cut id and s
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -130,8 +131,6 @@ def compute_whisper_fbank(
     from lhotse import CutSet
     from lhotse.utils import fastcopy
 
-    from whisper_llada.data.corpus import one_cut_per_segment
-
     for p in (recordings, supervisions):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: manifest not found (run the manifests stage)")
@@ -227,3 +226,54 @@ def _counted(outs: list[dict], key: str) -> list[tuple[int, list]]:
             t = total.setdefault(int(value), [0, example])
             t[0] += n
     return sorted(total.items())
+
+
+LHOTSE_WHISPER_FBANK = {"sampling_rate": 16000, "n_fft": 400, "hop_length": 160}
+
+
+def check_feature_settings(path: str | Path, num_mel_bins: int) -> None:
+    """Raise a ValueError naming the file if the Whisper directory ``path`` expects other
+    features than the recipe's lhotse ``WhisperFbank`` with ``num_mel_bins`` bins."""
+    p = Path(path)
+    problems = []
+    cfg_file = p / "config.json"
+    if cfg_file.is_file():
+        n = json.loads(cfg_file.read_text()).get("num_mel_bins")
+        if n is not None and n != num_mel_bins:
+            problems.append(
+                f"{cfg_file}: the encoder takes {n} mel bins, the recipe's features have {num_mel_bins} (data.num_mel_bins)"
+            )
+    pre = p / "preprocessor_config.json"
+    if pre.is_file():
+        fe = json.loads(pre.read_text())
+        want = {**LHOTSE_WHISPER_FBANK, "feature_size": num_mel_bins}
+        for key, value in want.items():
+            if key in fe and fe[key] != value:
+                problems.append(f"{pre}: {key} is {fe[key]}, the recipe's lhotse WhisperFbank features use {value}")
+    if problems:
+        raise ValueError("Whisper features do not match: " + "; ".join(problems))
+
+
+def one_cut_per_segment(cuts):
+    """Cuts of whole recordings as one cut per supervision (a Kaldi ``segments`` file), each named by
+    its segment id, in memory; ``cuts`` unchanged when every recording is one utterance (LibriSpeech)."""
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy, to_list
+
+    def whole(c) -> bool:
+        # A supervision on one channel of several (reco2file_and_channel) is trimmed to that channel.
+        s = c.supervisions
+        return (
+            len(s) == 1
+            and s[0].start < 1e-3
+            and s[0].end > c.duration - 1e-3
+            and sorted(to_list(s[0].channel)) == sorted(to_list(c.channel))
+        )
+
+    if all(whole(c) for c in cuts):
+        return cuts
+    # lhotse's trim_to_supervisions is lazy (it has no len(), which splitting into jobs needs) and
+    # gives the new cuts made-up ids: the segment's id is what transcripts and results are keyed by.
+    return CutSet.from_cuts(
+        fastcopy(c, id=c.supervisions[0].id) for c in cuts.trim_to_supervisions(keep_overlapping=False)
+    )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 from whisper_llada.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from whisper_llada.utils.checkpoint_io import atomic_write_text
@@ -36,7 +36,7 @@ def token_rate(lengths: Sequence[int], durations: Sequence[float], quantile: flo
 
 
 def prepare_lang(
-    texts: Iterable[str], lang_dir: str | Path, vocab_size: int, durations: Optional[Sequence[float]] = None
+    texts: Iterable[str], lang_dir: str | Path, vocab_size: int, durations: Sequence[float] | None = None
 ) -> Path:
     lang_dir = Path(lang_dir)
     texts = list(texts)

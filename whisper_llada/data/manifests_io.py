@@ -40,7 +40,8 @@ def check_manifest(path: str | Path, stage: str | None = None) -> int:
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
+            # n: the lines read, which the error and the count after the loop report.
+            for n, line in enumerate(f, 1):  # noqa: B007
                 json.loads(line)
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise manifest_error(path, e, stage, f" (line {n + 1})") from e

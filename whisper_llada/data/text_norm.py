@@ -12,7 +12,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 
 @dataclass
 class TokenizerConfig:
     type: str = "sentencepiece"  # "sentencepiece", "hf" or "whisper" (a Whisper directory's own BPE)
-    path: Optional[str] = None  # .model file, or a Hugging Face tokenizer directory
+    path: str | None = None  # .model file, or a Hugging Face tokenizer directory
     mask_token: str = "<|mdm_mask|>"  # hf only: names of LLaDA's special tokens
     eos_token: str = "<|endoftext|>"
-    pad_token: Optional[str] = None  # default: the EOS token, as LLaDA pads with EOS
+    pad_token: str | None = None  # default: the EOS token, as LLaDA pads with EOS
 
 
 class TextTokenizer(ABC):
@@ -79,7 +79,7 @@ class HFChatTokenizer(TextTokenizer):
     """A Hugging Face tokenizer directory: LLaDA's (chat template, ``<|mdm_mask|>``, ``<|endoftext|>``) or a
     masked LM's (``[MASK]``, ``[SEP]``, ``[PAD]`` named in the tokenizer config; no chat template)."""
 
-    def __init__(self, path: str | Path, mask_token: str, eos_token: str, pad_token: Optional[str] = None):
+    def __init__(self, path: str | Path, mask_token: str, eos_token: str, pad_token: str | None = None):
         from transformers import AutoTokenizer
 
         path = Path(path)

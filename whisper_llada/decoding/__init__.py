@@ -1,3 +1,3 @@
-"""Decoding strategies (one class each, found by a decode setting's ``mode``), the statistics a
-decoding run counts, and the decoding-speed benchmark. Importing this package imports no torch.
+"""Decoding strategies (one class each, found by a decode setting's ``mode``), their settings, the
+n-best fusion weights and a part's speed totals. Importing this package imports no torch.
 """

@@ -8,7 +8,6 @@ until a batch is decoded, so that reading a recipe config stays fast.
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from whisper_llada.decoding.strategy import BatchJob, Strategy, register
 
@@ -16,9 +15,7 @@ from whisper_llada.decoding.strategy import BatchJob, Strategy, register
 def _whisper_decoder_twin(arch) -> bool:
     """The Whisper-decoder AR twin: the one autoregressive model with a beam that returns its
     hypotheses (``nbest``) and a candidate scorer (``score_texts``)."""
-    from whisper_llada.models.registry import NEXT_TOKEN
-
-    return arch.objective == NEXT_TOKEN and arch.llm_family == "whisper_decoder"
+    return arch.is_autoregressive and arch.llm_family == "whisper_decoder"
 
 
 class _Diffusion(Strategy):
@@ -157,7 +154,7 @@ class NBestRescoring(_OnFirstPass):
         return arch.is_diffusion or _whisper_decoder_twin(arch)
 
     def tag(self, cfg) -> str:
-        from whisper_llada.diffusion.settings import FUSE
+        from whisper_llada.decoding.settings import FUSE
 
         s = f"rescore-nbest-{cfg.nbest or 'all'}-pll-{cfg.pll_groups}"
         if set(cfg.fuse) != set(FUSE):
@@ -165,7 +162,7 @@ class NBestRescoring(_OnFirstPass):
         return s + self.first_pass_tail(cfg)
 
     def decode_batch(self, model, batch: dict, cfg, job: BatchJob) -> list[str]:
-        from whisper_llada.scoring.fusion import Fusion
+        from whisper_llada.decoding.fusion import Fusion
 
         return rescore_batch(
             model, batch, job.first_pass, cfg, job.norm, job.fusion or Fusion(), job.candidates, job.counts
@@ -195,9 +192,7 @@ class AutoregressiveDecoding(Strategy):
             )
 
     def runs_on(self, arch, cfg) -> bool:
-        from whisper_llada.models.registry import NEXT_TOKEN
-
-        return _whisper_decoder_twin(arch) if cfg.as_first_pass else arch.objective == NEXT_TOKEN
+        return _whisper_decoder_twin(arch) if cfg.as_first_pass else arch.is_autoregressive
 
     def needs(self, cfg) -> str:
         if cfg.as_first_pass:
@@ -219,7 +214,7 @@ class AutoregressiveDecoding(Strategy):
         return cfg.as_first_pass is not None
 
 
-def nbest_of(record: dict, n: Optional[int] = None) -> list[dict]:
+def nbest_of(record: dict, n: int | None = None) -> list[dict]:
     """A first-pass record's first ``n`` distinct candidates ({"text", "score"}), best first; a
     record without an n-best is its 1-best with score 0."""
     out, seen = [], set()
@@ -232,7 +227,7 @@ def nbest_of(record: dict, n: Optional[int] = None) -> list[dict]:
 
 def rescore_batch(model, batch, first_pass, setting, norm, fusion, candidates=None, stats=None) -> list[str]:
     """Each cut's n-best scored by the model (``score_texts``) and the fused best of it."""
-    from whisper_llada.scoring.fusion import Candidate
+    from whisper_llada.decoding.fusion import Candidate
 
     nbests = [nbest_of(first_pass[c], setting.nbest) for c in batch["cut_ids"]]
     lm = model.score_texts(batch, [[h["text"] for h in nb] for nb in nbests], setting, stats=stats)
@@ -248,7 +243,7 @@ def rescore_batch(model, batch, first_pass, setting, norm, fusion, candidates=No
     return hyps
 
 
-def beam_records(model, batch, setting, norm, records: Optional[list], stats=None) -> list[str]:
+def beam_records(model, batch, setting, norm, records: list | None, stats=None) -> list[str]:
     """Each cut's 1-best by the model's beam search; its whole beam (normalised texts, their
     log-probabilities, best first) goes to ``records`` as a first-pass record."""
     hyps = []

@@ -7,14 +7,15 @@ Adding a strategy: a subclass with ``@register`` (docs/decoding.md). The built-i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar
 
-from whisper_llada.decoding.stats import PassCounts
+from whisper_llada.diffusion.counts import PassCounts
 
 _BUILTIN = "whisper_llada.decoding.strategies"
-_REGISTRY: dict[str, "Strategy"] = {}
+_REGISTRY: dict[str, Strategy] = {}
 
 
 @dataclass
@@ -24,7 +25,7 @@ class BatchJob:
 
     norm: Callable[[str], str]
     generator: Any = None  # a torch.Generator seeded for this batch
-    first_pass: Optional[dict] = None  # cut id -> first-pass record (strategies that read one)
+    first_pass: dict | None = None  # cut id -> first-pass record (strategies that read one)
     fusion: Any = None  # n-best rescoring's weights (None: the first pass's 1-best)
     counts: PassCounts = field(default_factory=PassCounts)
     candidates: dict = field(default_factory=dict)  # n-best rescoring: cut id -> its Candidate list
@@ -61,7 +62,7 @@ class Strategy:
         return self.tag(cfg)
 
     def runs_on(self, arch, cfg) -> bool:
-        """Whether a model of ``arch`` (a ``whisper_llada.models.registry.Arch``) can run ``cfg``."""
+        """Whether a model of ``arch`` (a ``whisper_llada.config.registry.Arch``) can run ``cfg``."""
         raise NotImplementedError
 
     def needs(self, cfg) -> str:
@@ -70,10 +71,8 @@ class Strategy:
 
     def check_model(self, model, cfg) -> None:
         """Raises ValueError, before any batch, if ``model`` cannot run ``cfg``. Asks the model's
-        arch entry (``model.cfg.arch``), not the model's methods."""
-        from whisper_llada.models.registry import get_arch
-
-        if not self.runs_on(get_arch(model.cfg.arch), cfg):
+        arch entry (``model.cfg.arch_spec``), not the model's methods."""
+        if not self.runs_on(model.cfg.arch_spec, cfg):
             raise ValueError(f"{type(model).__name__} cannot run mode {self.mode}: it needs {self.needs(cfg)}")
 
     def decode_batch(self, model, batch: dict, cfg, job: BatchJob) -> list[str]:

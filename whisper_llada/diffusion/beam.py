@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from whisper_llada.decoding.stats import PassCounts, add_counts
+from whisper_llada.diffusion.counts import PassCounts, add_counts
 from whisper_llada.diffusion.sampling import _Runner, as_denoiser
 
 __all__ = ["generate_beam"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from whisper_llada.diffusion.settings import RULES
+from whisper_llada.diffusion.options import RULES
 
 
 @dataclass(frozen=True)

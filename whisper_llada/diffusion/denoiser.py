@@ -2,7 +2,7 @@
 ``prefill`` a prefix once, then ``response_logits`` for a (partly masked) response as often as needed.
 
 ``Denoiser`` recomputes the whole sequence every call (exact, the paper's behaviour) and works with
-any LM that takes ``inputs_embeds`` and ``attention_mask``. ``PrefixCache`` keeps the prefix's keys
+any LM that takes ``inputs_embeds`` and ``attention_mask``. ``PrefixCacheDenoiser`` keeps the prefix's keys
 and values: exact when the prefix never attends to the response (``prefix_attends_response`` false,
 a model setting used alike in training), approximate (Fast-dLLM's prefix cache, refreshed every
 ``refresh`` calls) for a fully bidirectional model. An LM offers the cache by accepting
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
-from whisper_llada.diffusion.settings import CACHES
+from whisper_llada.diffusion.options import CACHES
 
 
 def sequence_positions(prefix_positions: torch.Tensor, n: int) -> torch.Tensor:
@@ -37,7 +36,8 @@ def supports_prefix_cache(lm) -> bool:
     return bool(getattr(_base(lm), "supports_prefix_cache", False))
 
 
-@dataclass
+# Slots: a denoiser keeps what it caches in typed fields of its own state class, never new attributes.
+@dataclass(slots=True)
 class PrefixState:
     """A batch's prefix as ``prefill`` left it: embeddings (B, P, D), key-padding mask (B, P),
     position ids (B, P) or None (the LM's own 0..P-1), and, when cached, per-layer keys and values
@@ -45,9 +45,9 @@ class PrefixState:
 
     embeds: torch.Tensor
     mask: torch.Tensor
-    positions: Optional[torch.Tensor] = None
-    kv: Optional[list] = None
-    age: Optional[torch.Tensor] = None
+    positions: torch.Tensor | None = None
+    kv: list | None = None
+    age: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -79,7 +79,7 @@ class Denoiser:
         return self.lm.get_input_embeddings()(ids)
 
     def prefill(
-        self, embeds: torch.Tensor, mask: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None
+        self, embeds: torch.Tensor, mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
     ) -> PrefixState:
         if mask is None:
             mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
@@ -112,8 +112,8 @@ class Denoiser:
         state: PrefixState,
         response: torch.Tensor,
         response_mask: torch.Tensor,
-        rows: Optional[torch.Tensor] = None,
-        clean: Optional[torch.Tensor] = None,
+        rows: torch.Tensor | None = None,
+        clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (b, L, V) over the response positions of ``rows`` (all rows when None); ``response``
         and ``response_mask`` (B, L) hold every row. ``clean`` (B, L): the unmasked response where
@@ -127,9 +127,9 @@ class Denoiser:
         state: PrefixState,
         response: torch.Tensor,
         response_mask: torch.Tensor,
-        rows: Optional[torch.Tensor],
+        rows: torch.Tensor | None,
         select: torch.Tensor,
-        clean: Optional[torch.Tensor] = None,
+        clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (n, V) of the ``select``ed (b, L) response positions of ``rows`` only, in row-major
         order: what a loss or a score needs. A model whose output layer is costly (a large
@@ -155,7 +155,7 @@ class Denoiser:
         return self.lm(inputs_embeds=x, **kw)
 
 
-class PrefixCache(Denoiser):
+class PrefixCacheDenoiser(Denoiser):
     """Keeps the prefix's keys and values; each call runs only the response positions.
 
     ``refresh`` None: computed once from the prefix alone (exact for a prefix that never attends to
@@ -163,7 +163,7 @@ class PrefixCache(Denoiser):
     whenever ``invalidate`` is called (Fast-dLLM's approximate prefix cache for a bidirectional LM).
     """
 
-    def __init__(self, lm, prefix_attends_response: bool = True, refresh: Optional[int] = None):
+    def __init__(self, lm, prefix_attends_response: bool = True, refresh: int | None = None):
         super().__init__(lm, prefix_attends_response)
         if not supports_prefix_cache(lm):
             raise ValueError(f"{type(_base(lm)).__name__} keeps no prefix cache (it recomputes every step: cache none)")
@@ -240,7 +240,7 @@ class PrefixCache(Denoiser):
 
 
 def make_denoiser(
-    lm, *, prefix_attends_response: bool = True, cache: str = "auto", refresh: Optional[int] = None
+    lm, *, prefix_attends_response: bool = True, cache: str = "auto", refresh: int | None = None
 ) -> Denoiser:
     """The denoiser a decode setting asks for. ``cache``: ``auto`` (the exact cache where the model
     allows it, else none), ``none``, ``exact`` or ``approximate`` (refreshed every ``refresh`` calls)."""
@@ -252,5 +252,5 @@ def make_denoiser(
         return Denoiser(lm, prefix_attends_response)
     if cache == "exact" or not prefix_attends_response:
         # For a prefix-blind model the exact cache is free of error and cheaper than an approximate one.
-        return PrefixCache(lm, prefix_attends_response, None)
-    return PrefixCache(lm, prefix_attends_response, refresh or 4)
+        return PrefixCacheDenoiser(lm, prefix_attends_response, None)
+    return PrefixCacheDenoiser(lm, prefix_attends_response, refresh or 4)

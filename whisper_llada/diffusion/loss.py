@@ -7,8 +7,6 @@ loss is cross-entropy on masked positions, averaged plainly (the paper) or weigh
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
@@ -17,8 +15,8 @@ def forward_process(
     response: torch.Tensor,
     mask_id: int,
     eps: float = 1e-3,
-    generator: Optional[torch.Generator] = None,
-    block: Optional[int] = None,
+    generator: torch.Generator | None = None,
+    block: int | None = None,
     suffix_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw t ~ U(0,1) per row, p = (1-eps) t + eps, mask each token with probability p.

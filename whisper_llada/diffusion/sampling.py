@@ -19,10 +19,10 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from whisper_llada.decoding.stats import PassCounts, add_counts
 from whisper_llada.diffusion.commit import CommitRule
+from whisper_llada.diffusion.counts import PassCounts, add_counts
 from whisper_llada.diffusion.denoiser import Denoiser, PrefixState, sequence_positions
-from whisper_llada.diffusion.settings import MASKING
+from whisper_llada.diffusion.options import MASKING
 
 __all__ = ["generate", "deliberate", "num_transfer_tokens", "sequence_positions"]
 

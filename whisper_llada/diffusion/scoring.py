@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from whisper_llada.decoding.stats import PassCounts, add_counts
+from whisper_llada.diffusion.counts import PassCounts, add_counts
 from whisper_llada.diffusion.denoiser import Denoiser, PrefixState
 
 

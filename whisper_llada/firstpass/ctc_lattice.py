@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from whisper_llada.config.recipe import LatticeConfig
 from whisper_llada.lattice.lattice import (
     align,
     arc_posteriors,
@@ -21,7 +22,6 @@ from whisper_llada.lattice.lattice import (
     word_confidences,
     word_spans,
 )
-from whisper_llada.recipe import LatticeConfig
 
 log = logging.getLogger(__name__)
 

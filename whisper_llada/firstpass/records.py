@@ -10,8 +10,8 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from whisper_llada.utils.checkpoint_io import atomic_write_bytes
 

@@ -8,15 +8,15 @@ runs) uses the recipe's sentencepiece tokenizer as its vocabulary.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
+from whisper_llada.config.recipe import FirstPassConfig
 from whisper_llada.data.audio import FEATURES
 from whisper_llada.data.dataset import SpeechTextDataset
 from whisper_llada.models.whisper_encoder import pad_features
-from whisper_llada.recipe import FirstPassConfig
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ class CT2WhisperFirstPass:
         if not (path / "model.bin").is_file():
             raise FileNotFoundError(f"{path}: no CTranslate2 model.bin")
         compute = cfg.whisper.get("compute_type", "int8" if str(device) == "cpu" else "float16")
-        # On a CPU, one thread per core torch may use: CTranslate2's default (4) oversubscribes a
-        # 2-core machine (about 10 % slower, measured on 48 utterances).
+        # On a CPU, one thread per core torch may use: CTranslate2's default (4) oversubscribes a CPU
+        # with fewer cores (about 10 % slower on 2 cores, measured on 48 utterances).
         threads = {} if str(device).startswith("cuda") else {"intra_threads": torch.get_num_threads()}
         self.model = ctranslate2.models.Whisper(
             str(path), device="cuda" if str(device).startswith("cuda") else "cpu", compute_type=compute, **threads
@@ -145,7 +145,7 @@ class CT2WhisperFirstPass:
         return records
 
 
-def window_frames(feature_lens: torch.Tensor, pad_frames: Optional[int], full: int = 3000) -> int:
+def window_frames(feature_lens: torch.Tensor, pad_frames: int | None, full: int = 3000) -> int:
     """Encoder input frames for a batch: the full window, or the longest utterance plus
     ``pad_frames`` of silence (even, as the stride-2 convolution wants; at most ``full``)."""
     if pad_frames is None:
@@ -165,7 +165,7 @@ def run_first_pass(
     decoder: Callable[[dict], list[dict]],
     cuts,
     batch_size: int,
-    normalize: Optional[Callable[[str], str]] = None,
+    normalize: Callable[[str], str] | None = None,
     extractor=None,
 ) -> tuple[list[dict], dict]:
     """Records of every cut, in cut-id order, and the speed (audio seconds, wall seconds, RTF);

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Lexicon:
     num_pieces: int
 
     @classmethod
-    def from_words(cls, words: Iterable[str], sp) -> "Lexicon":
+    def from_words(cls, words: Iterable[str], sp) -> Lexicon:
         words = sorted(set(words))
         prons = [list(sp.encode(w)) for w in words]
         for w, p in zip(words, prons):

@@ -7,8 +7,8 @@ frame); a path's score is ``-(lm_scale * graph + acoustic)``, higher is better.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class Lattice:
     time: np.ndarray = field(default=None)  # per state
 
     @classmethod
-    def from_kaldi(cls, lat) -> "Lattice":
+    def from_kaldi(cls, lat) -> Lattice:
         arcs, final = _read_fst_text(lat)
         weights = [w.split(",") if w else ("0", "0") for *_, w in arcs]  # LatticeWeight: "graph,acoustic"
         src, dst, il, ol = ([a[i] for a in arcs] for i in range(4))
@@ -272,7 +272,7 @@ def _split_paths(fst) -> list[tuple[list[int], float]]:
 
 def decode(
     log_probs: np.ndarray, graph, beam: float = 16.0, lattice_beam: float = 8.0, acoustic_scale: float = 1.0
-) -> Optional[Lattice]:
+) -> Lattice | None:
     """Lattice of one utterance's CTC log-probabilities (T, classes) over ``graph``; None when no
     path survives the beam. Acoustic costs are ``-acoustic_scale * log p`` (1 / the LM weight)."""
     import kaldi_decoder
@@ -289,7 +289,7 @@ def decode(
 
 def align(
     log_probs: np.ndarray, word_pieces: Sequence[Sequence[int]], beam: float = 1e4
-) -> Optional[list[tuple[int, int]]]:
+) -> list[tuple[int, int]] | None:
     """Forced alignment of a piece sequence against CTC log-probs: (first, last) frame of each word,
     or None when it cannot be aligned (e.g. more symbols than frames).
 

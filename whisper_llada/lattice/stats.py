@@ -4,8 +4,8 @@ confidence quality (ROC AUC of confidence against word correctness, reliability 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -1,15 +1,13 @@
 """Models: native LLaDA, the window-level Q-Former, Whisper-LLaDA and its autoregressive twin.
 
-Import from here; the names load on first use (PEP 562), so that ``models.config`` imports without
-torch, and heavy dependencies (transformers, peft) load only when a model is built.
+Import from here; the names load on first use (PEP 562), so that heavy dependencies (transformers,
+peft) load only when a model is built. Their configuration is ``whisper_llada.config``.
 """
 
 from whisper_llada.utils.lazy_names import lazy_names
 
 _WHERE = {
     "build_model": "build",
-    "ModelConfig": "config",
-    "QFormerConfig": "config",
     "LLaDAConfig": "llada",
     "LLaDAModelLM": "llada",
     "WindowQFormer": "qformer",

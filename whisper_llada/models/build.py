@@ -1,4 +1,4 @@
-"""Builds the model a ``ModelConfig`` names (``model.arch``, looked up in ``models.registry``).
+"""Builds the model a ``ModelConfig`` names (``model.arch``, looked up in ``config.registry``).
 
 Loads (or makes) the encoder, tokenizer and LLM, attaches LoRA through ``peft`` and sets
 which parameters train. The LLM builders of native LLaDA and of the Llama twin live here.
@@ -11,10 +11,10 @@ import logging
 import torch
 from torch import nn
 
+from whisper_llada.config.model import LoRAConfig, ModelConfig
+from whisper_llada.config.registry import get_arch
 from whisper_llada.data.tokenizer import TextTokenizer, build_tokenizer
-from whisper_llada.models.config import LoRAConfig, ModelConfig
 from whisper_llada.models.qformer import WindowQFormer
-from whisper_llada.models.registry import get_arch
 from whisper_llada.models.speech_llm import SpeechLLM
 from whisper_llada.models.whisper_encoder import load_whisper_encoder
 
@@ -138,7 +138,7 @@ def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> Sp
     # A cross-attention LLM reads the encoder's frames itself: no Q-Former.
     qformer = WindowQFormer(cfg.qformer, encoder.config.d_model, llm_width(llm)) if arch.layout == "prefix" else None
     model = arch.model_cls()(cfg, encoder, qformer, llm, tokenizer)
-    if cfg.llm.block_size is not None and (cfg.llm.block_size < 1 or not getattr(model, "block_causal_ok", False)):
+    if cfg.llm.block_size is not None and (cfg.llm.block_size < 1 or not getattr(model, "block_diffusion_ok", False)):
         raise ValueError(
             f"model.llm.block_size {cfg.llm.block_size}: block diffusion needs a positive size and an arch "
             f"that builds it (whisper_decoder_mdm), not {cfg.arch}"

@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,11 +50,11 @@ _REQUIRED_VALUES = {
 class LLaDAConfig:
     d_model: int = 4096
     n_heads: int = 32
-    n_kv_heads: Optional[int] = None
+    n_kv_heads: int | None = None
     n_layers: int = 32
     mlp_hidden_size: int = 12288
     vocab_size: int = 126464
-    embedding_size: Optional[int] = None  # rows of wte / ff_out; defaults to vocab_size
+    embedding_size: int | None = None  # rows of wte / ff_out; defaults to vocab_size
     rope_theta: float = 500000.0
     rms_norm_eps: float = 1e-5
     max_sequence_length: int = 4096
@@ -75,7 +75,7 @@ class LLaDAConfig:
         return self.embedding_size or self.vocab_size
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "<dict>") -> "LLaDAConfig":
+    def from_dict(cls, d: dict, source: str = "<dict>") -> LLaDAConfig:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         for key, want in _REQUIRED_VALUES.items():
             if key in d and d[key] != want and not (want is None and d[key] in (False, None)):
@@ -95,7 +95,7 @@ class LLaDAConfig:
         return cfg
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "LLaDAConfig":
+    def from_json(cls, path: str | Path) -> LLaDAConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: LLaDA config.json not found")
@@ -133,7 +133,7 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def cos_sin(
-        self, seq_len: int, device: torch.device, position_ids: Optional[torch.Tensor] = None
+        self, seq_len: int, device: torch.device, position_ids: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(T, hd) tables for positions 0..T-1, or (B, 1, T, hd) for per-row ``position_ids`` (B, T)."""
         if position_ids is None:
@@ -170,7 +170,7 @@ class LLaDABlock(nn.Module):
         self.up_proj = nn.Linear(cfg.d_model, cfg.mlp_hidden_size, bias=bias)
         self.ff_out = nn.Linear(cfg.mlp_hidden_size, cfg.d_model, bias=bias)
 
-    def forward(self, x, cos, sin, attn_bias, past: Optional[tuple] = None, keep: int = 0):
+    def forward(self, x, cos, sin, attn_bias, past: tuple | None = None, keep: int = 0):
         """One block; ``past`` = (k, v) of earlier positions that these queries also attend to.
 
         Returns x, or (x, (k, v) of the first ``keep`` positions) when ``keep`` > 0 (a cache).
@@ -199,7 +199,7 @@ class LLaDABlock(nn.Module):
 class LMOutput:
     logits: torch.Tensor
     # Per block (k, v) of the first ``keep_kv`` positions (after RoPE, before GQA repetition).
-    past_key_values: Optional[list] = None
+    past_key_values: list | None = None
 
 
 class LLaDAModelLM(nn.Module):
@@ -249,13 +249,13 @@ class LLaDAModelLM(nn.Module):
 
     def forward(
         self,
-        input_ids: Optional[torch.Tensor] = None,
-        inputs_embeds: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         logits_to_keep: int = 0,
-        position_ids: Optional[torch.Tensor] = None,
-        past_key_values: Optional[list] = None,
-        past_mask: Optional[torch.Tensor] = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: list | None = None,
+        past_mask: torch.Tensor | None = None,
         keep_kv: int = 0,
         prefix_length: int = 0,
         **_: Any,
@@ -330,7 +330,7 @@ class LLaDAModelLM(nn.Module):
 
     # --- hub format ----------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: LLaDAConfig | dict, dtype: Optional[torch.dtype] = None) -> "LLaDAModelLM":
+    def from_config(cls, config: LLaDAConfig | dict, dtype: torch.dtype | None = None) -> LLaDAModelLM:
         if isinstance(config, dict):
             config = LLaDAConfig.from_dict(config)
         # Built at ``dtype`` directly: a float32 copy first would need twice a bfloat16 model's
@@ -344,7 +344,7 @@ class LLaDAModelLM(nn.Module):
         return model.to(dtype) if dtype is not None else model
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: Optional[torch.dtype] = None) -> "LLaDAModelLM":
+    def from_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None) -> LLaDAModelLM:
         path = Path(path)
         config = LLaDAConfig.from_json(path / "config.json")
         with torch.device("meta"):

@@ -6,13 +6,11 @@ so the authors' released weights map onto it by a prefix rename.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from whisper_llada.models.config import QFormerConfig
+from whisper_llada.config.model import QFormerConfig
 
 
 class _Attention(nn.Module):
@@ -82,9 +80,7 @@ class WindowQFormer(nn.Module):
             nn.init.normal_(self.proj.weight, std=cfg.proj_init_std)
             nn.init.zeros_(self.proj.bias)
 
-    def forward(
-        self, frames: torch.Tensor, real_frames: Optional[torch.Tensor] = None, total_frames: Optional[int] = None
-    ):
+    def forward(self, frames: torch.Tensor, real_frames: torch.Tensor | None = None, total_frames: int | None = None):
         """``frames`` may hold only the leading frames the windows read (a cache), in which
         case ``total_frames`` gives the encoder's full output length."""
         B, T, C = frames.shape

@@ -1,27 +1,30 @@
-"""The audio-conditioned LLM shared by Whisper-LLaDA, its autoregressive twin and any other LLM backend.
+"""The audio-conditioned LLM shared by Whisper-LLaDA, its autoregressive twins and any other LLM backend.
 
-Frozen Whisper encoder (``FrozenWhisperFrontEnd``) -> window-level Q-Former -> audio tokens, placed
-after the chat prompt as ``[prompt][audio tokens]``, rows left-padded so every response starts at
-the same position. Subclasses give the training ``loss`` and the decoding.
+Frozen Whisper encoder (``FrozenWhisperFrontEnd``) and the LLM, read through an audio layout
+(``models.audio_layout``). The Q-Former layout's parts live here: window-level Q-Former -> audio
+tokens, placed after the chat prompt as ``[prompt][audio tokens]``, rows left-padded so every
+response starts at the same position. Subclasses give the training ``loss`` and the decoding.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from whisper_llada.checkpoint.files import load_model_state
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.config.registry import get_arch
 from whisper_llada.data.audio import TOKENS, Audio
 from whisper_llada.data.tokenizer import TextTokenizer
-from whisper_llada.models.config import ModelConfig
+from whisper_llada.models.audio_layout import audio_layout
 from whisper_llada.models.ctc_compress import ctc_compress
 from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 from whisper_llada.models.qformer import WindowQFormer
 
 
-def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[torch.Tensor] = None):
+def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None):
     """Move each row's padding (mask False) to the left, keeping the order of real positions.
 
     Returns (embeds, mask), or (embeds, mask, positions) when ``positions`` is given.
@@ -35,12 +38,19 @@ def left_align(embeds: torch.Tensor, mask: torch.Tensor, positions: Optional[tor
 
 class SpeechLLM(FrozenWhisperFrontEnd):
     def __init__(
-        self, cfg: ModelConfig, encoder: nn.Module, qformer: WindowQFormer, llm: nn.Module, tokenizer: TextTokenizer
+        self,
+        cfg: ModelConfig,
+        encoder: nn.Module,
+        qformer: WindowQFormer | None,
+        llm: nn.Module,
+        tokenizer: TextTokenizer,
     ):
         super().__init__(cfg, encoder)
         self.qformer = qformer
         self.llm = llm
         self.tokenizer = tokenizer
+        # How the LLM reads the audio (no weights of its own: the Q-Former, if any, is ``qformer``).
+        self.layout = audio_layout(get_arch(cfg.arch).layout)
         self.register_buffer(
             "prompt_ids", torch.tensor(tokenizer.prompt_ids(cfg.prompt), dtype=torch.long), persistent=False
         )
@@ -104,8 +114,9 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         return self.compress(*self.audio_tokens(audio))
 
     def prefix(self, audio: Audio):
-        """``build_prefix`` of the audio: (embeddings, mask, position ids or None)."""
-        return self.build_prefix(*self.llm_audio(audio))
+        """What the LLM reads of the audio, as its layout lays it out: (embeddings, mask, position
+        ids or None); a cross-attention layout's "embeddings" are the encoder's frames."""
+        return self.layout.prefix(self, audio)
 
     def batch_prefix(self, batch: dict):
         """Prefix of a decoding batch: of its ``"audio"``, or its ``"prefix"``, this method's own output
@@ -129,30 +140,11 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         none = torch.zeros(batch_size, 0, dtype=torch.bool, device=like.device)
         return self.build_prefix(like.new_zeros(batch_size, 0, like.shape[-1]), none)
 
-    def forward(
-        self, texts: Sequence[str], audio: Optional[Audio], generator: Optional[torch.Generator] = None
-    ) -> dict:
+    def forward(self, texts: Sequence[str], audio: Audio | None, generator: torch.Generator | None = None) -> dict:
         """Training loss for a batch: its audio (features, cached encoder frames, or the cached
         audio tokens of a frozen front end) and transcripts; ``audio`` None: the LLM's loss on the
-        texts alone (text-only pre-training)."""
-        if audio is None:
-            return self.loss(*self.text_prefix(len(texts)), texts, generator)
-        if audio.kind == TOKENS:
-            if not self.frontend_frozen:
-                raise ValueError(
-                    "cached audio tokens stand for a frozen front end (train.frontend_epochs or frontend_from)"
-                )
-            return self.loss(*self.prefix(audio), texts, generator)
-        with torch.no_grad() if self.frontend_frozen else nullcontext():
-            tokens, tokens_mask = self.audio_tokens(audio)
-        if self.ctc_only:
-            ctc = self.ctc_loss(tokens, tokens_mask, texts)
-            return {"loss": ctc, "ctc_loss": ctc, "num_utts": len(texts)}
-        out = self.loss(*self.build_prefix(*self.compress(tokens, tokens_mask)), texts, generator)
-        if self.ctc_head is not None and not self.frontend_frozen:
-            out["ctc_loss"] = self.ctc_loss(tokens, tokens_mask, texts)
-            out["loss"] = out["loss"] + self.cfg.loss.ctc_weight * out["ctc_loss"]
-        return out
+        texts alone (text-only pre-training). The layout reads the audio (``QFormerPrefix.forward``)."""
+        return self.layout.forward(self, texts, audio, generator)
 
     def set_stage(self, frontend_only: bool) -> None:
         """Two-stage training: the front end alone with CTC, or the LLM on the frozen front end."""
@@ -168,8 +160,6 @@ class SpeechLLM(FrozenWhisperFrontEnd):
     def load_frontend(self, state: dict, source: str) -> None:
         """The Q-Former, CTC head and adapted encoder layers from another model's checkpoint state
         (same shapes)."""
-        from whisper_llada.training.checkpoint import load_model_state
-
         theirs = sorted({k.split(".")[2] for k in state if k.startswith("encoder.layers.")})
         ours = [str(i) for i in range(self.frozen_layers, len(self.encoder.layers))]
         if theirs != ours:
@@ -203,8 +193,8 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         self,
         prefix: torch.Tensor,
         prefix_mask: torch.Tensor,
-        prefix_positions: Optional[torch.Tensor],
+        prefix_positions: torch.Tensor | None,
         texts: Sequence[str],
-        generator: Optional[torch.Generator],
+        generator: torch.Generator | None,
     ) -> dict:
         raise NotImplementedError

@@ -6,14 +6,14 @@ Its log-probabilities feed the lattice decoder (``whisper_llada.lattice``).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from whisper_llada.config.model import ModelConfig
 from whisper_llada.data.audio import TOKENS, Audio
-from whisper_llada.models.config import ModelConfig
 from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 
 
@@ -55,7 +55,7 @@ class WhisperCTC(FrozenWhisperFrontEnd):
     def batch_log_probs(self, batch: dict):
         return self.log_probs(batch["audio"].to(self.device))
 
-    def forward(self, texts: Sequence[str], audio: Audio, generator: Optional[torch.Generator] = None) -> dict:
+    def forward(self, texts: Sequence[str], audio: Audio, generator: torch.Generator | None = None) -> dict:
         """CTC loss (mean over utterances of the per-utterance loss / target length)."""
         if audio.kind == TOKENS:
             raise ValueError(f"{self.cfg.arch} has no audio-token cache (train.cache_audio_tokens is for LLM stages)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import nn
@@ -28,38 +27,14 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         binf = path / "pytorch_model.bin"
         if binf.is_file():
             return torch.load(binf, map_location="cpu", weights_only=True)
-        raise FileNotFoundError(f"{path}: no Whisper weights (model.safetensors[.index.json] or pytorch_model.bin)")
+        raise FileNotFoundError(
+            f"{path}: no Whisper weights (model.safetensors[.index.json] or pytorch_model.bin)"
+        ) from None
 
 
 # What lhotse's WhisperFbank computes (16 kHz, 25 ms window, 10 ms shift): a Whisper directory's
 # feature extractor must agree, or the encoder reads features unlike those it was trained on.
-LHOTSE_WHISPER_FBANK = {"sampling_rate": 16000, "n_fft": 400, "hop_length": 160}
-
-
-def check_feature_settings(path: str | Path, num_mel_bins: int) -> None:
-    """Raise a ValueError naming the file if the Whisper directory ``path`` expects other
-    features than the recipe's lhotse ``WhisperFbank`` with ``num_mel_bins`` bins."""
-    p = Path(path)
-    problems = []
-    cfg_file = p / "config.json"
-    if cfg_file.is_file():
-        n = json.loads(cfg_file.read_text()).get("num_mel_bins")
-        if n is not None and n != num_mel_bins:
-            problems.append(
-                f"{cfg_file}: the encoder takes {n} mel bins, the recipe's features have {num_mel_bins} (data.num_mel_bins)"
-            )
-    pre = p / "preprocessor_config.json"
-    if pre.is_file():
-        fe = json.loads(pre.read_text())
-        want = {**LHOTSE_WHISPER_FBANK, "feature_size": num_mel_bins}
-        for key, value in want.items():
-            if key in fe and fe[key] != value:
-                problems.append(f"{pre}: {key} is {fe[key]}, the recipe's lhotse WhisperFbank features use {value}")
-    if problems:
-        raise ValueError("Whisper features do not match: " + "; ".join(problems))
-
-
-def load_whisper_part(part: str, path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
+def load_whisper_part(part: str, path: str | None = None, config: dict | None = None) -> nn.Module:
     """Whisper's ``encoder`` or ``decoder`` (``transformers`` modules) with a directory's weights, or
     random from ``config``: only that part's weights are materialised."""
     from transformers import WhisperConfig
@@ -83,7 +58,7 @@ def load_whisper_part(part: str, path: Optional[str] = None, config: Optional[di
     return module
 
 
-def load_whisper_encoder(path: Optional[str] = None, config: Optional[dict] = None) -> nn.Module:
+def load_whisper_encoder(path: str | None = None, config: dict | None = None) -> nn.Module:
     """Encoder only: the decoder's weights in the directory are never materialised."""
     encoder = load_whisper_part("encoder", path, config).eval()
     if config is None:
@@ -120,7 +95,7 @@ def pad_features(features: torch.Tensor, feature_lens: torch.Tensor, num_frames:
 
 
 def encode_audio_window(
-    encoder: nn.Module, features: torch.Tensor, feature_lens: torch.Tensor, out_frames: int, stop: Optional[int] = None
+    encoder: nn.Module, features: torch.Tensor, feature_lens: torch.Tensor, out_frames: int, stop: int | None = None
 ) -> torch.Tensor:
     """Run the encoder on the first ``out_frames`` output frames only, instead of a 30 s window;
     with ``stop``, only its first ``stop`` layers (no final layer norm: ``adapted_layers`` follow).

@@ -6,12 +6,12 @@ Trained with next-token loss; decodes greedily or by beam search with a KV cache
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
+from whisper_llada.decoding.settings import DecodeConfig
 from whisper_llada.diffusion.sampling import sequence_positions
-from whisper_llada.diffusion.settings import DecodeConfig
 from whisper_llada.models.speech_llm import SpeechLLM
 
 
@@ -25,9 +25,9 @@ class WhisperLLaMA(SpeechLLM):
         self,
         prefix: torch.Tensor,
         prefix_mask: torch.Tensor,
-        prefix_positions: Optional[torch.Tensor],
+        prefix_positions: torch.Tensor | None,
         texts: Sequence[str],
-        generator: Optional[torch.Generator] = None,
+        generator: torch.Generator | None = None,
     ) -> dict:
         """Next-token loss on the transcript and its EOS."""
         del generator  # next-token loss draws nothing at random
@@ -53,12 +53,12 @@ class WhisperLLaMA(SpeechLLM):
         self,
         prefix: torch.Tensor,
         prefix_mask: torch.Tensor,
-        prefix_positions: Optional[torch.Tensor] = None,
+        prefix_positions: torch.Tensor | None = None,
         max_new_tokens: int = 128,
         num_beams: int = 1,
         num_return_sequences: int = 1,
         use_cache: bool = True,
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """New token ids (B * num_return_sequences, <= max_new_tokens) and beam scores (or None)."""
         from transformers import GenerationConfig
 
@@ -80,7 +80,7 @@ class WhisperLLaMA(SpeechLLM):
 
     @torch.no_grad()
     def transcribe(
-        self, batch: dict, cfg: DecodeConfig, stats: Optional[dict] = None, generator: Optional[torch.Generator] = None
+        self, batch: dict, cfg: DecodeConfig, stats: dict | None = None, generator: torch.Generator | None = None
     ) -> list[str]:
         """Greedy (``num_beams`` 1) or beam-search decoding with a KV cache: features in, text out."""
         del generator  # deterministic

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import kaldialign
 
@@ -186,7 +186,7 @@ def write_results(
 
 
 def write_wer_summary(
-    path: str | Path, wers: dict[str, float], counts: Optional[dict[str, tuple[int, int]]] = None
+    path: str | Path, wers: dict[str, float], counts: dict[str, tuple[int, int]] | None = None
 ) -> None:
     """``counts``: setting -> (utterances scored, utterances in the part), shown beside each WER."""
     counts = counts or {}

@@ -1,7 +1,7 @@
-"""Checkpoints as icefall writes them: ``epoch-N.pt`` and ``checkpoint-{batch}.pt``, trainable
-parameters only, plus optimiser, scheduler, scaler, sampler and RNG state for exact resumption.
+"""Resuming training from checkpoints: the optimiser, scheduler, scaler, sampler and RNG state restored,
+the newest readable checkpoint found, later ones superseded, old ones removed.
 
-Every write is atomic; averaging over epochs happens at decode time.
+The files themselves (writing, reading, loading a model's part, averaging) are ``checkpoint.files``.
 """
 
 from __future__ import annotations
@@ -10,27 +10,13 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
-from whisper_llada.utils.checkpoint_io import atomic_torch_save
+from whisper_llada.checkpoint.files import CheckpointError, load_model_state, read_checkpoint
 
 log = logging.getLogger(__name__)
-
-
-def unwrap(model):
-    return model.module if hasattr(model, "module") else model
-
-
-def rng_state() -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -39,84 +25,6 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(
-    path,
-    model,
-    params: dict,
-    optimizer=None,
-    scheduler=None,
-    scaler=None,
-    sampler=None,
-    rng_states: Optional[list] = None,
-) -> None:
-    """``rng_states``: one RNG state per rank (default: this process's only)."""
-    obj = {
-        "model": {k: v.detach().cpu() for k, v in unwrap(model).trainable_state_dict().items()},
-        "params": params,
-        "rng": rng_states if rng_states is not None else [rng_state()],
-    }
-    for name, thing in (
-        ("optimizer", optimizer),
-        ("scheduler", scheduler),
-        ("grad_scaler", scaler),
-        ("sampler", sampler),
-    ):
-        if thing is not None:
-            obj[name] = thing.state_dict()
-    atomic_torch_save(obj, path)
-    log.info("saved %s", path)
-
-
-def load_model_state(model, state: dict, source: str, prefixes: Optional[tuple[str, ...]] = None) -> None:
-    """Load trainable parameters; any key that the model does not train, or misses, is an error.
-
-    ``prefixes``: only the trainable parameters under these names, from a state that may hold more.
-    """
-    model = unwrap(model)
-    want = model.trainable_state_dict()
-    if prefixes is not None:
-        want = {k: v for k, v in want.items() if k.startswith(prefixes)}
-        state = {k: v for k, v in state.items() if k.startswith(prefixes)}
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    wrong = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(want[k].shape)}"
-        for k in sorted(set(state) & set(want))
-        if state[k].shape != want[k].shape
-    ]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{source}: checkpoint does not fit the model: {len(missing)} missing (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(wrong)} of wrong shape (e.g. {wrong[:2]})"
-        )
-    model.load_state_dict(state, strict=False)  # the frozen rest comes from the base models
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read; the message names the file and what to do."""
-
-
-def read_checkpoint(path, mmap: bool = False) -> dict:
-    """The checkpoint's dict; a missing, truncated or foreign file raises an error that names it.
-
-    ``mmap``: tensors stay on disk until used (cheap when only ``params`` is wanted).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
-    except Exception as e:  # torch reports a truncated zip as RuntimeError, pickles as anything
-        raise CheckpointError(
-            f"{path}: cannot read this checkpoint ({type(e).__name__}: {e}); it is truncated or "
-            "damaged: delete it (training resumes from the newest readable one before it) or "
-            "decode another epoch"
-        ) from e
-    if not isinstance(obj, dict) or "model" not in obj:
-        raise CheckpointError(f"{path}: not a checkpoint of this project (no 'model' entry)")
-    return obj
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -131,7 +39,7 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_same_model_config(path, saved: Optional[dict], current: dict) -> None:
+def check_same_model_config(path, saved: dict | None, current: dict) -> None:
     """Refuse to resume a checkpoint trained with another model config, naming the differences;
     other sections (e.g. train.num_epochs) may change between runs and are only reported."""
     if not saved:
@@ -157,7 +65,7 @@ def progress(obj: dict, path: Path) -> tuple[int, int]:
     return int(obj.get("params", {}).get("batch_idx_train", 0)), int(path.name.startswith("epoch-"))
 
 
-def find_resume_point(exp_dir) -> Optional[Path]:
+def find_resume_point(exp_dir) -> Path | None:
     """The checkpoint (``epoch-N.pt`` or ``checkpoint-B.pt``) of ``exp_dir`` that got furthest among
     those that read; an unreadable one is skipped with a warning that names it."""
     best, best_key = None, None
@@ -196,7 +104,7 @@ def supersede_later_checkpoints(exp_dir, batch_idx: int, epoch_done: int) -> lis
 
 
 def load_checkpoint(
-    path, model, optimizer=None, scheduler=None, scaler=None, sampler=None, restore_rng_of_rank: Optional[int] = None
+    path, model, optimizer=None, scheduler=None, scaler=None, sampler=None, restore_rng_of_rank: int | None = None
 ) -> dict:
     path = Path(path)
     obj = read_checkpoint(path)
@@ -214,26 +122,6 @@ def load_checkpoint(
         set_rng_state(rngs[restore_rng_of_rank])
     log.info("loaded %s", path)
     return obj.get("params", {})
-
-
-def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of the model states (float tensors; others from the last)."""
-    avg: Optional[dict] = None
-    for p in paths:
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"{p}: checkpoint not found (needed for averaging)")
-        state = read_checkpoint(p)["model"]
-        if avg is None:
-            avg = {k: v.double() if v.is_floating_point() else v.clone() for k, v in state.items()}
-        else:
-            for k, v in state.items():
-                if v.is_floating_point():
-                    avg[k] += v.double()
-                else:
-                    avg[k] = v.clone()
-    assert avg is not None
-    ref = state  # the last one's dtypes
-    return {k: (v / len(paths)).to(ref[k].dtype) if ref[k].is_floating_point() else v for k, v in avg.items()}
 
 
 def remove_old_checkpoints(exp_dir: Path, keep_last_k: int) -> None:

@@ -80,7 +80,7 @@ def lm_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]
 def pretrain_llm(trainer) -> None:
     """Pre-train ``trainer``'s LLM on ``train.lm_text`` for ``train.lm_epochs`` (its own AdamW, warmup
     and cosine decay), or load the result of an earlier run from ``{exp_dir}/lm-pretrain.pt``."""
-    from whisper_llada.training.checkpoint import load_model_state, read_checkpoint
+    from whisper_llada.checkpoint.files import load_model_state, read_checkpoint
     from whisper_llada.utils.checkpoint_io import atomic_torch_save
 
     cfg, tc, model = trainer.cfg, trainer.cfg.train, trainer.model

@@ -14,21 +14,19 @@ from contextlib import nullcontext
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.distributed as dist
 
+from whisper_llada.checkpoint.files import read_checkpoint, save_checkpoint
+from whisper_llada.config.recipe import RecipeConfig
 from whisper_llada.data.dataset import MAX_WHISPER_SECONDS, SpeechTextDataset, move_batch
 from whisper_llada.models.build import build_model
-from whisper_llada.recipe import RecipeConfig
 from whisper_llada.training.checkpoint import (
     check_same_model_config,
     find_resume_point,
     load_checkpoint,
-    read_checkpoint,
     remove_old_checkpoints,
-    save_checkpoint,
     supersede_later_checkpoints,
 )
 from whisper_llada.training.schedule import warmup_cosine
@@ -47,9 +45,9 @@ def load_cuts(
 ):
     """The training or dev cuts, read and filtered lazily (whisper_llada.data.cuts); ``max_duration``:
     the encoder's window (training takes whole cuts; decoding takes longer ones in pieces)."""
+    from whisper_llada.config.registry import get_arch
     from whisper_llada.data.cuts import load_part_cuts
     from whisper_llada.data.dropped import filtered_path
-    from whisper_llada.models.registry import get_arch
 
     # A masked-diffusion response block is a fixed length: longer transcripts cannot be trained.
     max_tokens = cfg.model.loss.response_length if get_arch(cfg.model.arch).is_diffusion else None
@@ -72,9 +70,9 @@ class Trainer:
         self,
         cfg: RecipeConfig,
         exp_dir: str | Path,
-        start_epoch: Optional[int] = 1,
-        start_batch: Optional[int] = 0,
-        device: Optional[str] = None,
+        start_epoch: int | None = 1,
+        start_batch: int | None = 0,
+        device: str | None = None,
     ):
         """``start_epoch`` and ``start_batch`` both None: continue from the checkpoint of ``exp_dir``
         that got furthest (a rerun after a kill resumes by itself); none there: start afresh."""
@@ -89,16 +87,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         tc = cfg.train
         torch.manual_seed(tc.seed + self.rank)  # different masks per rank; restored on resume
-        resume_from = None
-        if start_epoch is None and start_batch is None:
-            resume_from = find_resume_point(self.exp_dir)
-            if resume_from is not None:
-                log.info("%s: the furthest readable checkpoint of %s - resuming from it", resume_from, self.exp_dir)
-        start_epoch, start_batch = start_epoch or 1, start_batch or 0
-        if start_batch > 0:
-            resume_from = self.exp_dir / f"checkpoint-{start_batch}.pt"
-        elif start_epoch > 1:
-            resume_from = self.exp_dir / f"epoch-{start_epoch - 1}.pt"
+        resume_from, start_epoch = self._resume_point(start_epoch, start_batch)
         self.model = build_model(cfg.model).to(self.device)
         self.tokenizer = self.model.tokenizer
         self.params = {
@@ -108,17 +97,7 @@ class Trainer:
             "config": asdict(cfg),
         }
         self._build_data()
-        # Adapted Whisper layers (model.whisper.train_layers) form a group of their own at
-        # train.encoder_lr; the schedule below scales every group alike.
-        adapted = [p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
-        rest = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
-        groups = [{"params": rest}]
-        if adapted:
-            groups.append({"params": adapted, "lr": tc.encoder_lr or tc.lr})
-        self.optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_cosine(s, tc.lr, tc.lr_floor, tc.warmup_steps, tc.decay_steps) / tc.lr
-        )
+        self._build_optimizer()
         use_amp = self.device.type == "cuda" and tc.amp in ("bf16", "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if use_amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -143,28 +122,63 @@ class Trainer:
             # Checkpoints beyond where this run starts belong to a run it does not continue.
             done = self.start_epoch - 1
             supersede_later_checkpoints(self.exp_dir, self.params["batch_idx_train"], done)
-        self.ddp = self.model
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.local_rank] if self.device.type == "cuda" else None
-            # DDP broadcasts every parameter from rank 0 when made, copying each into a flat buffer
-            # first (2 GiB for LLaDA-8B's embedding in float32). Frozen ones are the same on every
-            # rank (the hub's weights, or the same seed) and never reduced: leave them out.
-            frozen = [n for n, p in self.model.named_parameters() if not p.requires_grad]
-            DDP._set_params_and_buffers_to_ignore_for_model(self.model, frozen)
-            # Two-stage training leaves the LLM, then the front end, without gradients; so does
-            # text-only pre-training the front end.
-            self.ddp = DDP(
-                self.model,
-                device_ids=ids,
-                find_unused_parameters=bool(tc.frontend_epochs or tc.frontend_from or tc.lm_epochs),
-            )
+        self.ddp = self._distributed()
         self.tb = None
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
+
+    def _resume_point(self, start_epoch: int | None, start_batch: int | None) -> tuple[Path | None, int]:
+        """The checkpoint training continues from (None: afresh) and the epoch it starts in: the one
+        named by ``start_epoch``/``start_batch``, or with both None the furthest readable one."""
+        resume_from = None
+        if start_epoch is None and start_batch is None:
+            resume_from = find_resume_point(self.exp_dir)
+            if resume_from is not None:
+                log.info("%s: the furthest readable checkpoint of %s - resuming from it", resume_from, self.exp_dir)
+        start_epoch, start_batch = start_epoch or 1, start_batch or 0
+        if start_batch > 0:
+            resume_from = self.exp_dir / f"checkpoint-{start_batch}.pt"
+        elif start_epoch > 1:
+            resume_from = self.exp_dir / f"epoch-{start_epoch - 1}.pt"
+        return resume_from, start_epoch
+
+    def _build_optimizer(self) -> None:
+        """AdamW over the trainable parameters and its warmup-cosine schedule. Adapted Whisper layers
+        (model.whisper.train_layers) form a group of their own at train.encoder_lr; the schedule
+        scales every group alike."""
+        tc = self.cfg.train
+        adapted = [p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
+        rest = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+        groups = [{"params": rest}]
+        if adapted:
+            groups.append({"params": adapted, "lr": tc.encoder_lr or tc.lr})
+        self.optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: warmup_cosine(s, tc.lr, tc.lr_floor, tc.warmup_steps, tc.decay_steps) / tc.lr
+        )
+
+    def _distributed(self):
+        """The model as training calls it: wrapped in DDP across ranks, or itself on one."""
+        if self.world <= 1:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        tc = self.cfg.train
+        ids = [self.local_rank] if self.device.type == "cuda" else None
+        # DDP broadcasts every parameter from rank 0 when made, copying each into a flat buffer
+        # first (2 GiB for LLaDA-8B's embedding in float32). Frozen ones are the same on every
+        # rank (the hub's weights, or the same seed) and never reduced: leave them out.
+        frozen = [n for n, p in self.model.named_parameters() if not p.requires_grad]
+        DDP._set_params_and_buffers_to_ignore_for_model(self.model, frozen)
+        # Two-stage training leaves the LLM, then the front end, without gradients; so does
+        # text-only pre-training the front end.
+        return DDP(
+            self.model,
+            device_ids=ids,
+            find_unused_parameters=bool(tc.frontend_epochs or tc.frontend_from or tc.lm_epochs),
+        )
 
     def _build_data(self) -> None:
         from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
@@ -289,7 +303,7 @@ class Trainer:
         return float(tot / n.clamp(min=1))
 
     def _save(self, path: Path, with_sampler: bool) -> None:
-        from whisper_llada.training.checkpoint import rng_state
+        from whisper_llada.checkpoint.files import rng_state
 
         states = [rng_state()]
         if self.world > 1:  # every rank's masking stream, so a resumed run repeats it exactly
@@ -316,20 +330,7 @@ class Trainer:
         losses: list[float] = []
         for epoch in range(self.start_epoch, tc.num_epochs + 1):
             self.params["epoch"] = epoch
-            if tc.frontend_epochs > 0 or tc.frontend_from:
-                self.model.set_stage(frontend_only=epoch <= tc.frontend_epochs)
-                if epoch == tc.frontend_epochs + 1 or epoch == self.start_epoch:
-                    log.info(
-                        "epoch %d: %s",
-                        epoch,
-                        "front end alone (CTC)" if self.model.ctc_only else "the LLM on the frozen front end",
-                    )
-                if self.model.frontend_frozen and tc.cache_audio_tokens and self.dataset.token_cache is None:
-                    self._cache_audio_tokens()
-            if tc.lm_epochs > 0 and epoch == tc.frontend_epochs + 1 and not self.resumed_mid_epoch:
-                from whisper_llada.training.text_pretrain import pretrain_llm
-
-                pretrain_llm(self)  # before the LLM's first epoch with audio (or loaded by a rerun)
+            self._begin_epoch(epoch)
             t0, tot_loss, tot_n = time.time(), 0.0, 0
             if not self.resumed_mid_epoch:
                 self.sampler.set_epoch(epoch)
@@ -344,41 +345,12 @@ class Trainer:
                 step = self.params["batch_idx_train"]
                 if not batch["cut_ids"]:
                     continue
-                batch = move_batch(batch, self.device)
-                with self._autocast():
-                    out = self.ddp(batch["texts"], batch["audio"])
-                loss = out["loss"]
-                self.scaler.scale(loss / tc.accum_grad).backward()
-                losses.append(float(loss.detach()))
+                out = self._forward_backward(batch)
+                losses.append(float(out["loss"].detach()))
                 tot_loss, tot_n = tot_loss + losses[-1], tot_n + 1
                 if step % tc.accum_grad == 0:
-                    self.scaler.unscale_(self.optimizer)
-                    grad_norm = torch.nn.utils.clip_grad_norm_(
-                        [p for p in self.model.parameters() if p.requires_grad], tc.grad_clip
-                    )
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scheduler.step()
-                    if self.tb is not None:
-                        self.tb.add_scalar("train/grad_norm", float(grad_norm), step)
-                ctc = float(out["ctc_loss"].detach()) if "ctc_loss" in out else None
-                if self.tb is not None:
-                    self.tb.add_scalar("train/loss", losses[-1], step)
-                    if ctc is not None:
-                        self.tb.add_scalar("train/ctc_loss", ctc, step)
-                    self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
-                if step % tc.log_interval == 0:
-                    log.info(
-                        "epoch %d, batch %d, loss %.4f%s (epoch avg %.4f), lr %.2e, %d cuts",
-                        epoch,
-                        step,
-                        losses[-1],
-                        "" if ctc is None else f" (CTC loss {ctc:.4f})",
-                        tot_loss / tot_n,
-                        self.scheduler.get_last_lr()[0],
-                        len(batch["cut_ids"]),
-                    )
+                    self._optimizer_step(step)
+                self._log_batch(epoch, step, out, losses[-1], tot_loss / tot_n, len(batch["cut_ids"]))
                 if tc.save_every_n and step % tc.save_every_n == 0:
                     self.params["epoch_loss_sum"], self.params["epoch_loss_batches"] = tot_loss, tot_n
                     self._save(self.exp_dir / f"checkpoint-{step}.pt", with_sampler=True)
@@ -407,13 +379,73 @@ class Trainer:
             self.tb.close()
         return losses
 
+    def _begin_epoch(self, epoch: int) -> None:
+        """What an epoch trains (two-stage training: the front end alone, or the LLM on it frozen),
+        and the text-only pre-training before the LLM's first epoch with audio."""
+        tc = self.cfg.train
+        if tc.frontend_epochs > 0 or tc.frontend_from:
+            self.model.set_stage(frontend_only=epoch <= tc.frontend_epochs)
+            if epoch == tc.frontend_epochs + 1 or epoch == self.start_epoch:
+                log.info(
+                    "epoch %d: %s",
+                    epoch,
+                    "front end alone (CTC)" if self.model.ctc_only else "the LLM on the frozen front end",
+                )
+            if self.model.frontend_frozen and tc.cache_audio_tokens and self.dataset.token_cache is None:
+                self._cache_audio_tokens()
+        if tc.lm_epochs > 0 and epoch == tc.frontend_epochs + 1 and not self.resumed_mid_epoch:
+            from whisper_llada.training.text_pretrain import pretrain_llm
+
+            pretrain_llm(self)  # before the LLM's first epoch with audio (or loaded by a rerun)
+
+    def _forward_backward(self, batch: dict) -> dict:
+        """The model's losses of a batch, their gradients accumulated (scaled for fp16)."""
+        batch = move_batch(batch, self.device)
+        with self._autocast():
+            out = self.ddp(batch["texts"], batch["audio"])
+        self.scaler.scale(out["loss"] / self.cfg.train.accum_grad).backward()
+        return out
+
+    def _optimizer_step(self, step: int) -> None:
+        """Clip the accumulated gradients, step optimiser and schedule, clear the gradients."""
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.cfg.train.grad_clip
+        )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.tb is not None:
+            self.tb.add_scalar("train/grad_norm", float(grad_norm), step)
+
+    def _log_batch(self, epoch: int, step: int, out: dict, loss: float, epoch_avg: float, n_cuts: int) -> None:
+        """A batch's losses and learning rate to tensorboard, and every ``log_interval`` to the log."""
+        ctc = float(out["ctc_loss"].detach()) if "ctc_loss" in out else None
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", loss, step)
+            if ctc is not None:
+                self.tb.add_scalar("train/ctc_loss", ctc, step)
+            self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
+        if step % self.cfg.train.log_interval == 0:
+            log.info(
+                "epoch %d, batch %d, loss %.4f%s (epoch avg %.4f), lr %.2e, %d cuts",
+                epoch,
+                step,
+                loss,
+                "" if ctc is None else f" (CTC loss {ctc:.4f})",
+                epoch_avg,
+                self.scheduler.get_last_lr()[0],
+                n_cuts,
+            )
+
 
 def run_training(
     cfg: RecipeConfig,
     exp_dir,
-    start_epoch: Optional[int] = 1,
-    start_batch: Optional[int] = 0,
-    device: Optional[str] = None,
+    start_epoch: int | None = 1,
+    start_batch: int | None = 0,
+    device: str | None = None,
 ):
     trainer = Trainer(cfg, exp_dir, start_epoch, start_batch, device)
     try:

@@ -5,8 +5,8 @@ A package whose names live in torch modules then imports without torch until one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Callable
 
 
 def lazy_names(package: str, where: dict[str, str]) -> Callable[[str], object]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
 
 
 def setup_logger(
-    log_prefix: Optional[str | Path] = None, rank: int = 0, world_size: int = 1, level: int = logging.INFO
+    log_prefix: str | Path | None = None, rank: int = 0, world_size: int = 1, level: int = logging.INFO
 ) -> None:
     """Console logging; with ``log_prefix`` also ``{prefix}-{date}[-{rank}]`` (icefall's naming)."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]

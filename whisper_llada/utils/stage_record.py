@@ -12,8 +12,8 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 from whisper_llada.utils.checkpoint_io import atomic_write_text
 
@@ -29,7 +29,7 @@ def record_path_for(output: str | Path) -> Path:
     return output / "made-from.json" if output.is_dir() else output.parent / "made-from" / f"{output.name}.json"
 
 
-def fingerprint(path: str | Path) -> Optional[str]:
+def fingerprint(path: str | Path) -> str | None:
     """``size:mtime_ns`` of a file; a digest over the relative path, size and mtime of every file
     under a directory (a replaced flac or a corrected transcript changes it); None when absent."""
     path = Path(path)
@@ -67,7 +67,7 @@ class StageRecord:
         inputs: Iterable[str | Path],
         options: dict,
         outputs: Iterable[str | Path],
-        verify: Optional[Callable[[Path], object]] = None,
+        verify: Callable[[Path], object] | None = None,
     ):
         self.path = Path(path)
         self.inputs = [Path(p) for p in inputs]
@@ -75,7 +75,7 @@ class StageRecord:
         self.outputs = [Path(p) for p in outputs]
         self.verify = verify
 
-    def _read(self) -> Optional[dict]:
+    def _read(self) -> dict | None:
         if not self.path.is_file():
             return None
         try:
@@ -87,7 +87,7 @@ class StageRecord:
             log.warning("%s: unreadable stage record (%s); the outputs it describes are redone", self.path, e)
             return {}
 
-    def _damaged(self, out: Path) -> Optional[str]:
+    def _damaged(self, out: Path) -> str | None:
         if self.verify is None or not out.is_file():
             return None
         try:
@@ -96,7 +96,7 @@ class StageRecord:
             return f"{out} cannot be read ({type(e).__name__}: {e})"
         return None
 
-    def stale(self) -> Optional[str]:
+    def stale(self) -> str | None:
         """None when every output exists as written from these inputs and options; else why not."""
         missing = [str(p) for p in self.outputs if not p.exists()]
         if missing:

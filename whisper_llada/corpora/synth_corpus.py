@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def write_part(
     import librosa
     import soundfile as sf
 
-    from whisper_llada.data.espeak import ESpeak
+    from whisper_llada.corpora.espeak import ESpeak
 
     engine = ESpeak.get()
     base = Path(root) / "LibriSpeech" / part

@@ -9,9 +9,9 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.config.registry import get_arch
 from whisper_llada.models.build import build_model
-from whisper_llada.models.config import ModelConfig
-from whisper_llada.models.registry import get_arch
 from whisper_llada.utils.config import from_dict
 
 SIZES = {

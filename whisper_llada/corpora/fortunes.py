@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Optional
 
 _SYMBOLS = re.compile(r"[\[\]{}<>|/\\@#$%^&*_=+~`\"():;]")
 _SPEAKER = re.compile(r"\b[A-Z][A-Za-z]*:")  # dialogue ("Q:", "Bob:")
@@ -31,7 +30,7 @@ def _number_words(m: re.Match) -> str:
     return num2words(n, to="ordinal" if suffix else "cardinal")
 
 
-def normalize_sentence(text: str) -> Optional[str]:
+def normalize_sentence(text: str) -> str | None:
     """LibriSpeech-style transcript of ``text``, or None when it is not plain speakable prose."""
     if _SYMBOLS.search(text) or _SPEAKER.search(text) or not text.isascii():
         return None
@@ -45,7 +44,7 @@ def normalize_sentence(text: str) -> Optional[str]:
     return " ".join(words) if words else None
 
 
-def fortune_sentences(min_words: int = 5, max_words: int = 25, path: Optional[Path] = None) -> list[str]:
+def fortune_sentences(min_words: int = 5, max_words: int = 25, path: Path | None = None) -> list[str]:
     """Distinct normalised sentences, in file order."""
     raw = (path or fortune_file()).read_text(encoding="latin-1")
     seen, out = set(), []

@@ -6,10 +6,10 @@ Every field has the paper's value as default where the paper gives one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
+from whisper_llada.config.registry import CTC, get_arch
 from whisper_llada.data.tokenizer import TokenizerConfig
-from whisper_llada.models.registry import CTC, get_arch
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +31,7 @@ class QFormerConfig:
     trim_to_audio: bool = False
     # Initial std of the projection into the LLM (None: PyTorch's default). Small values keep
     # audio tokens on the scale of an LLM's token embeddings.
-    proj_init_std: Optional[float] = None
+    proj_init_std: float | None = None
 
     @property
     def kernel(self) -> int:
@@ -64,8 +64,8 @@ class QFormerConfig:
 
 @dataclass
 class WhisperEncoderConfig:
-    path: Optional[str] = None  # a Hugging Face Whisper directory (config.json + weights)
-    config: Optional[dict] = None  # WhisperConfig fields for a randomly initialised encoder (tests)
+    path: str | None = None  # a Hugging Face Whisper directory (config.json + weights)
+    config: dict | None = None  # WhisperConfig fields for a randomly initialised encoder (tests)
     # full: every utterance padded to Whisper's 30 s window (the paper). audio: only the frames
     # the Q-Former reads, padding masked; several times faster on short utterances, but not
     # what Whisper computed in its own training.
@@ -83,8 +83,8 @@ class WhisperEncoderConfig:
 
 @dataclass
 class LLMConfig:
-    path: Optional[str] = None  # a hub directory (LLaDA: config.json + safetensors)
-    config: Optional[dict] = None  # fields for an LLM built from scratch (LLaDA or Llama config)
+    path: str | None = None  # a hub directory (LLaDA: config.json + safetensors)
+    config: dict | None = None  # fields for an LLM built from scratch (LLaDA or Llama config)
     dtype: str = "float32"  # float32 | bfloat16 | float16
     train: str = "lora"  # lora (adapters only) | full | frozen
     # The token embeddings (and an output layer tied to them) stay as pretrained: a small corpus
@@ -96,7 +96,7 @@ class LLMConfig:
     # of this many tokens and causally across them (training sees each block noised against the
     # clean blocks before it, as semi-AR decoding with blocks of this size meets it). None: every
     # position attends to every other (the paper's full bidirectional attention).
-    block_size: Optional[int] = None
+    block_size: int | None = None
 
 
 @dataclass
@@ -114,12 +114,12 @@ class LossConfig:
     response_length: int = 128  # the response block is padded with EOS to this many tokens
     # None: every response is padded to response_length. k: only to the batch's longest
     # transcript plus EOS plus k more EOS, so EOS padding does not dominate the loss.
-    batch_eos_padding: Optional[int] = None
+    batch_eos_padding: int | None = None
     # Weight of an auxiliary CTC loss on the audio tokens (0: off, as the paper). It teaches
     # a from-scratch front end the audio-to-text alignment far sooner than the LLM loss alone.
     ctc_weight: float = 0.0
     # whisper_decoder_mdm: weight of the next-token loss of the same decoder run causally (0: off).
-    # It doubles an epoch's cost; measured (session 9, dev, semi-AR decoding) 43.02 -> 38.60 with two
+    # It doubles an epoch's cost; measured (egs/espeak_fortunes, dev, semi-AR decoding) 43.02 -> 38.60 with two
     # epochs, 42.22 with one (the cost of two without it): off in the recipes, which hold the budget.
     ar_weight: float = 0.0
     # Block diffusion (llm.block_size): the share of rows masked as left-to-right decoding within
@@ -143,13 +143,16 @@ class CTCHeadConfig:
 @dataclass
 class ModelConfig:
     arch: str = (
-        "whisper_llada"  # a name of models/registry.py: whisper_llada, whisper_llama (the AR twin), whisper_ctc, ...
+        "whisper_llada"  # a name of config/registry.py: whisper_llada, whisper_llama (the AR twin), whisper_ctc, ...
     )
     prompt: str = "Transcribe the audio:"
     # Parts built from a config (not loaded) are initialised from this seed, so a frozen
     # random encoder or LLM is the same in training and decoding.
     init_seed: int = 0
     whisper: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
+    # The Q-Former of the prefix layout. Its window geometry (second_per_window, second_stride,
+    # trim_to_audio) serves every arch besides: the encoder frames a model reads with
+    # whisper.window audio, and an encoder cache holds (FrozenWhisperFrontEnd.frames_needed).
     qformer: QFormerConfig = field(default_factory=QFormerConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
@@ -170,6 +173,11 @@ class ModelConfig:
     # computes their keys and values once per utterance and every step runs only the response
     # (an exact cache; the decode settings' ``cache``).
     prefix_attends_response: bool = True
+
+    @property
+    def arch_spec(self):
+        """The registry's entry of ``arch`` (its objective, layout and classes)."""
+        return get_arch(self.arch)
 
     def __post_init__(self):
         arch = get_arch(self.arch)

@@ -10,8 +10,8 @@ and ties go to the smaller weights, so the chosen fusion is never worse than the
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
 
 import kaldialign
 import numpy as np
@@ -29,7 +29,7 @@ class Candidate:
     first_pass: float  # the first pass's score (higher is better)
     lm: float  # the second model's log-score
     words: int  # words after normalisation
-    ctc: Optional[float] = None  # the CTC recogniser's log-likelihood, when the records have it
+    ctc: float | None = None  # the CTC recogniser's log-likelihood, when the records have it
 
     def features(self) -> tuple[float, float, float, float]:
         return (self.first_pass, self.lm, float(self.words), self.ctc or 0.0)

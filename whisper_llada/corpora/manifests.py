@@ -45,7 +45,7 @@ def prepare_manifests(data, corpus_dir: str | Path, nj: int = 1, parts=None) -> 
         return parts
     out_dir.mkdir(parents=True, exist_ok=True)
     if data.corpus == "librispeech":
-        from whisper_llada.data.librispeech import prepare_librispeech
+        from whisper_llada.corpora.librispeech import prepare_librispeech
 
         prepare_librispeech(corpus_dir, out_dir, todo, nj, prefix=data.prefix)
     elif data.corpus == "kaldi":
@@ -62,7 +62,7 @@ def import_kaldi_part(part_dir: Path, data, part: str, nj: int = 1) -> None:
     recording as its audio says (``kaldi_dir``); recordings that cannot be read are left out and listed."""
     from lhotse import fix_manifests
 
-    from whisper_llada.data.kaldi_dir import read_kaldi_dir
+    from whisper_llada.corpora.kaldi_dir import read_kaldi_dir
 
     missing = [n for n in KALDI_NEEDS if not (part_dir / n).is_file()]
     if missing:
@@ -118,28 +118,3 @@ def copy_lhotse_part(src_dir: Path, data, part: str) -> None:
         check_manifest(src)
         atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
         record.done()
-
-
-def one_cut_per_segment(cuts):
-    """Cuts of whole recordings as one cut per supervision (a Kaldi ``segments`` file), each named by
-    its segment id, in memory; ``cuts`` unchanged when every recording is one utterance (LibriSpeech)."""
-    from lhotse import CutSet
-    from lhotse.utils import fastcopy, to_list
-
-    def whole(c) -> bool:
-        # A supervision on one channel of several (reco2file_and_channel) is trimmed to that channel.
-        s = c.supervisions
-        return (
-            len(s) == 1
-            and s[0].start < 1e-3
-            and s[0].end > c.duration - 1e-3
-            and sorted(to_list(s[0].channel)) == sorted(to_list(c.channel))
-        )
-
-    if all(whole(c) for c in cuts):
-        return cuts
-    # lhotse's trim_to_supervisions is lazy (it has no len(), which splitting into jobs needs) and
-    # gives the new cuts made-up ids: the segment's id is what transcripts and results are keyed by.
-    return CutSet.from_cuts(
-        fastcopy(c, id=c.supervisions[0].id) for c in cuts.trim_to_supervisions(keep_overlapping=False)
-    )

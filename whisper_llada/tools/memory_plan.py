@@ -11,17 +11,16 @@ import json
 import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.config.registry import get_arch
 from whisper_llada.data.audio import Audio
-from whisper_llada.decoding.random_models import VocabTokenizer
 from whisper_llada.models.build import build_model
-from whisper_llada.models.config import ModelConfig
-from whisper_llada.models.registry import get_arch
+from whisper_llada.tools.random_models import VocabTokenizer
 
 GIB = 2**30
 
@@ -108,7 +107,7 @@ def full_size_config(cfg: ModelConfig, base: Path = Path(".")) -> ModelConfig:
     """``cfg`` with Whisper and LLM shapes read from their hub directories' config.json (paths
     relative to ``base``), or whisper-large-v3 and LLaDA-8B shapes where they are not here."""
 
-    def shape(path: Optional[str], config: Optional[dict], default: dict) -> dict:
+    def shape(path: str | None, config: dict | None, default: dict) -> dict:
         if config is not None:
             return config
         f = base / path / "config.json"
@@ -183,7 +182,7 @@ class _StepPeak:
     """The tracker's peak of one step and, on a CUDA device, the caching allocator's: the bytes
     allocated at its peak beyond those allocated when the step began (what the plan predicts)."""
 
-    def __init__(self, device: torch.device, allocator: Optional[dict], key: tuple):
+    def __init__(self, device: torch.device, allocator: dict | None, key: tuple):
         self.cuda = device.type == "cuda"
         self.allocator, self.key = allocator, key
 
@@ -202,7 +201,7 @@ class _StepPeak:
             self.allocator[self.key] = (torch.cuda.max_memory_allocated() - self.base) / GIB
 
 
-def real_frames(model, audio_seconds: Optional[float]) -> int:
+def real_frames(model, audio_seconds: float | None) -> int:
     """Encoder frames of an utterance of ``audio_seconds`` (None: the whole 30 s window)."""
     enc = model.encoder.config
     if audio_seconds is None:
@@ -212,7 +211,7 @@ def real_frames(model, audio_seconds: Optional[float]) -> int:
 
 
 def _encode(
-    model, batch: int, allocator: Optional[dict] = None, audio_seconds: Optional[float] = None
+    model, batch: int, allocator: dict | None = None, audio_seconds: float | None = None
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], float]:
     """The frozen encoder on a 30 s window (what every utterance gets): its output and peak bytes.
     The real frames' count is on the CPU: a trimming Q-Former reads it there."""
@@ -225,7 +224,7 @@ def _encode(
 
 
 def _train_step(
-    model, batch: int, allocator: Optional[dict] = None, name: str = "train", audio_seconds: Optional[float] = None
+    model, batch: int, allocator: dict | None = None, name: str = "train", audio_seconds: float | None = None
 ) -> float:
     encoder_out, _ = _encode(model, batch, audio_seconds=audio_seconds)
     model.train()
@@ -237,13 +236,13 @@ def _train_step(
 
 
 def _decode_step(
-    model, batch: int, gen_len: int, allocator: Optional[dict] = None, audio_seconds: Optional[float] = None
+    model, batch: int, gen_len: int, allocator: dict | None = None, audio_seconds: float | None = None
 ) -> float:
     """One denoising step of the sampler on a fully masked response (every step costs the same),
     through the denoiser decoding uses: with ``prefix_attends_response`` false, the prefix's cache
     is filled first and the step runs the response alone."""
+    from whisper_llada.decoding.settings import DecodeConfig
     from whisper_llada.diffusion.sampling import _propose
-    from whisper_llada.diffusion.settings import DecodeConfig
 
     encoder_out, _ = _encode(model, batch, audio_seconds=audio_seconds)
     model.eval()
@@ -263,7 +262,7 @@ def measure(
     prompt_tokens: int = LLADA_PROMPT_TOKENS,
     text_tokens: int = 40,
     device: str = "meta",
-    audio_seconds: Optional[float] = None,
+    audio_seconds: float | None = None,
 ) -> Plan:
     """Sizes of ``cfg``'s model (made full size by ``full_size_config`` first, if wanted).
 
@@ -317,7 +316,7 @@ def fits(budget_gib: float, fixed: float, per_utt: float) -> int:
 
 
 def format_plan(
-    plan: Plan, gpu_gib: float, max_duration: float, min_duration: float, max_cuts: Optional[int] = None
+    plan: Plan, gpu_gib: float, max_duration: float, min_duration: float, max_cuts: int | None = None
 ) -> str:
     lines = ["| part | parameters | GiB as built |", "|---|---|---|"]
     for name, (n, b) in plan.params.items():
@@ -388,7 +387,7 @@ def format_check(plan: Plan, device_plan: Plan, device: str) -> str:
     return "\n".join(lines)
 
 
-def slice_config(cfg: ModelConfig, whisper_layers: Optional[int], llm_layers: Optional[int]) -> ModelConfig:
+def slice_config(cfg: ModelConfig, whisper_layers: int | None, llm_layers: int | None) -> ModelConfig:
     """``cfg`` (with shapes in its configs, e.g. from ``full_size_config``) with fewer layers: a
     slice of the full model at its true widths."""
     whisper, llm = dict(cfg.whisper.config), dict(cfg.llm.config)
@@ -436,7 +435,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
 
     args = get_parser().parse_args(argv)
     cfg = load_recipe_config(args.config, args.overrides)

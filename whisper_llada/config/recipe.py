@@ -7,14 +7,15 @@ overrides any key (the value is parsed as YAML).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 import yaml
 
-from whisper_llada.diffusion.settings import DecodeConfig, decode_configs
-from whisper_llada.models.config import ModelConfig
+from whisper_llada.config.model import ModelConfig
+from whisper_llada.decoding.settings import DecodeConfig, decode_configs
 from whisper_llada.utils.config import from_dict, load_yaml
 
 
@@ -27,7 +28,7 @@ class DataConfig:
     corpus: Literal["librispeech", "kaldi", "lhotse"] = "librispeech"
     # Not used: the Kaldi importer reads each recording's rate (the features stage resamples to
     # 16 kHz). Kept so that configs which still set it load.
-    sampling_rate: Optional[int] = None
+    sampling_rate: int | None = None
     raw_manifest_dir: str = "data/manifests"  # recordings and supervisions (the manifests stage)
     manifest_dir: str = "data/fbank"  # cuts with features (the features stage)
     # stored: the features stage computes Whisper's log-mel features once and stores them (lilcom);
@@ -87,19 +88,19 @@ class TrainConfig:
     num_epochs: int = 10
     # The epochs a decoding averages by default: the last ``avg`` up to the one it decodes (icefall's
     # --avg; the decode scripts' --avg overrides it). Averaging the last two of a short fine-tuning
-    # undoes some of its memorising (egs/espeak_fortunes/RESULTS.md, session 13).
+    # undoes some of its memorising (egs/espeak_fortunes/RESULTS.md).
     avg: int = 1
     max_duration: float = 200.0  # seconds of audio per batch and rank
     # Utterances per batch at most (None: no cap). Every utterance costs the same memory when
     # padded to Whisper's 30 s window, so a batch of short ones is the largest; see
     # tools/memory_plan.py for what fits.
-    max_cuts: Optional[int] = None
+    max_cuts: int | None = None
     num_buckets: int = 30
     lr: float = 3e-5  # peak
     lr_floor: float = 1e-5
     # Peak learning rate of the adapted Whisper layers (model.whisper.train_layers), on the same
     # schedule scaled; None: lr. Pretrained layers want less than a module trained from scratch.
-    encoder_lr: Optional[float] = None
+    encoder_lr: float | None = None
     warmup_steps: int = 3000
     decay_steps: int = 100000  # cosine from peak to floor over this many optimiser steps
     weight_decay: float = 0.0
@@ -122,7 +123,7 @@ class TrainConfig:
     # Or take the trained front end from another model's checkpoint (e.g. the AR twin from
     # Whisper-LLaDA's epoch-{frontend_epochs}.pt, so both read identical audio tokens) and train
     # the LLM on it, frozen, from the first epoch.
-    frontend_from: Optional[str] = None
+    frontend_from: str | None = None
     # Once the front end is frozen, compute every cut's audio tokens once and train the LLM on
     # them (in memory: for small models; exact, the frozen Q-Former is deterministic).
     cache_audio_tokens: bool = False
@@ -130,10 +131,10 @@ class TrainConfig:
     # model's own objective on the sentences of lm_text (one a line, .gz allowed; dev and test
     # transcripts are dropped), the prompt its only prefix. The paper's LLaDA knows English
     # before fine-tuning; a small LLM trained from scratch learns its language here. 0: none.
-    lm_text: Optional[str] = None
+    lm_text: str | None = None
     lm_epochs: int = 0
     lm_batch_size: int = 128  # sentences per batch and rank
-    lm_lr: Optional[float] = None  # peak, on its own warmup and cosine; None: lr
+    lm_lr: float | None = None  # peak, on its own warmup and cosine; None: lr
 
 
 @dataclass
@@ -159,15 +160,15 @@ class FirstPassConfig:
     nbest: int = 5
     max_new_tokens: int = 128
     batch_size: int = 8
-    language: Optional[str] = "en"
+    language: str | None = "en"
     # None: Whisper's 30 s window, as it was trained. A number (CTranslate2 only): the encoder
     # reads each batch's longest utterance plus this many seconds of silence, which ends the
     # transcript as well (with no silence Whisper runs on; see egs/espeak_fortunes/conf).
-    pad_seconds: Optional[float] = None
+    pad_seconds: float | None = None
     lattice: LatticeConfig = field(default_factory=LatticeConfig)
     # The CTC first-pass recogniser's config, relative to the file that names it (as base: is); the
     # recipes' ctc steps train and decode it on this config's data and lang directory. null: none.
-    ctc_config: Optional[str] = None
+    ctc_config: str | None = None
 
 
 @dataclass
@@ -194,7 +195,7 @@ class RecipeConfig:
     def check_features(self) -> None:
         """The Whisper directory must expect the features the recipe computes (a clear error if not)."""
         if self.model.whisper.path is not None:
-            from whisper_llada.models.whisper_encoder import check_feature_settings
+            from whisper_llada.data.features import check_feature_settings
 
             check_feature_settings(self.model.whisper.path, self.data.num_mel_bins)
 

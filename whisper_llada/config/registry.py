@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Optional
 
 # Training objectives. A masked-diffusion model is decoded and deliberated by the samplers of
 # ``whisper_llada.diffusion`` through its ``denoiser()``; its response block has a fixed length.
@@ -29,11 +28,11 @@ class Arch:
     model_class: str  # "module:Class" built as Class(cfg, encoder, qformer, llm, tokenizer), or (cfg, encoder, tokenizer) without LLM
     objective: str  # MASKED_DIFFUSION | NEXT_TOKEN | CTC
     # "module:function" (model_cfg, tokenizer, dtype) -> the LM (``inputs_embeds`` in, ``.logits`` out); None: no LLM
-    llm_builder: Optional[str] = None
+    llm_builder: str | None = None
     # "module:function" (width, layers, heads, ffn, vocab, max_len) -> ``model.llm.config`` of that shape
     # (benchmarks and tests build any arch at a given size through it)
-    llm_shape: Optional[str] = None
-    llm_family: Optional[str] = (
+    llm_shape: str | None = None
+    llm_family: str | None = (
         None  # which LLM code: "llada" (native, what the memory plan sizes), "llama", "hf_masked_lm"
     )
     about: str = ""
@@ -48,6 +47,10 @@ class Arch:
     @property
     def is_diffusion(self) -> bool:
         return self.objective == MASKED_DIFFUSION
+
+    @property
+    def is_autoregressive(self) -> bool:
+        return self.objective == NEXT_TOKEN
 
     def model_cls(self) -> type:
         return _load(self.model_class)
@@ -101,7 +104,7 @@ ARCHS: dict[str, Arch] = {
             "whisper_decoder_mdm",
             "whisper_llada.models.whisper_decoder:WhisperDecoderMDM",
             MASKED_DIFFUSION,
-            "whisper_llada.models.whisper_decoder:build_whisper_decoder_lm",
+            "whisper_llada.models.whisper_decoder_lm:build_whisper_decoder_lm",
             llm_family="whisper_decoder",
             about="Whisper's pretrained decoder as a masked-diffusion LM, cross-attending to the encoder",
             layout="cross_attention",
@@ -110,7 +113,7 @@ ARCHS: dict[str, Arch] = {
             "whisper_decoder_ar",
             "whisper_llada.models.whisper_decoder:WhisperDecoderAR",
             NEXT_TOKEN,
-            "whisper_llada.models.whisper_decoder:build_whisper_decoder_lm",
+            "whisper_llada.models.whisper_decoder_lm:build_whisper_decoder_lm",
             llm_family="whisper_decoder",
             about="the autoregressive twin of whisper_decoder_mdm: Whisper's decoder fine-tuned as it was trained",
             layout="cross_attention",
@@ -128,6 +131,6 @@ def get_arch(name: str) -> Arch:
         raise ValueError(f"model.arch {name!r} is not a known architecture; known: {known}") from None
 
 
-def arch_names(objective: Optional[str] = None) -> list[str]:
+def arch_names(objective: str | None = None) -> list[str]:
     """Names of the registered archs, optionally only those trained with ``objective``."""
     return [a.name for a in ARCHS.values() if objective is None or a.objective == objective]

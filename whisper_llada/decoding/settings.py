@@ -8,19 +8,11 @@ different settings never collide. A setting's ``mode`` names its strategy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from whisper_llada.decoding.strategy import get_strategy
+from whisper_llada.diffusion.options import CACHES, MASKING, RULES
 from whisper_llada.utils.config import from_dict
 
-# The commit rules (diffusion/commit.py) and prefix caches (diffusion/denoiser.py) a setting may
-# name. They live here, in a module without torch, so that reading a recipe config (the shell
-# recipes' config_value.py, about 25 calls a run) takes 0.1 s instead of 2 s.
-RULES = ("fixed", "threshold")
-CACHES = ("auto", "none", "exact", "approximate")
-
-# Deliberation's masking_type, by these names in the sampler too (diffusion/sampling.py).
-MASKING = ("low_confidence", "random", "first_pass")
 FUSE = ("lm", "words", "ctc")
 
 
@@ -31,11 +23,11 @@ class DecodeConfig:
     # Canvas length. auto: per row, from its CTC-compressed audio tokens or its duration times the
     # training transcripts' token rate (decoding; pure diffusion), or from the hypothesis
     # (deliberation: its length + len_margin EOS), plus len_margin.
-    gen_len: Union[int, str] = 128
+    gen_len: int | str = 128
     block_length: int = 128  # == gen_len: pure diffusion; shorter: semi-autoregressive blocks
     len_margin: int = 4  # gen_len auto: positions beyond the estimate
     len_scale: float = 1.0  # gen_len auto: canvas per CTC-compressed audio token
-    token_rate: Optional[str] = None  # gen_len auto: token_rate.json (default: beside the BPE model)
+    token_rate: str | None = None  # gen_len auto: token_rate.json (default: beside the BPE model)
     # Commit rule: fixed (the paper: a block's masks spread evenly over its steps) or threshold
     # (every masked position with confidence >= threshold, at least one a step; steps unused).
     commit: str = "fixed"
@@ -51,12 +43,12 @@ class DecodeConfig:
     # low_confidence (the model's) | random | first_pass (the first pass's word confidences)
     masking_type: str = "low_confidence"
     # Deliberation: the first-pass system whose records it repairs (None: the recipe's first_pass_system).
-    first_pass: Optional[str] = None
+    first_pass: str | None = None
     num_chunks: int = 4  # semi-AR deliberation
     # nbest_rescoring: the first pass's n-best (the first `nbest`, None: all) scored by the model's
     # pseudo-log-likelihood over pll_groups interleaved mask groups (one pass each), fused
     # log-linearly with the first pass's score and the word count, weights chosen on the dev parts.
-    nbest: Optional[int] = None
+    nbest: int | None = None
     pll_groups: int = 4
     # The fusion's features besides the first pass's score (lm: the pseudo-log-likelihood; words:
     # the word count; ctc: the CTC recogniser's log-likelihood, where the records carry one).
@@ -71,9 +63,9 @@ class DecodeConfig:
     # Autoregressive decoding as a first pass: each cut's beam (its n-best with log-probabilities)
     # also goes to first-pass records of this system name, on the dev parts too, for another
     # model's deliberation or n-best rescoring (the paper's cascade: the AR model's output repaired).
-    as_first_pass: Optional[str] = None
+    as_first_pass: str | None = None
     batch_size: int = 16
-    name: Optional[str] = None  # overrides the generated suffix
+    name: str | None = None  # overrides the generated suffix
 
     def __post_init__(self):
         strategy = get_strategy(self.mode)  # an unknown mode is refused here

@@ -74,7 +74,7 @@ def probe(rid: str, src: str):
         return Recording.from_file(src, recording_id=rid)
     cmd = src[:-1].strip()
     # stdin closed: a command that waits for input ends instead of hanging the import.
-    p = subprocess.run(cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.run(cmd, shell=True, stdin=subprocess.DEVNULL, capture_output=True)
     said = p.stderr.decode(errors="replace").strip().splitlines()
     if p.returncode:
         raise RuntimeError(f"command failed (exit status {p.returncode}{': ' + said[-1] if said else ''})")

@@ -7,9 +7,9 @@ Writes ``{output_dir}/{prefix}_{recordings,supervisions}_{part}.jsonl.gz`` per p
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Sequence
 
 from whisper_llada.data.dropped import dropped_path, entry, write_dropped
 from whisper_llada.data.manifests_io import check_manifest
@@ -69,7 +69,7 @@ def _read_part(part_dir: Path, nj: int):
 def prepare_librispeech(
     corpus_dir: str | Path,
     output_dir: str | Path,
-    parts: Optional[Sequence[str]] = None,
+    parts: Sequence[str] | None = None,
     nj: int = 1,
     prefix: str = "librispeech",
 ) -> list[str]:

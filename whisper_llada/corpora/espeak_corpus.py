@@ -11,8 +11,8 @@ import logging
 import random
 from pathlib import Path
 
-from whisper_llada.data.fortunes import fortune_sentences
-from whisper_llada.data.synth_corpus import Speaker, write_part
+from whisper_llada.corpora.fortunes import fortune_sentences
+from whisper_llada.corpora.synth_corpus import Speaker, write_part
 
 log = logging.getLogger(__name__)
 

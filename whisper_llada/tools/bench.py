@@ -16,12 +16,13 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import torch
 
 from whisper_llada.data.audio import Audio
-from whisper_llada.decoding.random_models import (
+from whisper_llada.diffusion.counts import PassCounts
+from whisper_llada.tools.random_models import (
     SIZES,
     EndsAt,
     VocabTokenizer,
@@ -29,7 +30,6 @@ from whisper_llada.decoding.random_models import (
     model_config,
     on_device,
 )
-from whisper_llada.decoding.stats import PassCounts
 
 # Model families: each has its own AR twin, to which the table's RTF ratios are.
 LLM = "llm"  # Whisper-LLaDA and its LLaMA twin (Q-Former prefix)
@@ -94,7 +94,7 @@ class Bench:
     def batch(self, sl: slice) -> dict:
         return {"audio": Audio.features(self.feats[sl], self.lens[sl])}
 
-    def measure(self, strategy: "BenchStrategy", bs: int) -> "Row":
+    def measure(self, strategy: BenchStrategy, bs: int) -> Row:
         """``strategy`` over every utterance in batches of ``bs``, timed over ``reps`` after a warm-up."""
         args, tally = self.args, Tally()
 
@@ -138,7 +138,7 @@ class _OnLLaDA(BenchStrategy):
     """A sampler on Whisper-LLaDA (with the transcript length imposed), its prefix cache by name:
     "blind" is the prefix-blind model recomputed every step (the exact cache's reference)."""
 
-    def __init__(self, name: str, cache: str = "none", length: Optional[int] = None):
+    def __init__(self, name: str, cache: str = "none", length: int | None = None):
         super().__init__(name)
         self.cache, self.length = cache, length
 
@@ -156,7 +156,7 @@ class _OnLLaDA(BenchStrategy):
 class Generate(_OnLLaDA):
     """Diffusion decoding: ``steps`` over blocks of ``block``, or a per-row canvas of ``length``."""
 
-    def __init__(self, name, steps: int, block: Optional[int] = None, commit: str = "fixed", **kw):
+    def __init__(self, name, steps: int, block: int | None = None, commit: str = "fixed", **kw):
         super().__init__(name, **kw)
         self.steps, self.block, self.commit = steps, block, commit
 
@@ -269,8 +269,8 @@ class WhisperDecoderDiffusion(_OnWhisperDecoder):
         self.cache, self.per_step = cache, per_step
 
     def run(self, bench: Bench, sl: slice, tally: Tally) -> None:
+        from whisper_llada.decoding.settings import DecodeConfig
         from whisper_llada.diffusion import generate
-        from whisper_llada.diffusion.settings import DecodeConfig
 
         T = bench.args.tokens
         frames, fmask, _ = bench.mdm.prefix(self.frames(bench, sl, tally))
@@ -297,7 +297,7 @@ class WhisperDecoderGreedy(_OnWhisperDecoder):
     is_twin = True
 
     def run(self, bench: Bench, sl: slice, tally: Tally) -> None:
-        from whisper_llada.diffusion.settings import DecodeConfig
+        from whisper_llada.decoding.settings import DecodeConfig
 
         T = bench.args.tokens
         audio = self.frames(bench, sl, tally)
@@ -318,7 +318,7 @@ class Row:
     passes_per_utt: float
     positions_per_pass: float
     rtf: float
-    tokens: Optional[list] = None  # output ids per utterance (checks that caches change nothing)
+    tokens: list | None = None  # output ids per utterance (checks that caches change nothing)
     llm_rtf: float = 0.0  # the LLM's part alone: the front end (encoder, Q-Former) left out
 
     @property
@@ -395,7 +395,7 @@ def strategies(L: int, T: int, margin: int) -> list[BenchStrategy]:
     ]
 
 
-def chosen(all_: list[BenchStrategy], only: Optional[list[str]]) -> list[BenchStrategy]:
+def chosen(all_: list[BenchStrategy], only: list[str] | None) -> list[BenchStrategy]:
     """The strategies whose names contain one of ``only`` (None: all), with the AR twins the
     table's ratios are to: the LLM pair's always, the Whisper decoder's when one of its is chosen."""
     if not only:
@@ -415,7 +415,7 @@ def run(args) -> list[Row]:
     return [bench.measure(s, bs) for bs in args.batch_sizes for s in todo]
 
 
-def format_table(rows: list[Row], gen_len: Optional[int] = None) -> str:
+def format_table(rows: list[Row], gen_len: int | None = None) -> str:
     """The table, RTF as a ratio to the AR twin's at the same batch size and positions per utterance
     as a ratio to the paper's diffusion at ``gen_len / 4`` steps; then whether every exact cache gave
     the tokens of the same model without it."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Optional
 
 import numpy as np
 
@@ -20,7 +19,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 class ESpeak:
     """One espeak-ng engine per process (the library keeps global state); synthesis is serialised."""
 
-    _instance: Optional["ESpeak"] = None
+    _instance: ESpeak | None = None
     _lock = threading.Lock()
 
     def __init__(self):
@@ -56,7 +55,7 @@ class ESpeak:
         ]
 
     @classmethod
-    def get(cls) -> "ESpeak":
+    def get(cls) -> ESpeak:
         with cls._lock:
             if cls._instance is None:
                 cls._instance = ESpeak()

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 2**30
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 
 def shapes(size: str, whisper_layers: int, llm_layers: int) -> tuple[dict, dict]:
     """Whisper and LLaDA configs: the hub checkpoints' widths (``full``) or toy ones, with these layer counts."""
-    from whisper_llada.memory_plan import LLADA_8B, WHISPER_LARGE_V3
+    from whisper_llada.tools.memory_plan import LLADA_8B, WHISPER_LARGE_V3
 
     whisper, llm = (WHISPER_LARGE_V3, LLADA_8B) if size == "full" else (TINY_WHISPER, TINY_LLADA)
     return {**whisper, "encoder_layers": whisper_layers}, {**llm, "n_layers": llm_layers}
@@ -114,8 +113,8 @@ def make_corpus(dl_dir: Path, counts: dict[str, int], seed: int = 0) -> None:
     """Short fortune sentences (3 to 5 words, about 1-2 s) spoken by espeak-ng, in LibriSpeech layout."""
     import random
 
-    from whisper_llada.data.fortunes import fortune_sentences
-    from whisper_llada.data.synth_corpus import Speaker, write_part
+    from whisper_llada.corpora.fortunes import fortune_sentences
+    from whisper_llada.corpora.synth_corpus import Speaker, write_part
 
     sents = fortune_sentences(min_words=3, max_words=5)
     random.Random(seed).shuffle(sents)
@@ -175,7 +174,7 @@ def _run(cmd: list, cwd: Path, what: str) -> str:
 # ---------------------------------------------------------------- one training process
 
 
-def _proc_kib(field: str) -> Optional[int]:
+def _proc_kib(field: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -199,7 +198,7 @@ def train_rank(args) -> None:
     import torch
     import torch.distributed as dist
 
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
     from whisper_llada.training.trainer import Trainer, dist_env
     from whisper_llada.utils.checkpoint_io import atomic_write_text
     from whisper_llada.utils.logging import setup_logger
@@ -255,7 +254,7 @@ def train_rank(args) -> None:
 
 
 def _train(args, conf: Path, sets: list[str], work: Path, exp: str, start_batch: int = 0) -> list[dict]:
-    cmd = ["torchrun", "--standalone", "--nproc-per-node", args.nproc, "-m", "whisper_llada.full_width", "rank"]
+    cmd = ["torchrun", "--standalone", "--nproc-per-node", args.nproc, "-m", "whisper_llada.tools.full_width", "rank"]
     cmd += ["--config", conf, "--exp-dir", exp, "--device", args.device, "--batch", args.batch]
     cmd += ["--start-batch", start_batch] + [a for s in sets for a in ("--set", s)]
     _run(cmd, work, f"training ({exp})")
@@ -284,7 +283,7 @@ def _speed(exp_dir: Path, mode: str) -> dict:
 def plan_for(cfg, args, audio_seconds: float):
     """The memory plan of the check's model (the recipe config as loaded), its prompt and utterance length."""
     from whisper_llada.data.tokenizer import build_tokenizer
-    from whisper_llada.memory_plan import full_size_config, measure
+    from whisper_llada.tools.memory_plan import full_size_config, measure
 
     prompt = len(build_tokenizer(cfg.model.tokenizer).prompt_ids(cfg.model.prompt))
     return measure(
@@ -310,7 +309,7 @@ def compare_memory(plan, report: dict, batch: int, checkpointing: bool) -> dict:
     return {"plan_built": plan_built, "built": built, "plan_train": plan_train, "train": train}
 
 
-def _ratio(measured: Optional[float], plan: float) -> str:
+def _ratio(measured: float | None, plan: float) -> str:
     return "-" if measured is None or plan <= 0 else f"{measured / plan:.2f}"
 
 
@@ -380,8 +379,8 @@ def run_check(args) -> dict:
     """Runs the check; returns its figures (the report is written to ``args.out_dir``)."""
     from lhotse import load_manifest_lazy
 
-    from whisper_llada.models.registry import get_arch
-    from whisper_llada.recipe import load_recipe_config
+    from whisper_llada.config.recipe import load_recipe_config
+    from whisper_llada.config.registry import get_arch
     from whisper_llada.utils.checkpoint_io import atomic_write_text
 
     t_all = time.time()
@@ -394,23 +393,8 @@ def run_check(args) -> dict:
     t0 = time.time()
     if not (dl / "LibriSpeech").is_dir():
         make_corpus(dl, {TRAIN: per_rank * args.steps, DEV: per_rank, TEST: args.num_test})
-    local = ROOT / "local"
     set_args = [a for s in sets for a in ("--set", s)]
-    _run(
-        [
-            sys.executable,
-            local / "prepare_manifests.py",
-            "--config",
-            conf,
-            "--corpus-dir",
-            dl / "LibriSpeech",
-            *set_args,
-        ],
-        work,
-        "manifests",
-    )
-    _run([sys.executable, local / "compute_fbank.py", "--config", conf, *set_args], work, "features")
-    _run([sys.executable, local / "prepare_lang.py", "--config", conf, *set_args], work, "lang")
+    _prepare_data(conf, set_args, work, dl)
     timings["corpus, manifests, features, lang"] = time.time() - t0
     os.chdir(work)  # the config's relative paths (data/..., the BPE model) are the work directory's
     cfg = load_recipe_config(conf, sets)
@@ -426,43 +410,8 @@ def run_check(args) -> dict:
     if len(train_cuts) < per_rank * args.steps:
         raise RuntimeError(f"{cfg.data.cuts_path(TRAIN)}: {len(train_cuts)} cuts, {per_rank * args.steps} needed")
 
-    t0 = time.time()
-    for exp in ("exp/full", "exp/resumed"):
-        shutil.rmtree(work / exp, ignore_errors=True)
-    full = _train(args, conf, sets, work, "exp/full")
-    timings["training, uninterrupted"] = time.time() - t0
-    resumed = [{"losses": []} for _ in full]
-    if args.resume_at:
-        t0 = time.time()
-        (work / "exp/resumed").mkdir(parents=True)
-        shutil.copy(work / f"exp/full/checkpoint-{args.resume_at}.pt", work / "exp/resumed")
-        resumed = _train(args, conf, sets, work, "exp/resumed", start_batch=args.resume_at)
-        timings["training, resumed"] = time.time() - t0
-    # zip(strict): a resumed run with more or fewer steps than the uninterrupted one's rest is an error.
-    diffs = [
-        abs(a - b)
-        for f, r in zip(full, resumed)
-        for a, b in zip(f["losses"][args.resume_at :] if args.resume_at else [], r["losses"], strict=True)
-    ]
-    resume = {
-        "steps": len(full[0]["losses"]),
-        "sec_per_step": full[0]["seconds"] / max(1, len(full[0]["losses"])),
-        "utts_per_sec": sum(r["utts"] for r in full) / full[0]["seconds"],
-        "full": full[0]["losses"],
-        "resumed": resumed[0]["losses"],
-        "max_diff": max(diffs) if diffs else None,
-        "resumed_steps": len(diffs),
-    }
-
-    t0 = time.time()
-    common = ["--config", conf, *set_args, "--exp-dir", "exp/full", "--checkpoint", "exp/full/epoch-1.pt"]
-    _run([sys.executable, local / "decode.py", *common, "--device", args.device], work, "decoding")
-    timings["decoding (process)"] = time.time() - t0
-    t0 = time.time()
-    write_first_pass(cfg.data.cuts_path(TEST), work / "data/firstpass/synthetic" / f"{TEST}.jsonl.gz")
-    _run([sys.executable, local / "deliberate.py", *common, "--device", args.device], work, "deliberation")
-    timings["deliberation (process)"] = time.time() - t0
-    speeds = {m: _speed(work / "exp/full", m) for m in ("decoding", "diffusion_deliberation")}
+    full, resume = _training_runs(args, conf, sets, work, timings)
+    speeds = _decoding_runs(args, conf, set_args, cfg, work, timings)
 
     t0 = time.time()
     plan = plan_for(cfg, args, max(c.duration for c in train_cuts))
@@ -554,3 +503,70 @@ def main(argv=None) -> dict | None:
 
 if __name__ == "__main__":
     main()
+
+
+def _prepare_data(conf: Path, set_args: list, work: Path, dl: Path) -> None:
+    """The recipe's manifests, features and lang stages on the corpus under ``dl``."""
+    local = ROOT / "local"
+    _run(
+        [
+            sys.executable,
+            local / "prepare_manifests.py",
+            "--config",
+            conf,
+            "--corpus-dir",
+            dl / "LibriSpeech",
+            *set_args,
+        ],
+        work,
+        "manifests",
+    )
+    _run([sys.executable, local / "compute_fbank.py", "--config", conf, *set_args], work, "features")
+    _run([sys.executable, local / "prepare_lang.py", "--config", conf, *set_args], work, "lang")
+
+
+def _training_runs(args, conf: Path, sets: list, work: Path, timings: dict) -> tuple[list, dict]:
+    """Training uninterrupted, then (``--resume-at``) resumed from its checkpoint at that step: every
+    rank's report of the uninterrupted run, and how the resumed run's losses compare with it."""
+    t0 = time.time()
+    for exp in ("exp/full", "exp/resumed"):
+        shutil.rmtree(work / exp, ignore_errors=True)
+    full = _train(args, conf, sets, work, "exp/full")
+    timings["training, uninterrupted"] = time.time() - t0
+    resumed = [{"losses": []} for _ in full]
+    if args.resume_at:
+        t0 = time.time()
+        (work / "exp/resumed").mkdir(parents=True)
+        shutil.copy(work / f"exp/full/checkpoint-{args.resume_at}.pt", work / "exp/resumed")
+        resumed = _train(args, conf, sets, work, "exp/resumed", start_batch=args.resume_at)
+        timings["training, resumed"] = time.time() - t0
+    # zip(strict): a resumed run with more or fewer steps than the uninterrupted one's rest is an error.
+    diffs = [
+        abs(a - b)
+        for f, r in zip(full, resumed)
+        for a, b in zip(f["losses"][args.resume_at :] if args.resume_at else [], r["losses"], strict=True)
+    ]
+    resume = {
+        "steps": len(full[0]["losses"]),
+        "sec_per_step": full[0]["seconds"] / max(1, len(full[0]["losses"])),
+        "utts_per_sec": sum(r["utts"] for r in full) / full[0]["seconds"],
+        "full": full[0]["losses"],
+        "resumed": resumed[0]["losses"],
+        "max_diff": max(diffs) if diffs else None,
+        "resumed_steps": len(diffs),
+    }
+    return full, resume
+
+
+def _decoding_runs(args, conf: Path, set_args: list, cfg, work: Path, timings: dict) -> dict:
+    """Decoding and deliberation of the trained model, each as its stage script runs it: their speeds."""
+    local = ROOT / "local"
+    t0 = time.time()
+    common = ["--config", conf, *set_args, "--exp-dir", "exp/full", "--checkpoint", "exp/full/epoch-1.pt"]
+    _run([sys.executable, local / "decode.py", *common, "--device", args.device], work, "decoding")
+    timings["decoding (process)"] = time.time() - t0
+    t0 = time.time()
+    write_first_pass(cfg.data.cuts_path(TEST), work / "data/firstpass/synthetic" / f"{TEST}.jsonl.gz")
+    _run([sys.executable, local / "deliberate.py", *common, "--device", args.device], work, "deliberation")
+    timings["deliberation (process)"] = time.time() - t0
+    return {m: _speed(work / "exp/full", m) for m in ("decoding", "diffusion_deliberation")}
