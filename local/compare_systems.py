@@ -8,6 +8,11 @@ Writes {output_dir}/report.txt, report.json (default: the first --exp-dir), and 
        (its change against both, and the dev figures that chose its weights) and AR against diffusion.
        A deliberation row also gets cascade_rtf: its RTF plus the first pass's;
        first passes with statistics (n-best oracle WER, confidence AUC, lattice depth) get a table.
+
+--markdown REPORT: print a report.json as markdown tables instead (nothing is collected); with
+       --update FILE..., also write them between the <!-- embedded-report:begin --> and
+       <!-- embedded-report:end --> lines of each file (README.md, RESULTS.md), so results there
+       are never copied by hand.
 """
 
 import argparse
@@ -17,18 +22,47 @@ from pathlib import Path
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp-dir", type=Path, action="append", required=True, help="repeatable")
+    p.add_argument("--exp-dir", type=Path, action="append", help="repeatable; required unless --markdown")
     p.add_argument("--output-dir", type=Path, help="where report.{txt,json} go (default: the first --exp-dir)")
     p.add_argument("--firstpass-dir", type=Path, default=Path("data/firstpass"))
     p.add_argument("--a", type=Path, help="recogs file of the reference system (e.g. the first pass)")
     p.add_argument("--b", type=Path, help="recogs file of the system compared with it (e.g. deliberation)")
     p.add_argument("--plot", type=Path, help="write a PNG of WER against RTF here")
     p.add_argument("--sclite-mode", action="store_true")
+    p.add_argument("--markdown", type=Path, metavar="REPORT", help="print this report.json as markdown")
+    p.add_argument("--update", type=Path, nargs="+", metavar="FILE", help="with --markdown: write it into these files")
+    p.add_argument("--marker", default="embedded-report", help="name in the files' begin/end comments")
     return p
 
 
+def print_markdown(args: argparse.Namespace) -> None:
+    """The --markdown form: a report written before, as markdown; with --update, into files."""
+    from whisper_llada.scoring.report_table import markdown_report, update_files
+
+    try:
+        report = json.loads(args.markdown.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{args.markdown}: cannot read this report ({e}); run the report stage first") from None
+    text = markdown_report(report)
+    print(text, end="")
+    if args.update:
+        try:
+            changed = update_files(args.update, text, args.marker)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        for path in args.update:
+            print(f"{path}: {'updated' if path in changed else 'already up to date'}")
+
+
 def main() -> None:
-    args = get_parser().parse_args()
+    parser = get_parser()
+    args = parser.parse_args()
+    if args.markdown:
+        return print_markdown(args)
+    if args.update:
+        parser.error("--update needs --markdown REPORT")
+    if not args.exp_dir:
+        parser.error("--exp-dir is required (or --markdown REPORT)")
     from whisper_llada.scoring.compare import (
         add_cascade_rtf,
         collect_systems,

@@ -40,8 +40,8 @@ pip_setting() {
   fi
 }
 
-# uv installs the same pins faster than pip (43-59 s from scratch against 81 s on the 2-core
-# machine).
+# uv installs the same pins faster than pip (43-59 s from scratch against 81 s on a 2-core AMD
+# EPYC CPU).
 # It compiles the bytecode at install, as pip does: where PYTHONDONTWRITEBYTECODE is set, every
 # process would otherwise compile what it imports (9 s more for torch and transformers). It reads
 # no pip configuration, so pip's index, find-links, constraints and certificates are handed to it.
