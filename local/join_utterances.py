@@ -21,6 +21,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--across-speakers", action="store_true", help="join regardless of speaker (recordings of several voices)"
     )
+    p.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds of silence between joined utterances (a corpus whose utterances carry no silence of their own)",
+    )
     return p
 
 
@@ -33,7 +39,7 @@ def main() -> None:
     if (args.dst / "joined.txt").is_file():
         print(f"{args.dst} already exists - skipping")
         return
-    join_part(args.src, args.dst, args.min_seconds, args.max_seconds, args.across_speakers)
+    join_part(args.src, args.dst, args.min_seconds, args.max_seconds, args.across_speakers, args.pause)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,14 @@ def test_join_part_writes_a_librispeech_part(tmp_path):
     audio, sr = sf.read(joined[0][2], dtype="float32")
     assert sr == rate and len(audio) == 6 * rate and audio[rate] == pytest.approx(0.2, abs=1e-3)
     assert (tmp_path / "dst/joined.txt").read_text().splitlines()[1] == "8-0-0000 8-1-0000 8-1-0001"
+    # With pauses: half a second of silence between two utterances, counted toward max_seconds.
+    out = join_part(tmp_path / "src", tmp_path / "gaps", 5.5, 7.0, pause=0.5)
+    assert [g for _, g, _ in out][:2] == [["7-1-0000", "7-1-0001"], ["7-1-0002"]]
+    audio, _ = sf.read(read_part(tmp_path / "gaps")[0][2], dtype="float32")
+    assert len(audio) == int(3.5 * rate)
+    assert np.all(audio[rate : rate + rate // 2] == 0) and audio[rate + rate // 2] == pytest.approx(0.2, abs=1e-3)
+    with pytest.raises(ValueError, match="pause -1"):
+        join_part(tmp_path / "src", tmp_path / "bad", 5.5, 7.0, pause=-1)
 
 
 def test_hypotheses_that_fill_a_fixed_canvas_are_counted(tokenizer):

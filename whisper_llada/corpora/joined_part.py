@@ -66,16 +66,23 @@ def group_utterances(
 
 
 def join_part(
-    src_dir: Path, dst_dir: Path, min_seconds: float, max_seconds: float, across_speakers: bool = False
+    src_dir: Path,
+    dst_dir: Path,
+    min_seconds: float,
+    max_seconds: float,
+    across_speakers: bool = False,
+    pause: float = 0.0,
 ) -> list[tuple[str, list[str], float]]:
     """Writes ``dst_dir`` (LibriSpeech layout) of joined utterances; returns (joined id, source ids,
     seconds) per joined utterance. The joined ids are ``{speaker}-0-{index:04d}`` (speaker ``0``
-    for recordings of several)."""
+    for recordings of several). ``pause`` seconds of silence go between two joined utterances."""
     import numpy as np
     import soundfile as sf
 
     from whisper_llada.utils.checkpoint_io import atomic_write, atomic_write_text
 
+    if pause < 0:
+        raise ValueError(f"pause {pause}: expected seconds of silence, 0 or more")
     if min_seconds > max_seconds:
         raise ValueError(f"min_seconds {min_seconds} is more than max_seconds {max_seconds}")
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
@@ -87,7 +94,9 @@ def join_part(
     (rate,) = rates
     texts = {utt_id: text for utt_id, text, _ in items}
     flacs = {utt_id: flac for utt_id, _, flac in items}
-    groups = group_utterances([(u, info[u].duration) for u, _, _ in items], min_seconds, max_seconds, across_speakers)
+    # Each utterance is counted with the pause after it, so a joined one stays within max_seconds.
+    sizes = [(u, info[u].duration + pause) for u, _, _ in items]
+    groups = group_utterances(sizes, min_seconds, max_seconds, across_speakers)
     out, lines_by_dir, index = [], {}, {}
     for group in groups:
         spk = "0" if across_speakers else group[0].split("-")[0]
@@ -95,7 +104,11 @@ def join_part(
         new_id = f"{spk}-0-{k:04d}"
         chapter = dst_dir / spk / "0"
         chapter.mkdir(parents=True, exist_ok=True)
-        audio = np.concatenate([sf.read(str(flacs[u]), dtype="float32")[0] for u in group])
+        gap = np.zeros(int(round(pause * rate)), dtype="float32")
+        chunks = []
+        for u in group:
+            chunks += [sf.read(str(flacs[u]), dtype="float32")[0], gap]
+        audio = np.concatenate(chunks[:-1])
         atomic_write(chapter / f"{new_id}.flac", lambda tmp, a=audio: sf.write(tmp, a, rate, format="FLAC"))
         lines_by_dir.setdefault(chapter, []).append(f"{new_id} {' '.join(texts[u] for u in group)}")
         out.append((new_id, group, len(audio) / rate))
