@@ -7,8 +7,6 @@ scored by their log-probabilities, and each cut keeps its ``num_beams`` best hyp
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from whisper_llada.diffusion.counts import PassCounts, add_counts
@@ -22,14 +20,14 @@ def generate_beam(
     model,
     prefix_embeds: torch.Tensor,
     *,
-    prefix_mask: Optional[torch.Tensor] = None,
-    prefix_positions: Optional[torch.Tensor] = None,
+    prefix_mask: torch.Tensor | None = None,
+    prefix_positions: torch.Tensor | None = None,
     gen_length: int,
     block_length: int,
     num_beams: int,
     mask_id: int,
     eos_id: int,
-    stats: Optional[PassCounts | dict] = None,
+    stats: PassCounts | dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens (B, K, L) and scores (B, K) of each cut's ``num_beams`` (K) best hypotheses, best first.
 
