@@ -27,7 +27,7 @@ def generate_beam(
     num_beams: int,
     mask_id: int,
     eos_id: int,
-    stats: PassCounts | dict | None = None,
+    stats: PassCounts | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens (B, K, L) and scores (B, K) of each cut's ``num_beams`` (K) best hypotheses, best first.
 

@@ -30,9 +30,8 @@ REMASKING = ("low_confidence", "random")
 # The paper's rule; a frozen dataclass, so one instance serves as every call's default.
 _FIXED_RULE = CommitRule()
 # Which tokens deliberation re-masks: the settings' masking_type values (first_pass: the lowest
-# ``confidences`` given, the first pass's own). "given" is that one's former name here.
+# ``confidences`` given, the first pass's own).
 MASKING_TYPES = MASKING
-_FORMER = {"given": "first_pass"}
 
 
 def num_transfer_tokens(num_masked: torch.Tensor, steps: torch.Tensor | int) -> torch.Tensor:
@@ -58,7 +57,7 @@ class _Runner:
     """Calls the denoiser on a subset of rows and counts, per row, passes and the sequence
     positions they ran (the prefix's too when it is recomputed)."""
 
-    def __init__(self, denoiser: Denoiser, state: PrefixState, stats: PassCounts | dict | None):
+    def __init__(self, denoiser: Denoiser, state: PrefixState, stats: PassCounts | None):
         self.denoiser, self.state, self.stats = denoiser, state, stats
         B = state.embeds.shape[0]
         self.passes = torch.zeros(B, dtype=torch.long)
@@ -215,7 +214,7 @@ def generate(
     mask_id: int,
     eos_id: int,
     generator: torch.Generator | None = None,
-    stats: PassCounts | dict | None = None,
+    stats: PassCounts | None = None,
     prefix_positions: torch.Tensor | None = None,
     commit: CommitRule | str = "fixed",
     threshold: float = 0.9,
@@ -361,7 +360,7 @@ def deliberate(
     pad_id: int,
     pad_to: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
-    stats: PassCounts | dict | None = None,
+    stats: PassCounts | None = None,
     prefix_positions: torch.Tensor | None = None,
     commit: CommitRule | str = "fixed",
     threshold: float = 0.9,
@@ -376,7 +375,6 @@ def deliberate(
     tokens, one length or one per row (the paper: None, the response is the hypothesis alone).
     ``model``, ``commit``, ``threshold``, ``stats`` and ``prefix_positions`` as in ``generate``.
     """
-    masking_type = _FORMER.get(masking_type, masking_type)
     if mode not in ("diffusion", "semi_ar"):
         raise ValueError(f"mode {mode!r}: expected 'diffusion' or 'semi_ar'")
     if masking_type not in MASKING_TYPES:

@@ -23,7 +23,7 @@ def pseudo_log_likelihood(
     scored: torch.Tensor,
     groups: int,
     mask_id: int,
-    stats: PassCounts | dict | None = None,
+    stats: PassCounts | None = None,
 ) -> torch.Tensor:
     """Sum over the ``scored`` positions (B, L) of log p(token | prefix, the response with that
     token's group masked), per row (B,). ``response_mask`` marks real (not padding) positions;
