@@ -5,12 +5,7 @@ Reads  {firstpass_dir}/{first_pass_system}/{test}.jsonl.gz, the model as local/d
 Writes {exp_dir}/{mode}/recogs-{test}-{suffix}.txt, errs-*, speed-*.json, wer-summary-*
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from decode import run  # noqa: E402
+from local.decode import run
 
 
 def main() -> None:

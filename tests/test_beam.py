@@ -14,6 +14,7 @@ from test_whisper_decoder import tiny
 from whisper_llada.data.audio import Audio
 from whisper_llada.decoding.settings import DecodeConfig
 from whisper_llada.diffusion.beam import generate_beam
+from whisper_llada.diffusion.counts import PassCounts
 from whisper_llada.diffusion.sampling import generate
 
 
@@ -72,7 +73,7 @@ def test_beam_keeps_what_a_plain_search_keeps(sp_model, tokenizer):
         ]
         for cache in ("none", "auto"):
             den = model.denoiser(DecodeConfig(mode="decoding", cache=cache))
-            stats = {}
+            stats = PassCounts()
             tokens, scores = generate_beam(
                 den,
                 frames,
@@ -88,8 +89,8 @@ def test_beam_keeps_what_a_plain_search_keeps(sp_model, tokenizer):
                 got = [(s, x) for s, x in zip(scores[b].tolist(), tokens[b].tolist()) if s > float("-inf")]
                 assert [x for _, x in got] == [x for _, x in ref], (cache, b)
                 assert [s for s, _ in got] == pytest.approx([s for s, _ in ref], abs=1e-4)
-            positions[cache] = stats["positions"]
-            assert (stats["forward_passes"] <= L + 1).all()
+            positions[cache] = stats.positions
+            assert (stats.forward_passes <= L + 1).all()
             # At one beam: greedy semi-AR decoding, one token a step.
             one, _ = generate_beam(
                 den,

@@ -9,6 +9,7 @@ from tests.test_sampling import EOS, MASK, PAD
 from tests.test_sampling import tiny_llada as scripted_llada
 from whisper_llada.data.audio import Audio
 from whisper_llada.diffusion import CommitRule, Denoiser, PrefixCacheDenoiser, deliberate, generate, make_denoiser
+from whisper_llada.diffusion.counts import PassCounts
 
 
 def tiny_llada(seed=0):
@@ -54,15 +55,15 @@ def test_exact_cache_gives_the_tokens_of_no_cache(block):
     lm = tiny_llada()
     embeds, mask = left_padded_prefix()
     kw = dict(prefix_mask=mask, gen_length=12, steps=12, block_length=block, mask_id=MASK, eos_id=EOS)
-    s_full, s_cached = {}, {}
+    s_full, s_cached = PassCounts(), PassCounts()
     a = generate(make_denoiser(lm, prefix_attends_response=False, cache="none"), embeds, stats=s_full, **kw)
     b = generate(make_denoiser(lm, prefix_attends_response=False, cache="auto"), embeds, stats=s_cached, **kw)
     assert torch.equal(a, b)
     # one pass more (the prefill over the prefix), then only the response positions per pass
-    P, steps = embeds.shape[1], s_full["forward_passes"]
-    assert torch.equal(s_cached["forward_passes"], steps + 1)
-    assert torch.equal(s_full["positions"], steps * (P + 12))
-    assert torch.equal(s_cached["positions"], P + steps * 12)
+    P, steps = embeds.shape[1], s_full.forward_passes
+    assert torch.equal(s_cached.forward_passes, steps + 1)
+    assert torch.equal(s_full.positions, steps * (P + 12))
+    assert torch.equal(s_cached.positions, P + steps * 12)
     hyps = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 1, 2]]
     dk = dict(prefix_mask=mask, mask_ratio=0.5, steps=8, mask_id=MASK, eos_id=EOS, pad_id=PAD, pad_to=8)
     for mode in ("diffusion", "semi_ar"):
@@ -84,7 +85,7 @@ def test_approximate_cache_is_exact_right_after_a_refresh_and_counts_its_passes(
     again = den.response_logits(state, resp, rmask)  # the response alone on the cache, same response
     torch.testing.assert_close(first, want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(again, want, rtol=1e-4, atol=1e-4)
-    stats: dict = {}
+    stats = PassCounts()
     # eos -1 never ends a row early; two blocks: the cache is refreshed at the second block's start
     generate(
         PrefixCacheDenoiser(lm, refresh=3),
@@ -97,7 +98,7 @@ def test_approximate_cache_is_exact_right_after_a_refresh_and_counts_its_passes(
         eos_id=-1,
         stats=stats,
     )
-    passes, positions = stats["forward_passes"], stats["positions"]
+    passes, positions = stats.forward_passes, stats.positions
     full = (positions - passes * 12) // embeds.shape[1]  # passes that recomputed the prefix
     assert passes.tolist() == [12] * 3
     assert full.tolist() == [4] * 3  # per block of 6 steps: full, 3 cached, full, 1 cached
@@ -115,15 +116,15 @@ def test_threshold_rule_bounds():
     lm = tiny_llada()
     embeds, mask = left_padded_prefix()
     kw = dict(prefix_mask=mask, gen_length=10, steps=10, block_length=10, mask_id=MASK, eos_id=EOS)
-    s_fixed, s_one, s_all = {}, {}, {}
+    s_fixed, s_one, s_all = PassCounts(), PassCounts(), PassCounts()
     fixed = generate(lm, embeds, stats=s_fixed, **kw)
     # tau 1: never sure, one commit a step, most confident first: the paper's rule at steps == length
     one = generate(lm, embeds, stats=s_one, commit="threshold", threshold=1.0, **kw)
     assert torch.equal(fixed, one)
-    assert torch.equal(s_fixed["forward_passes"], s_one["forward_passes"])
+    assert torch.equal(s_fixed.forward_passes, s_one.forward_passes)
     # a tiny tau commits everything in the first pass
     generate(lm, embeds, stats=s_all, commit=CommitRule("threshold", 1e-9), **kw)
-    assert (s_all["forward_passes"] == 1).all()
+    assert (s_all.forward_passes == 1).all()
     with pytest.raises(ValueError, match="low_confidence"):
         generate(lm, embeds, commit="threshold", remasking="random", **kw)
 
@@ -152,7 +153,11 @@ def test_samplers_do_not_depend_on_the_default_dtype():
     old = torch.get_default_dtype()
     try:
         torch.set_default_dtype(torch.float64)
-        for masking, conf in (("low_confidence", None), ("given", [[0.1] * len(h) for h in hyps]), ("random", None)):
+        for masking, conf in (
+            ("low_confidence", None),
+            ("first_pass", [[0.1] * len(h) for h in hyps]),
+            ("random", None),
+        ):
             deliberate(
                 lm,
                 embeds,

@@ -14,6 +14,7 @@ from whisper_llada.config.model import ModelConfig
 from whisper_llada.config.registry import ARCHS, CTC, MASKED_DIFFUSION, get_arch
 from whisper_llada.data.audio import FEATURES, FRAMES, TOKENS, Audio
 from whisper_llada.decoding.settings import DecodeConfig
+from whisper_llada.diffusion.counts import PassCounts
 from whisper_llada.models import build_model
 from whisper_llada.models.frontend import FrozenWhisperFrontEnd
 from whisper_llada.utils.config import from_dict
@@ -247,9 +248,9 @@ def test_masked_lm_trains_decodes_and_deliberates_through_the_samplers(trained_m
     model, batch, texts, losses = trained_mlm
     assert np.mean(losses[-10:]) < 0.1 * np.mean(losses[:10]), (losses[:10], losses[-10:])
     for cfg in (dict(gen_len=24, steps=12, block_length=24), dict(gen_len=24, steps=24, block_length=8)):
-        stats = {}
+        stats = PassCounts()
         assert model.transcribe(batch, DecodeConfig(mode="decoding", **cfg), stats=stats) == texts
-        assert (stats["forward_passes"] <= cfg["steps"]).all()
+        assert (stats.forward_passes <= cfg["steps"]).all()
     # Deliberation: one corrupted word per utterance is re-masked (lowest confidence) and repaired.
     corrupted = [t.replace(t.split()[0], "RIVER" if t.split()[0] != "RIVER" else "STONE", 1) for t in texts]
     out = model.deliberate(

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from whisper_llada.diffusion.counts import PassCounts
 from whisper_llada.diffusion.sampling import deliberate, generate, num_transfer_tokens
 from whisper_llada.models.llada import LLaDAConfig, LLaDAModelLM
 
@@ -155,20 +156,20 @@ def test_num_transfer_tokens():
 def test_hand_checked_pure_diffusion_with_eos():
     # Position 2 is EOS with the highest confidence: it is committed first and fills 2..3.
     model = TableLM([one_hot_probs(1, 0.9), one_hot_probs(2, 0.5), one_hot_probs(5, 0.95), one_hot_probs(3, 0.6)])
-    stats = {}
+    stats = PassCounts()
     out = generate(model, torch.zeros(1, 3, 4), gen_length=4, steps=4, block_length=4, mask_id=6, eos_id=5, stats=stats)
     assert out.tolist() == [[1, 2, 5, 5]]
-    assert stats["forward_passes"].tolist() == [3]  # the 4th step has nothing left to unmask
+    assert stats.forward_passes.tolist() == [3]  # the 4th step has nothing left to unmask
 
 
 def test_hand_checked_semi_ar_skips_blocks_after_eos():
     probs = [one_hot_probs(1, 0.9), one_hot_probs(5, 0.8), one_hot_probs(2, 0.99), one_hot_probs(3, 0.99)]
     model = TableLM(probs)
-    stats = {}
+    stats = PassCounts()
     out = generate(model, torch.zeros(1, 2, 4), gen_length=4, steps=4, block_length=2, mask_id=6, eos_id=5, stats=stats)
     # Block 1 commits 1 then EOS; the confident tokens of block 2 are never reached.
     assert out.tolist() == [[1, 5, 5, 5]]
-    assert stats["forward_passes"].tolist() == [2]
+    assert stats.forward_passes.tolist() == [2]
 
 
 def test_hand_checked_fewer_steps_than_masks():
@@ -180,9 +181,9 @@ def test_hand_checked_fewer_steps_than_masks():
         one_hot_probs(1, 0.2),
     ]
     model = TableLM(probs)
-    stats = {}
+    stats = PassCounts()
     out = generate(model, torch.zeros(1, 1, 4), gen_length=5, steps=2, block_length=5, mask_id=6, eos_id=5, stats=stats)
-    assert out.tolist() == [[1, 2, 3, 4, 1]] and stats["forward_passes"].tolist() == [2]
+    assert out.tolist() == [[1, 2, 3, 4, 1]] and stats.forward_passes.tolist() == [2]
 
 
 @pytest.mark.parametrize(
@@ -193,7 +194,7 @@ def test_generate_matches_reference(gen_length, steps, block_length):
     for seed in range(4):
         model = tiny_llada(seed)
         prefix = torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(seed))
-        stats = {}
+        stats = PassCounts()
         ours = generate(
             model,
             prefix,
@@ -206,7 +207,7 @@ def test_generate_matches_reference(gen_length, steps, block_length):
         )
         ref, ref_passes = ref_generate(model, prefix, gen_length, steps, block_length)
         assert ours[0].tolist() == ref
-        assert int(stats["forward_passes"][0]) <= ref_passes
+        assert int(stats.forward_passes[0]) <= ref_passes
         saw_eos += EOS in ref[:-1]
     assert saw_eos, "no case exercised the EOS rule"
 
@@ -324,10 +325,10 @@ def test_first_pass_confidences_mask_the_lowest():
     kw = dict(confidences=[[0.9, 0.1, 0.8, 0.2, 0.7, 0.95]], mask_ratio=0.5, mask_id=6, eos_id=5, pad_id=5)
     out = deliberate(model, torch.zeros(1, 2, 4), [[2, 3, 4, 2, 3, 4]], masking_type="first_pass", **kw)
     assert out == [[2, 1, 4, 1, 1, 4]]
-    # "given", the sampler's former name of the option, still means it.
-    assert deliberate(model, torch.zeros(1, 2, 4), [[2, 3, 4, 2, 3, 4]], masking_type="given", **kw) == out
-    with pytest.raises(ValueError, match="masking_type 'confident'"):
-        deliberate(model, torch.zeros(1, 2, 4), [[2, 3]], masking_type="confident", **kw)
+    # The sampler takes the settings' names alone, as DecodeConfig does.
+    for other in ("given", "confident"):
+        with pytest.raises(ValueError, match=f"masking_type '{other}'"):
+            deliberate(model, torch.zeros(1, 2, 4), [[2, 3]], masking_type=other, **kw)
 
 
 def test_seeded_runs_repeat():

@@ -9,6 +9,7 @@ from conftest import fake_batch, tiny_model_config
 
 from whisper_llada.data.audio import Audio
 from whisper_llada.decoding.settings import DecodeConfig, decode_configs
+from whisper_llada.diffusion.counts import PassCounts
 from whisper_llada.models import build_model
 
 QF = {
@@ -51,9 +52,9 @@ def llada(sp_model):
 )
 def test_direct_decoding_recovers_transcripts(llada, cfg):
     model, batch, texts = llada
-    stats = {}
+    stats = PassCounts()
     assert model.transcribe(batch, DecodeConfig(**cfg), stats=stats) == texts
-    assert (stats["forward_passes"] <= cfg["steps"]).all()
+    assert (stats.forward_passes <= cfg["steps"]).all()
 
 
 @pytest.mark.parametrize(
@@ -121,9 +122,9 @@ def test_mode_checks(llada):
 
 def test_ar_twin_same_entry_point(sp_model):
     model, batch, texts = overfit(sp_model, "whisper_llama", steps=150)
-    stats = {}
+    stats = PassCounts()
     assert model.transcribe(batch, DecodeConfig(mode="autoregressive", gen_len=24), stats=stats) == texts
-    assert stats["forward_passes"].tolist() == [len(model.tokenizer.encode(t)) + 1 for t in texts]
+    assert stats.forward_passes.tolist() == [len(model.tokenizer.encode(t)) + 1 for t in texts]
     assert model.transcribe(batch, DecodeConfig(mode="autoregressive", gen_len=24, num_beams=3)) == texts
 
 
@@ -187,10 +188,10 @@ def test_rescoring_ranks_the_true_transcript_first(llada):
     wrong = [t.replace(t.split()[0], "RIVER" if t.split()[0] != "RIVER" else "STONE", 1) for t in texts]
     short = [" ".join(t.split()[:-1]) for t in texts]
     cfg = DecodeConfig(mode="nbest_rescoring", pll_groups=3, batch_size=5)
-    stats = {}
+    stats = PassCounts()
     scores = model.score_texts(batch, [[w, t, s] for w, t, s in zip(wrong, texts, short)], cfg, stats=stats)
     assert all(max(range(3), key=lambda k: sc[k]) == 1 for sc in scores), scores
-    assert (stats["forward_passes"] == 3 * 3).all()  # 3 candidates x 3 groups, in chunks of 5 rows
+    assert (stats.forward_passes == 3 * 3).all()  # 3 candidates x 3 groups, in chunks of 5 rows
     # Alone, in a batch of one, the same score (padding and chunking change nothing).
     one = {"prefix": tuple(None if t is None else t[2:3] for t in model.batch_prefix(batch))}
     alone = model.score_texts(one, [[texts[2]]], DecodeConfig(mode="nbest_rescoring", pll_groups=3))

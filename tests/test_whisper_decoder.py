@@ -11,6 +11,7 @@ from conftest import espeak_speech, fake_batch, overfit, tiny_model_config, tiny
 
 from whisper_llada.data.audio import Audio
 from whisper_llada.decoding.settings import DecodeConfig
+from whisper_llada.diffusion.counts import PassCounts
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
 from whisper_llada.models.build import build_model
 
@@ -61,10 +62,10 @@ def test_greedy_decoding_equals_transformers_whisper(real_ar):
             hf.generate(input_features=feats, num_beams=1, max_new_tokens=40), skip_special_tokens=True
         )
     audio = Audio.features(feats.transpose(1, 2).contiguous(), torch.full((len(wavs),), feats.shape[-1]))
-    stats = {}
+    stats = PassCounts()
     ours = model.transcribe({"audio": audio}, DecodeConfig(mode="autoregressive", gen_len=40), stats=stats)
     assert ours == [t.strip() for t in theirs] and all(len(t.split()) >= 4 for t in ours)
-    assert (stats["forward_passes"] > 4).all()
+    assert (stats.forward_passes > 4).all()
     # The transcripts' casing: upper-case training text goes in as Whisper writes it, and back.
     assert model.tokenizer.decode(model.tokenizer.encode("I'M HERE AND I KNOW IT")) == "I'm here and I know it"
     assert model.tokenizer.prompt_ids("ignored") == [50257, 50362]
@@ -241,10 +242,10 @@ def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokeniz
         # the masked copy each group.
         from whisper_llada.diffusion.scoring import pseudo_log_likelihood
 
-        counted: dict = {}
+        counted = PassCounts()
         pseudo_log_likelihood(den, den.prefill(frames, mask), clean, ones, ones, 4, model.mask_id, counted)
         P = len(model.prompt_ids)
-        assert (counted["positions"] == (P + 2 * 16) + 3 * 16).all(), counted
+        assert (counted.positions == (P + 2 * 16) + 3 * 16).all(), counted
         # The exact block cache (decoding's default) gives the tokens of recomputing every step,
         # running a block's positions a step instead of the prompt and the whole canvas.
         from whisper_llada.diffusion.sampling import generate
@@ -252,7 +253,7 @@ def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokeniz
         out, stats = {}, {}
         for cache in ("none", "auto"):
             den = model.denoiser(DecodeConfig(mode="decoding", cache=cache))
-            stats[cache] = {}
+            stats[cache] = PassCounts()
             out[cache] = generate(
                 den,
                 frames,
@@ -269,8 +270,8 @@ def test_block_diffusion_trains_on_what_semi_ar_decoding_meets(sp_model, tokeniz
         # Sequence positions per row beyond the encoder frames' one pass: 16 steps of the prompt and
         # the canvas, against 16 steps of a block plus the prompt and 3 blocks cached once.
         P = len(model.prompt_ids)
-        assert (stats["none"]["positions"] - frames.shape[1] == 16 * (P + 16)).all(), stats
-        assert (stats["auto"]["positions"] - frames.shape[1] == 16 * 4 + P + 12).all(), stats
+        assert (stats["none"].positions - frames.shape[1] == 16 * (P + 16)).all(), stats
+        assert (stats["auto"].positions - frames.shape[1] == 16 * 4 + P + 12).all(), stats
     batch = {"audio": Audio.features(feats, lens)}
     with pytest.raises(ValueError, match="divides 4"):
         model.transcribe(batch, DecodeConfig(mode="decoding", gen_len=16, steps=16, block_length=8))
@@ -290,7 +291,7 @@ def test_tiny_diffusion_decoder_learns_and_decodes_through_the_samplers(sp_model
     model.eval()
     assert np.mean(losses[-10:]) < 0.1 * np.mean(losses[:10]), (losses[:10], losses[-10:])
     batch = {"audio": Audio.features(feats, lens)}
-    stats = {}
+    stats = PassCounts()
     assert (
         model.transcribe(batch, DecodeConfig(mode="decoding", gen_len=40, steps=40, block_length=40), stats=stats)
         == texts

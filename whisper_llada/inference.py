@@ -12,9 +12,9 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def checkpoint_paths(
-    exp_dir: Path, train, epoch: Optional[int] = None, avg: Optional[int] = None, checkpoint: Optional[Path] = None
+    exp_dir: Path, train, epoch: int | None = None, avg: int | None = None, checkpoint: Path | None = None
 ) -> tuple[list[Path], str]:
     """The checkpoint files to average and the tag that names them in result files: ``checkpoint``,
     else the last ``avg`` epochs up to ``epoch`` (unset: ``train.avg`` and ``train.num_epochs``)."""
@@ -96,14 +96,14 @@ def decode_part(
     cuts,
     setting: DecodeConfig,
     normalizer: str,
-    first_pass: Optional[dict] = None,
+    first_pass: dict | None = None,
     device="cpu",
     strict: bool = False,
-    prefixes: Optional[FrontEndCache] = None,
-    left_out: Optional[list] = None,
-    fusion: Optional[Fusion] = None,
-    candidates: Optional[dict] = None,
-    records: Optional[list] = None,
+    prefixes: FrontEndCache | None = None,
+    left_out: list | None = None,
+    fusion: Fusion | None = None,
+    candidates: dict | None = None,
+    records: list | None = None,
     extractor=None,
 ) -> tuple[list, dict]:
     """Returns (results [(cut id, ref words, hyp words)], speed). ``prefixes`` shares the front
@@ -223,7 +223,7 @@ class _Call:
 
     cfg: RecipeConfig
     get_model: Callable[[], object]
-    firstpass_dir: Optional[Path]
+    firstpass_dir: Path | None
     device: str
     model: object = None
     prefixes: FrontEndCache = field(default_factory=FrontEndCache)
@@ -248,10 +248,10 @@ class _Result:
     suffix: str  # the setting's suffix and the checkpoint's tag
     errs: Path
     record: StageRecord
-    system: Optional[str] = None  # the first pass it reads
-    fp_path: Optional[Path] = None  # that first pass's records of the part
-    fp_out: Optional[Path] = None  # the first-pass records it writes (as_first_pass)
-    fp_record: Optional[StageRecord] = None
+    system: str | None = None  # the first pass it reads
+    fp_path: Path | None = None  # that first pass's records of the part
+    fp_out: Path | None = None  # the first-pass records it writes (as_first_pass)
+    fp_record: StageRecord | None = None
     dev_only: bool = False  # a dev part, decoded for its first-pass records only
 
 
@@ -262,7 +262,7 @@ def run_settings(
     exp_dir: Path,
     settings: list[DecodeConfig],
     parts: list[str],
-    firstpass_dir: Optional[Path] = None,
+    firstpass_dir: Path | None = None,
     device: str = "cpu",
     checkpoints: Sequence[Path] = (),
 ) -> dict:
@@ -346,7 +346,7 @@ def _up_to_date(job: _Result) -> bool:
     )
 
 
-def _decode_result(call: _Call, job: _Result, test_part: tuple) -> Optional[float]:
+def _decode_result(call: _Call, job: _Result, test_part: tuple) -> float | None:
     """Decodes ``job``'s part with its setting and writes what it makes; the WER (rank 0, test
     parts), else None."""
     cuts, missing_rows, missing = test_part

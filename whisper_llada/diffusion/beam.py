@@ -7,8 +7,6 @@ scored by their log-probabilities, and each cut keeps its ``num_beams`` best hyp
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from whisper_llada.diffusion.counts import PassCounts, add_counts
@@ -22,22 +20,22 @@ def generate_beam(
     model,
     prefix_embeds: torch.Tensor,
     *,
-    prefix_mask: Optional[torch.Tensor] = None,
-    prefix_positions: Optional[torch.Tensor] = None,
+    prefix_mask: torch.Tensor | None = None,
+    prefix_positions: torch.Tensor | None = None,
     gen_length: int,
     block_length: int,
     num_beams: int,
     mask_id: int,
     eos_id: int,
-    stats: Optional[PassCounts | dict] = None,
+    stats: PassCounts | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens (B, K, L) and scores (B, K) of each cut's ``num_beams`` (K) best hypotheses, best first.
 
     Semi-AR blocks of ``block_length`` on a ``gen_length`` canvas, one token a step (``gen_length``
     steps). A hypothesis's score is the sum of its tokens' log-probabilities when they were
     committed; a committed EOS turns every later position into EOS, and once no mask is left the
-    hypothesis has ended and keeps its score, as the AR twin's finished beams do. Two hypotheses that reach the same tokens by different
-    orders are one: the lower scored is dropped. At one beam this is greedy semi-AR decoding with
+    hypothesis has ended and keeps its score, as the AR twin's finished beams do. Two hypotheses
+    that reach the same tokens by different orders are one: the lower scored is dropped. At one beam this is greedy semi-AR decoding with
     one token a step. ``model`` as in ``generate``; a cut's hypotheses share its prefix, and
     ``Denoiser.reorder`` carries any per-hypothesis state (a block cache) along with them.
     """
@@ -60,35 +58,12 @@ def generate_beam(
     score = torch.full((B, K), float("-inf"), device=dev)
     score[:, 0] = 0.0
     done = torch.zeros(B * K, dtype=torch.bool, device=dev)
-    pos = torch.arange(L, device=dev)
     for _ in range(L):
         # Hypotheses still growing (a -inf one is a placeholder, never extended).
         live = (~done & score.view(-1).isfinite()).nonzero().squeeze(1)
         if live.numel() == 0:
             break
-        open_, logp = _open_logprobs(run, x, live, resp_mask, mask_id, block_length)
-        # Each hypothesis's position: the open one whose best token is surest.
-        conf = torch.full(open_.shape, float("-inf"), device=dev)
-        conf[open_] = logp.max(-1).values
-        at = conf.argmax(1)
-        index = open_.flatten().cumsum(0).view(open_.shape) - 1
-        cand = logp[index[torch.arange(len(live), device=dev), at]]  # (live, V)
-        # Each hypothesis's K best extensions are all a cut's best K can draw on: K * K candidates
-        # a cut. A finished hypothesis carries on as itself, at no cost.
-        cand_lp, cand_tok = cand.topk(K, dim=-1)
-        sc = torch.full((B * K, K), float("-inf"), device=dev)
-        tk = torch.full((B * K, K), eos_id, dtype=torch.long, device=dev)
-        sc[live], tk[live] = score.view(-1)[live, None] + cand_lp, cand_tok
-        ended = done.nonzero().squeeze(1)
-        sc[ended, 0] = score.view(-1)[ended]
-        at_all = torch.zeros(B * K, dtype=torch.long, device=dev)
-        at_all[live] = at
-        parent = torch.arange(B * K, device=dev).repeat_interleave(K)
-        grow = ~done[parent] & sc.view(-1).isfinite()
-        y, at_p, tok = x[parent], at_all[parent], tk.view(-1)
-        y[grow, at_p[grow]] = tok[grow]
-        eos_hit = grow & (tok == eos_id)
-        y = torch.where(eos_hit[:, None] & (pos[None, :] > at_p[:, None]), torch.full_like(y, eos_id), y)
+        sc, y, parent = _extensions(run, x, live, resp_mask, score, done, mask_id, eos_id, block_length)
         score, src = _best_distinct(sc, y, B, K)
         x = y[src]
         done = ~(x == mask_id).any(1)
@@ -98,6 +73,39 @@ def generate_beam(
     order = score.argsort(dim=1, descending=True)
     tokens = x.view(B, K, L).gather(1, order[..., None].expand(-1, -1, L))
     return tokens, score.gather(1, order)
+
+
+def _extensions(run: _Runner, x, live, resp_mask, score, done, mask_id: int, eos_id: int, block_length: int):
+    """One step's K * K candidates of each cut (K = ``score.shape[1]``): each hypothesis extended by
+    its K best tokens at its surest open position. Returns their scores (B * K, K), their tokens
+    (B * K * K, L) and the row of ``x`` each grew from (B * K * K)."""
+    BK, L, K, dev = x.shape[0], x.shape[1], score.shape[1], x.device
+    open_, logp = _open_logprobs(run, x, live, resp_mask, mask_id, block_length)
+    # Each hypothesis's position: the open one whose best token is surest.
+    conf = torch.full(open_.shape, float("-inf"), device=dev)
+    conf[open_] = logp.max(-1).values
+    at = conf.argmax(1)
+    index = open_.flatten().cumsum(0).view(open_.shape) - 1
+    cand = logp[index[torch.arange(len(live), device=dev), at]]  # (live, V)
+    # Each hypothesis's K best extensions are all a cut's best K can draw on: K * K candidates
+    # a cut. A finished hypothesis carries on as itself, at no cost.
+    cand_lp, cand_tok = cand.topk(K, dim=-1)
+    sc = torch.full((BK, K), float("-inf"), device=dev)
+    tk = torch.full((BK, K), eos_id, dtype=torch.long, device=dev)
+    sc[live], tk[live] = score.view(-1)[live, None] + cand_lp, cand_tok
+    ended = done.nonzero().squeeze(1)
+    sc[ended, 0] = score.view(-1)[ended]
+    at_all = torch.zeros(BK, dtype=torch.long, device=dev)
+    at_all[live] = at
+    parent = torch.arange(BK, device=dev).repeat_interleave(K)
+    grow = ~done[parent] & sc.view(-1).isfinite()
+    y, at_p, tok = x[parent], at_all[parent], tk.view(-1)
+    y[grow, at_p[grow]] = tok[grow]
+    # A committed EOS turns every later position into EOS.
+    eos_hit = grow & (tok == eos_id)
+    pos = torch.arange(L, device=dev)
+    y = torch.where(eos_hit[:, None] & (pos[None, :] > at_p[:, None]), torch.full_like(y, eos_id), y)
+    return sc, y, parent
 
 
 def _open_logprobs(run: _Runner, x, live, resp_mask, mask_id: int, block_length: int) -> tuple:

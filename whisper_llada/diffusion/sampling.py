@@ -14,7 +14,7 @@ recomputing one.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +27,11 @@ from whisper_llada.diffusion.options import MASKING
 __all__ = ["generate", "deliberate", "num_transfer_tokens", "sequence_positions"]
 
 REMASKING = ("low_confidence", "random")
+# The paper's rule; a frozen dataclass, so one instance serves as every call's default.
+_FIXED_RULE = CommitRule()
 # Which tokens deliberation re-masks: the settings' masking_type values (first_pass: the lowest
-# ``confidences`` given, the first pass's own). "given" is that one's former name here.
+# ``confidences`` given, the first pass's own).
 MASKING_TYPES = MASKING
-_FORMER = {"given": "first_pass"}
 
 
 def num_transfer_tokens(num_masked: torch.Tensor, steps: torch.Tensor | int) -> torch.Tensor:
@@ -56,7 +57,7 @@ class _Runner:
     """Calls the denoiser on a subset of rows and counts, per row, passes and the sequence
     positions they ran (the prefix's too when it is recomputed)."""
 
-    def __init__(self, denoiser: Denoiser, state: PrefixState, stats: Optional[PassCounts | dict]):
+    def __init__(self, denoiser: Denoiser, state: PrefixState, stats: PassCounts | None):
         self.denoiser, self.state, self.stats = denoiser, state, stats
         B = state.embeds.shape[0]
         self.passes = torch.zeros(B, dtype=torch.long)
@@ -67,7 +68,7 @@ class _Runner:
             self.positions += state.length
 
     def __call__(
-        self, rows: torch.Tensor, x: torch.Tensor, resp_mask: torch.Tensor, select: Optional[torch.Tensor] = None
+        self, rows: torch.Tensor, x: torch.Tensor, resp_mask: torch.Tensor, select: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits (b, L, V) of ``rows``, or (n, V) of their ``select``ed (b, L) positions only."""
         n = self.denoiser.positions_per_pass(self.state, rows, x.shape[1], x, select)
@@ -113,8 +114,8 @@ def _denoise(
     remasking: str,
     temperature: float,
     generator,
-    eos_id: Optional[int] = None,
-    rule: CommitRule = CommitRule(),
+    eos_id: int | None = None,
+    rule: CommitRule = _FIXED_RULE,
 ) -> torch.Tensor:
     """Commit masked tokens of ``window``, most confident first: ``schedule[:, i]`` at step i
     (the fixed rule), or as many as ``rule`` finds sure (the threshold rule, until none is left).
@@ -173,7 +174,7 @@ def _rule(commit: CommitRule | str, threshold: float, remasking: str) -> CommitR
     return rule
 
 
-def _canvas(gen_length, block_length: Optional[int], steps: int, B: int, device) -> tuple:
+def _canvas(gen_length, block_length: int | None, steps: int, B: int, device) -> tuple:
     """``generate``'s canvas, checked: (per-row lengths (B,), whether they differ by row, the
     canvas width L, the block length, the number of blocks)."""
     lengths = torch.as_tensor(gen_length, device=device).long().expand(B) if B else torch.zeros(0, dtype=torch.long)
@@ -204,17 +205,17 @@ def generate(
     model,
     prefix_embeds: torch.Tensor,
     *,
-    prefix_mask: Optional[torch.Tensor] = None,
+    prefix_mask: torch.Tensor | None = None,
     gen_length: int | torch.Tensor = 128,
     steps: int = 128,
-    block_length: Optional[int] = 128,
+    block_length: int | None = 128,
     remasking: str = "low_confidence",
     temperature: float = 0.0,
     mask_id: int,
     eos_id: int,
-    generator: Optional[torch.Generator] = None,
-    stats: Optional[PassCounts | dict] = None,
-    prefix_positions: Optional[torch.Tensor] = None,
+    generator: torch.Generator | None = None,
+    stats: PassCounts | None = None,
+    prefix_positions: torch.Tensor | None = None,
     commit: CommitRule | str = "fixed",
     threshold: float = 0.9,
 ) -> torch.Tensor:
@@ -345,11 +346,11 @@ def deliberate(
     prefix_embeds: torch.Tensor,
     hyps: Sequence[Sequence[int]],
     *,
-    prefix_mask: Optional[torch.Tensor] = None,
+    prefix_mask: torch.Tensor | None = None,
     mode: str = "diffusion",
     mask_ratio: float = 0.3,
     masking_type: str = "low_confidence",
-    confidences: Optional[Sequence[Sequence[float]]] = None,
+    confidences: Sequence[Sequence[float]] | None = None,
     num_chunks: int = 4,
     steps: int = 128,
     remasking: str = "low_confidence",
@@ -357,10 +358,10 @@ def deliberate(
     mask_id: int,
     eos_id: int,
     pad_id: int,
-    pad_to: Optional[int | Sequence[int]] = None,
-    generator: Optional[torch.Generator] = None,
-    stats: Optional[PassCounts | dict] = None,
-    prefix_positions: Optional[torch.Tensor] = None,
+    pad_to: int | Sequence[int] | None = None,
+    generator: torch.Generator | None = None,
+    stats: PassCounts | None = None,
+    prefix_positions: torch.Tensor | None = None,
     commit: CommitRule | str = "fixed",
     threshold: float = 0.9,
 ) -> list[list[int]]:
@@ -374,7 +375,6 @@ def deliberate(
     tokens, one length or one per row (the paper: None, the response is the hypothesis alone).
     ``model``, ``commit``, ``threshold``, ``stats`` and ``prefix_positions`` as in ``generate``.
     """
-    masking_type = _FORMER.get(masking_type, masking_type)
     if mode not in ("diffusion", "semi_ar"):
         raise ValueError(f"mode {mode!r}: expected 'diffusion' or 'semi_ar'")
     if masking_type not in MASKING_TYPES:

@@ -8,8 +8,6 @@ passes a response whatever its length.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from whisper_llada.diffusion.counts import PassCounts, add_counts
@@ -25,7 +23,7 @@ def pseudo_log_likelihood(
     scored: torch.Tensor,
     groups: int,
     mask_id: int,
-    stats: Optional[PassCounts | dict] = None,
+    stats: PassCounts | None = None,
 ) -> torch.Tensor:
     """Sum over the ``scored`` positions (B, L) of log p(token | prefix, the response with that
     token's group masked), per row (B,). ``response_mask`` marks real (not padding) positions;

@@ -14,6 +14,7 @@ import torch
 from whisper_llada.data.audio import Audio
 from whisper_llada.decoding.settings import DecodeConfig
 from whisper_llada.diffusion.beam import generate_beam
+from whisper_llada.diffusion.counts import PassCounts, add_counts
 from whisper_llada.diffusion.denoiser import Denoiser
 from whisper_llada.diffusion.loss import forward_process, masked_diffusion_loss
 from whisper_llada.diffusion.sampling import deliberate, generate
@@ -114,7 +115,7 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
 
     @torch.no_grad()
     def transcribe(
-        self, batch: dict, cfg: DecodeConfig, stats: dict | None = None, generator: torch.Generator | None = None
+        self, batch: dict, cfg: DecodeConfig, stats: PassCounts | None = None, generator: torch.Generator | None = None
     ) -> list[str]:
         """Direct decoding (pure diffusion or semi-AR blocks): features in, text out."""
         if cfg.mode != "decoding":
@@ -175,7 +176,7 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
         first_pass_texts: Sequence[str],
         cfg: DecodeConfig,
         confidences: Sequence[Sequence[float]] | None = None,
-        stats: dict | None = None,
+        stats: PassCounts | None = None,
         generator: torch.Generator | None = None,
     ) -> list[str]:
         """Re-mask and repair first-pass transcripts. ``confidences`` are per token of each text."""
@@ -196,7 +197,7 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
             mode="diffusion" if cfg.mode == "diffusion_deliberation" else "semi_ar",
             mask_ratio=cfg.mask_ratio,
             confidences=confidences,
-            masking_type="given" if cfg.masking_type == "first_pass" else cfg.masking_type,
+            masking_type=cfg.masking_type,
             num_chunks=cfg.num_chunks,
             steps=cfg.steps,
             remasking=cfg.remasking,
@@ -214,7 +215,7 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
 
     @torch.no_grad()
     def score_texts(
-        self, batch: dict, candidates: Sequence[Sequence[str]], cfg: DecodeConfig, stats: dict | None = None
+        self, batch: dict, candidates: Sequence[Sequence[str]], cfg: DecodeConfig, stats: PassCounts | None = None
     ) -> list[list[float]]:
         """Pseudo-log-likelihood of each cut's candidate transcripts (n-best rescoring). A candidate
         is laid out as deliberation lays out a hypothesis: its tokens, EOS, then ``len_margin`` more
@@ -246,14 +247,13 @@ class MaskedDiffusionSpeechLM(SpeechLLM):
             part = rows[start : start + cfg.batch_size]
             state = den.prefill(prefix[part], mask[part], None if positions is None else positions[part])
             sl = slice(start, start + cfg.batch_size)
-            chunk_stats: dict = {}
+            chunk_stats = PassCounts()
             out += pseudo_log_likelihood(
                 den, state, response[sl], real[sl], scored[sl], cfg.pll_groups, self.mask_id, chunk_stats
             ).tolist()
-            passes.index_add_(0, part.cpu(), chunk_stats["forward_passes"])
-            spans.index_add_(0, part.cpu(), chunk_stats["positions"])
-        if stats is not None:
-            stats["forward_passes"], stats["positions"] = passes, spans
+            passes.index_add_(0, part.cpu(), chunk_stats.forward_passes)
+            spans.index_add_(0, part.cpu(), chunk_stats.positions)
+        add_counts(stats, passes=passes, positions=spans)
         scores: list[list[float]] = [[] for _ in candidates]
         for i, s in zip(row_of, out):
             scores[i].append(s)

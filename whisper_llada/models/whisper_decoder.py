@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from whisper_llada.diffusion.counts import PassCounts, add_counts
 from whisper_llada.models.masked_diffusion import MaskedDiffusionSpeechLM
 from whisper_llada.models.speech_llm import SpeechLLM
 
@@ -39,7 +40,7 @@ class WhisperDecoderAR(SpeechLLM):
         return {"loss": loss, "num_tokens": len(target), "num_utts": len(texts)}
 
     @torch.no_grad()
-    def score_texts(self, batch: dict, candidates: Sequence[Sequence[str]], cfg, stats: dict | None = None):
+    def score_texts(self, batch: dict, candidates: Sequence[Sequence[str]], cfg, stats: PassCounts | None = None):
         """Log-probability of each cut's candidate transcripts (tokens and EOS), teacher-forced,
         ``cfg.batch_size`` candidates a pass: n-best rescoring by the AR twin."""
         frames, mask = self.layout.frames(self, batch["audio"].to(self.device))
@@ -53,21 +54,21 @@ class WhisperDecoderAR(SpeechLLM):
             lp = logits.float().log_softmax(-1).gather(1, target[:, None])[:, 0]
             out += torch.zeros(len(chunk), device=self.device).index_add_(0, row, lp).tolist()
         if stats is not None:
-            stats["forward_passes"] = torch.bincount(torch.tensor(row_of, dtype=torch.long), minlength=len(candidates))
+            add_counts(stats, passes=torch.bincount(torch.tensor(row_of, dtype=torch.long), minlength=len(candidates)))
         scores: list[list[float]] = [[] for _ in candidates]
         for i, s in zip(row_of, out):
             scores[i].append(s)
         return scores
 
     @torch.no_grad()
-    def transcribe(self, batch: dict, cfg, stats: dict | None = None, generator=None) -> list[str]:
+    def transcribe(self, batch: dict, cfg, stats: PassCounts | None = None, generator=None) -> list[str]:
         del generator
         if cfg.mode != "autoregressive":
             raise ValueError(f"{self.cfg.arch} decodes autoregressively (mode autoregressive), not {cfg.mode!r}")
         return [nbest[0][0] for nbest in self.nbest(batch, cfg, stats)]
 
     @torch.no_grad()
-    def nbest(self, batch: dict, cfg, stats: dict | None = None) -> list[list[tuple[str, float]]]:
+    def nbest(self, batch: dict, cfg, stats: PassCounts | None = None) -> list[list[tuple[str, float]]]:
         """Each cut's ``cfg.num_beams`` best transcripts with their log-probabilities (tokens + EOS),
         best first: beam search with a KV cache (greedy at one beam)."""
         frames, mask = self.layout.frames(self, batch["audio"].to(self.device))
@@ -122,9 +123,7 @@ class WhisperDecoderAR(SpeechLLM):
                 mask = mask[same]
             ids = nxt[going].view(-1, 1)
             keys = torch.ones(len(rows), keys.shape[1] + 1, dtype=torch.bool, device=self.device)
-        if stats is not None:
-            stats["forward_passes"] = stats.get("forward_passes", 0) + steps
-            stats["model_calls"] = stats.get("model_calls", 0) + int(steps.max())
+        add_counts(stats, passes=steps, calls=int(steps.max()))
         out = []
         for b in range(B):
             order = score[b].argsort(descending=True).tolist()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from whisper_llada.decoding.settings import DecodeConfig
+from whisper_llada.diffusion.counts import PassCounts, add_counts
 from whisper_llada.diffusion.sampling import sequence_positions
 from whisper_llada.models.speech_llm import SpeechLLM
 
@@ -80,7 +81,7 @@ class WhisperLLaMA(SpeechLLM):
 
     @torch.no_grad()
     def transcribe(
-        self, batch: dict, cfg: DecodeConfig, stats: dict | None = None, generator: torch.Generator | None = None
+        self, batch: dict, cfg: DecodeConfig, stats: PassCounts | None = None, generator: torch.Generator | None = None
     ) -> list[str]:
         """Greedy (``num_beams`` 1) or beam-search decoding with a KV cache: features in, text out."""
         del generator  # deterministic
@@ -98,6 +99,5 @@ class WhisperLLaMA(SpeechLLM):
                     for row in ids.tolist()
                 ]
             )
-            stats["forward_passes"] = stats.get("forward_passes", 0) + passes
-            stats["model_calls"] = stats.get("model_calls", 0) + ids.shape[1]
+            add_counts(stats, passes=passes, calls=ids.shape[1])
         return [self.tokenizer.decode(row) for row in ids.tolist()]

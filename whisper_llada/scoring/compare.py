@@ -11,7 +11,6 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import kaldialign
 
@@ -70,7 +69,7 @@ def compare_results(a: list[Result], b: list[Result], sclite_mode: bool = False)
     return {"totals": dict(tot), "utterances": per_utt}
 
 
-def collect_systems(exp_dir: Path, firstpass_dir: Optional[Path] = None, label: Optional[str] = None) -> list[dict]:
+def collect_systems(exp_dir: Path, firstpass_dir: Path | None = None, label: str | None = None) -> list[dict]:
     """One row per errs file: name, kind, settings, test part, WER, RTF, number of words. ``label``
     (a report over several experiments: their names) goes before the names of ``exp_dir``'s rows."""
     rows = []
@@ -143,7 +142,7 @@ def format_first_pass_stats(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def first_pass_row(rows: list[dict], system: Optional[str], part: str) -> Optional[dict]:
+def first_pass_row(rows: list[dict], system: str | None, part: str) -> dict | None:
     """The result row of first pass ``system`` on ``part`` (None: the part's one first pass; a
     decoding whose setting wrote ``as_first_pass`` records is that system), or None when that is
     not exactly one row."""
