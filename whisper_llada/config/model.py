@@ -120,7 +120,7 @@ class LossConfig:
     ctc_weight: float = 0.0
     # whisper_decoder_mdm: weight of the next-token loss of the same decoder run causally (0: off).
     # It doubles an epoch's cost; measured (egs/espeak_fortunes, dev, semi-AR decoding) 43.02 -> 38.60 with two
-    # epochs, 42.22 with one (the cost of two without it): off in the recipes, which hold the budget.
+    # epochs, 42.22 with one (the cost of two without it): off in the recipes, whose epochs it would double.
     ar_weight: float = 0.0
     # Block diffusion (llm.block_size): the share of rows masked as left-to-right decoding within
     # blocks meets them, each block a random suffix masked (at least one token) after a clean

@@ -1,6 +1,6 @@
 """The speech models on Whisper's own pretrained decoder, cross-attending to the frozen encoder
 (the ``EncoderCrossAttention`` layout): as a masked-diffusion model (``arch: whisper_decoder_mdm``)
-and as its autoregressive twin (``arch: whisper_decoder_ar``), the same weights, data and budget on
+and as its autoregressive twin (``arch: whisper_decoder_ar``), the same weights, data and training steps on
 both sides.
 
 A layout beside the paper's (audio tokens as a prefix of a from-scratch LLaDA): a small recipe's
