@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (whisper_llada/tools/ is two below it)
 GIB = 2**30
 TRAIN, DEV, TEST = "train-clean-100", "dev-clean", "test-clean"
 
