@@ -95,7 +95,7 @@ def first_passes(args, device: str) -> None:
     from dataclasses import asdict
 
     from whisper_llada.config.recipe import load_recipe_config
-    from whisper_llada.config.registry import CTC, get_arch
+    from whisper_llada.config.registry import CTC
     from whisper_llada.data.pieces import check_window
     from whisper_llada.data.text_norm import get_normalizer
     from whisper_llada.firstpass.ctc_lattice import CTCLatticeFirstPass
@@ -106,7 +106,7 @@ def first_passes(args, device: str) -> None:
     from whisper_llada.utils.stage_record import StageRecord, record_path_for
 
     cfg = load_recipe_config(args.config, args.overrides)
-    if get_arch(cfg.model.arch).objective != CTC:
+    if cfg.model.arch_spec.objective != CTC:
         raise SystemExit(f"{args.config}: model.arch is {cfg.model.arch!r}, not a CTC recogniser")
     norm = get_normalizer(cfg.score.normalizer)
     lc = cfg.firstpass.lattice

@@ -180,7 +180,7 @@ class ModelConfig:
         return get_arch(self.arch)
 
     def __post_init__(self):
-        arch = get_arch(self.arch)
+        arch = self.arch_spec
         if self.llm.train not in ("lora", "full", "frozen"):
             raise ValueError(f"llm.train {self.llm.train!r}: expected lora, full or frozen")
         if (self.whisper.path is None) == (self.whisper.config is None):

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from whisper_llada.config.model import LoRAConfig, ModelConfig
-from whisper_llada.config.registry import get_arch
 from whisper_llada.data.tokenizer import TextTokenizer, build_tokenizer
 from whisper_llada.models.qformer import WindowQFormer
 from whisper_llada.models.speech_llm import SpeechLLM
@@ -114,7 +113,7 @@ def build_model(cfg: ModelConfig, tokenizer: TextTokenizer | None = None) -> Spe
 
 
 def _build(cfg: ModelConfig, tokenizer: TextTokenizer, dtype: torch.dtype) -> SpeechLLM:
-    arch = get_arch(cfg.arch)
+    arch = cfg.arch_spec
     encoder = load_whisper_encoder(cfg.whisper.path, cfg.whisper.config)
     if not arch.reads_llm:
         return arch.model_cls()(cfg, encoder, tokenizer)

@@ -15,7 +15,6 @@ from torch import nn
 
 from whisper_llada.checkpoint.files import load_model_state
 from whisper_llada.config.model import ModelConfig
-from whisper_llada.config.registry import get_arch
 from whisper_llada.data.audio import TOKENS, Audio
 from whisper_llada.data.tokenizer import TextTokenizer
 from whisper_llada.models.audio_layout import audio_layout
@@ -50,7 +49,7 @@ class SpeechLLM(FrozenWhisperFrontEnd):
         self.llm = llm
         self.tokenizer = tokenizer
         # How the LLM reads the audio (no weights of its own: the Q-Former, if any, is ``qformer``).
-        self.layout = audio_layout(get_arch(cfg.arch).layout)
+        self.layout = audio_layout(cfg.arch_spec.layout)
         self.register_buffer(
             "prompt_ids", torch.tensor(tokenizer.prompt_ids(cfg.prompt), dtype=torch.long), persistent=False
         )

@@ -380,7 +380,6 @@ def run_check(args) -> dict:
     from lhotse import load_manifest_lazy
 
     from whisper_llada.config.recipe import load_recipe_config
-    from whisper_llada.config.registry import get_arch
     from whisper_llada.utils.checkpoint_io import atomic_write_text
 
     t_all = time.time()
@@ -398,7 +397,7 @@ def run_check(args) -> dict:
     timings["corpus, manifests, features, lang"] = time.time() - t0
     os.chdir(work)  # the config's relative paths (data/..., the BPE model) are the work directory's
     cfg = load_recipe_config(conf, sets)
-    if cfg.model.llm.path is None and get_arch(cfg.model.arch).llm_family == "llada":
+    if cfg.model.llm.path is None and cfg.model.arch_spec.llm_family == "llada":
         t0 = time.time()
         llm_dir = write_random_llm(cfg.model, work / "llm-random")
         loaded = [f"model.llm.path={json.dumps(str(llm_dir))}", "model.llm.config=null"]

@@ -17,7 +17,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from whisper_llada.config.model import ModelConfig
-from whisper_llada.config.registry import get_arch
 from whisper_llada.data.audio import Audio
 from whisper_llada.models.build import build_model
 from whisper_llada.tools.random_models import VocabTokenizer
@@ -269,7 +268,7 @@ def measure(
     ``device`` "meta" allocates nothing; a real device gives the same figures at its own cost
     (how the tests check the meta figures). ``audio_seconds``: the utterance length, which sets
     the audio tokens of a Q-Former that trims to the audio (``qformer.trim_to_audio``)."""
-    if get_arch(cfg.arch).llm_family != "llada":
+    if cfg.arch_spec.llm_family != "llada":
         raise ValueError(f"the memory plan is for an arch on native LLaDA (whisper_llada), not {cfg.arch!r}")
     if cfg.whisper.window != "full" or cfg.ctc_compress:
         # Token counts would depend on each utterance's audio in ways the plan does not model.

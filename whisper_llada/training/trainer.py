@@ -45,12 +45,11 @@ def load_cuts(
 ):
     """The training or dev cuts, read and filtered lazily (whisper_llada.data.cuts); ``max_duration``:
     the encoder's window (training takes whole cuts; decoding takes longer ones in pieces)."""
-    from whisper_llada.config.registry import get_arch
     from whisper_llada.data.cuts import load_part_cuts
     from whisper_llada.data.dropped import filtered_path
 
     # A masked-diffusion response block is a fixed length: longer transcripts cannot be trained.
-    max_tokens = cfg.model.loss.response_length if get_arch(cfg.model.arch).is_diffusion else None
+    max_tokens = cfg.model.loss.response_length if cfg.model.arch_spec.is_diffusion else None
     # Each cut left out of training, and why, is listed beside the manifests (not only counted in the log).
     return load_part_cuts(
         cfg.data,
